@@ -1,0 +1,68 @@
+"""The `darkpool` command line: one entry point, one subcommand per capability.
+
+Each capability's package contributes its subcommands through a
+``register(subparsers)`` function listed in ``COMMAND_MODULES``; the CLI only
+dispatches. A :class:`~darkpool.errors.DarkpoolError` is printed as a clear
+message with a hint and exit status 1, never as a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from darkpool import __version__
+from darkpool.errors import DarkpoolError
+
+# module path -> provides register(subparsers)
+COMMAND_MODULES = (
+    "darkpool.stack.commands",   # kafka, flink, beam, stack, topics
+    "feed.commands",             # feed
+    "pipeline.commands",         # run, jobs
+    "serving.commands",          # serve
+    "analytics.commands",        # analyze, finra
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="darkpool",
+        description="Dark Pool Liquidity Dashboard: local stack, feed, pipeline, serving and analytics.",
+    )
+    parser.add_argument("--version", action="version", version=f"darkpool {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # that capability is not installed in this checkout
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except DarkpoolError as exc:
+        print(f"darkpool {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"darkpool {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

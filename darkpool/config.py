@@ -1,0 +1,107 @@
+"""Configuration in one place: paths, ports and service defaults.
+
+Every value has a default suitable for the local stack on loopback and can be
+overridden by an environment variable named ``DARKPOOL_<FIELD>`` (upper case),
+e.g. ``DARKPOOL_KAFKA_PORT=19092``. CLI flags override both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("DARKPOOL_HOME", REPO_ROOT))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Paths and ports of the local stack. Use :func:`load_settings` to build one."""
+
+    home: Path = field(default_factory=_default_home)
+    host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    flink_rest_port: int = 8081
+    flink_rpc_port: int = 6123
+    job_server_port: int = 8099
+    job_server_artifact_port: int = 8098
+    job_server_expansion_port: int = 8091
+    expansion_port: int = 8097
+    worker_pool_port: int = 50000
+    serve_port: int = 5001
+    # Flink TaskManager sizing for this 2-core, 24 GiB machine
+    taskmanager_process_memory: str = "4096m"
+    taskmanager_slots: int = 4
+    taskmanager_metaspace: str = "1024m"
+    jobmanager_process_memory: str = "1600m"
+    kafka_heap: str = "1g"
+
+    # -- derived paths -----------------------------------------------------
+    @property
+    def cache_dir(self) -> Path:
+        """Downloaded artifacts (git-ignored): Maven repo, copied JVM classpaths, npm cache."""
+        return self.home / ".cache"
+
+    @property
+    def state_dir(self) -> Path:
+        """Runtime data kept across restarts (git-ignored): broker log dirs, checkpoints, logs, pids."""
+        return Path(os.environ.get("DARKPOOL_STATE_DIR", self.home / ".state"))
+
+    @property
+    def jvm_lib_dir(self) -> Path:
+        return self.cache_dir / "jvm"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def flink_rest_url(self) -> str:
+        return f"http://{self.host}:{self.flink_rest_port}"
+
+    @property
+    def job_endpoint(self) -> str:
+        return f"{self.host}:{self.job_server_port}"
+
+    @property
+    def expansion_address(self) -> str:
+        return f"{self.host}:{self.expansion_port}"
+
+    @property
+    def worker_pool_address(self) -> str:
+        return f"{self.host}:{self.worker_pool_port}"
+
+    @property
+    def parquet_dir(self) -> Path:
+        return self.state_dir / "parquet"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Defaults, then ``DARKPOOL_*`` environment variables, then explicit overrides."""
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(Settings):
+        env = os.environ.get(f"DARKPOOL_{f.name.upper()}")
+        if env is None:
+            continue
+        if f.type in ("int", int):
+            values[f.name] = int(env)
+        elif f.type in ("Path", Path):
+            values[f.name] = Path(env)
+        else:
+            values[f.name] = env
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

@@ -1,0 +1,185 @@
+"""The product's data contracts, in one place.
+
+Every part of the product (feed, pipeline, serving, analytics, tests) imports
+topic names, record field lists, the Parquet schemas, the venue registry and the
+market-structure definitions from here. See ../shared/DESIGN.md ("Data
+contracts"). Changing anything here is a versioned change of the contract.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+
+import pyarrow as pa
+
+CONTRACT_VERSION = 1
+
+# --- topics (defaults; every command takes them as options) -----------------
+TRADES_TOPIC = "darkpool.trades"
+DEADLETTER_TOPIC = "darkpool.deadletter"
+LIQUIDITY_TOPIC = "darkpool.liquidity"
+MARKET_TOPIC = "darkpool.market"
+ALL_TOPICS = (TRADES_TOPIC, DEADLETTER_TOPIC, LIQUIDITY_TOPIC, MARKET_TOPIC)
+
+# --- definitions ---------------------------------------------------------------
+BLOCK_MIN_SHARES = 10_000
+BLOCK_MIN_NOTIONAL = 200_000.0
+SIDES = ("B", "S")  # or None: unknown
+VENUE_TYPES = ("ATS", "SDP", "EXCHANGE")
+DARK_VENUE_TYPES = frozenset({"ATS", "SDP"})
+PANE_TIMINGS = ("EARLY", "ON_TIME", "LATE", "UNKNOWN")
+
+# --- the trade record (value of darkpool.trades) ------------------------------
+TRADE_FIELDS = ("trade_id", "event_time", "symbol", "venue", "price", "quantity", "side")
+
+
+def format_event_time(epoch_ms: int) -> str:
+    """Epoch milliseconds -> ISO-8601 UTC with millisecond precision and a 'Z'."""
+    dt = datetime.fromtimestamp(epoch_ms / 1000.0, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+def parse_event_time(text: str) -> int:
+    """ISO-8601 timestamp (with 'Z' or an offset; naive means UTC) -> epoch ms.
+
+    Raises ValueError for anything that is not an ISO-8601 timestamp.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"event_time must be a string, got {type(text).__name__}")
+    normalized = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+    dt = datetime.fromisoformat(normalized)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(round(dt.timestamp() * 1000))
+
+
+# --- output records ----------------------------------------------------------
+PANE_FIELDS = ("pane_timing", "pane_index", "emitted_at")
+
+LIQUIDITY_FIELDS = (
+    "window_start", "window_end", "symbol", "venue", "venue_type",
+    "trade_count", "share_quantity", "notional", "vwap", "min_price", "max_price",
+    "avg_trade_size", "block_count", "block_quantity", "buy_quantity", "sell_quantity",
+    *PANE_FIELDS,
+)
+
+MARKET_FIELDS = (
+    "window_start", "window_end", "symbol",
+    "trade_count", "share_quantity", "notional", "vwap",
+    "dark_quantity", "lit_quantity", "dark_notional", "lit_notional",
+    "dark_trade_count", "lit_trade_count", "dark_share",
+    "block_count", "block_quantity", "dark_block_count",
+    "hhi", "venue_count", "top_venue", "top_venue_share",
+    *PANE_FIELDS,
+)
+
+DEADLETTER_FIELDS = (
+    "reason", "raw_value", "raw_encoding", "raw_key",
+    "source_topic", "source_partition", "source_offset", "rejected_at",
+)
+
+
+def liquidity_key(symbol: str, venue: str, window_start: str) -> str:
+    """Kafka key of a darkpool.liquidity record (compaction keeps the latest pane)."""
+    return f"{symbol}|{venue}|{window_start}"
+
+
+def market_key(symbol: str, window_start: str) -> str:
+    """Kafka key of a darkpool.market record."""
+    return f"{symbol}|{window_start}"
+
+
+_TS = pa.timestamp("ms", tz="UTC")
+
+LIQUIDITY_SCHEMA = pa.schema([
+    ("window_start", _TS), ("window_end", _TS),
+    ("symbol", pa.string()), ("venue", pa.string()), ("venue_type", pa.string()),
+    ("trade_count", pa.int64()), ("share_quantity", pa.int64()),
+    ("notional", pa.float64()), ("vwap", pa.float64()),
+    ("min_price", pa.float64()), ("max_price", pa.float64()),
+    ("avg_trade_size", pa.float64()),
+    ("block_count", pa.int64()), ("block_quantity", pa.int64()),
+    ("buy_quantity", pa.int64()), ("sell_quantity", pa.int64()),
+    ("pane_timing", pa.string()), ("pane_index", pa.int64()), ("emitted_at", _TS),
+])
+
+MARKET_SCHEMA = pa.schema([
+    ("window_start", _TS), ("window_end", _TS), ("symbol", pa.string()),
+    ("trade_count", pa.int64()), ("share_quantity", pa.int64()),
+    ("notional", pa.float64()), ("vwap", pa.float64()),
+    ("dark_quantity", pa.int64()), ("lit_quantity", pa.int64()),
+    ("dark_notional", pa.float64()), ("lit_notional", pa.float64()),
+    ("dark_trade_count", pa.int64()), ("lit_trade_count", pa.int64()),
+    ("dark_share", pa.float64()),
+    ("block_count", pa.int64()), ("block_quantity", pa.int64()),
+    ("dark_block_count", pa.int64()),
+    ("hhi", pa.float64()), ("venue_count", pa.int64()),
+    ("top_venue", pa.string()), ("top_venue_share", pa.float64()),
+    ("pane_timing", pa.string()), ("pane_index", pa.int64()), ("emitted_at", _TS),
+])
+
+# Parquet dataset layout: <root>/<table>/date=YYYY-MM-DD/<file>.parquet
+PARQUET_TABLES = {"liquidity": LIQUIDITY_SCHEMA, "market": MARKET_SCHEMA}
+PARQUET_PARTITION_FIELD = "date"
+
+
+# --- venue registry ------------------------------------------------------------
+@dataclass(frozen=True)
+class Venue:
+    """One trading venue: its MPID, who runs it, its type and its matching engine's location."""
+
+    mpid: str
+    name: str
+    operator: str
+    venue_type: str  # ATS | SDP | EXCHANGE
+    data_center: str
+    latitude: float
+    longitude: float
+
+    @property
+    def is_dark(self) -> bool:
+        return self.venue_type in DARK_VENUE_TYPES
+
+
+@functools.lru_cache(maxsize=1)
+def load_venues() -> dict[str, Venue]:
+    """The venue registry shipped with the package (darkpool/data/venues.csv), keyed by MPID."""
+    text = resources.files("darkpool").joinpath("data/venues.csv").read_text(encoding="utf-8")
+    venues: dict[str, Venue] = {}
+    for row in csv.DictReader(text.splitlines()):
+        venue = Venue(
+            mpid=row["mpid"], name=row["name"], operator=row["operator"],
+            venue_type=row["venue_type"], data_center=row["data_center"],
+            latitude=float(row["latitude"]), longitude=float(row["longitude"]),
+        )
+        if venue.venue_type not in VENUE_TYPES:
+            raise ValueError(f"venue {venue.mpid}: unknown type {venue.venue_type!r}")
+        venues[venue.mpid] = venue
+    return venues
+
+
+def venue_type_of(mpid: str) -> str | None:
+    """The registry type of a venue, or None when the MPID is unknown."""
+    venue = load_venues().get(mpid)
+    return venue.venue_type if venue else None
+
+
+# --- feed calibration (produced by analytics.finra, consumed by the feed) -------
+@dataclass(frozen=True)
+class VenueProfile:
+    """How much of a symbol's volume a venue prints, and its average print size.
+
+    ``share`` is the venue's fraction of the symbol's share volume (a symbol's
+    shares sum to 1 over its venues); ``avg_trade_size`` is in shares.
+    """
+
+    share: float
+    avg_trade_size: float
+
+
+# symbol -> venue MPID -> profile
+Calibration = dict[str, dict[str, VenueProfile]]
