@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import functools
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 
 import pyarrow as pa
@@ -39,7 +39,7 @@ TRADE_FIELDS = ("trade_id", "event_time", "symbol", "venue", "price", "quantity"
 
 def format_event_time(epoch_ms: int) -> str:
     """Epoch milliseconds -> ISO-8601 UTC with millisecond precision and a 'Z'."""
-    dt = datetime.fromtimestamp(epoch_ms / 1000.0, tz=timezone.utc)
+    dt = datetime.fromtimestamp(epoch_ms / 1000.0, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
@@ -53,7 +53,7 @@ def parse_event_time(text: str) -> int:
     normalized = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
     dt = datetime.fromisoformat(normalized)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(round(dt.timestamp() * 1000))
 
 

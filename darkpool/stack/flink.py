@@ -1,0 +1,194 @@
+"""A Flink 1.19.3 session cluster: one JobManager (web UI + REST) and one TaskManager.
+
+The distribution comes from the apache-flink-libraries package. The processes
+are started the way Flink's own scripts start them: the memory settings are
+computed by Flink's BashJavaUtils from the configuration, and Java 17 gets
+Flink's default --add-opens list. State is RocksDB with file checkpoints and
+savepoints in the state folder.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from darkpool.config import Settings
+from darkpool.errors import DarkpoolError
+from darkpool.stack import jvm
+from darkpool.stack.process import Service, http_ok, java_executable
+
+LOG4J = """\
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = MainAppender
+logger.akka.name = akka
+logger.akka.level = WARN
+logger.pekko.name = org.apache.pekko
+logger.pekko.level = WARN
+logger.kafka.name = org.apache.kafka
+logger.kafka.level = WARN
+logger.zookeeper.name = org.apache.zookeeper
+logger.zookeeper.level = WARN
+logger.netty.name = org.jboss.netty.channel.DefaultChannelPipeline
+logger.netty.level = OFF
+appender.main.name = MainAppender
+appender.main.type = RollingFile
+appender.main.append = true
+appender.main.fileName = ${sys:log.file}
+appender.main.filePattern = ${sys:log.file}.%i
+appender.main.layout.type = PatternLayout
+appender.main.layout.pattern = %d{yyyy-MM-dd HH:mm:ss,SSS} %-5p %-60c %x - %m%n
+appender.main.policies.type = Policies
+appender.main.policies.size.type = SizeBasedTriggeringPolicy
+appender.main.policies.size.size = 100MB
+appender.main.strategy.type = DefaultRolloverStrategy
+appender.main.strategy.max = 5
+"""
+
+
+def flink_dir(settings: Settings) -> Path:
+    return settings.state_dir / "flink"
+
+
+def checkpoint_dir(settings: Settings) -> Path:
+    return flink_dir(settings) / "checkpoints"
+
+
+def savepoint_dir(settings: Settings) -> Path:
+    return flink_dir(settings) / "savepoints"
+
+
+def flink_configuration(settings: Settings) -> dict[str, str]:
+    """The cluster's configuration (flink-conf.yaml), sized for a 2-core, 24 GiB machine."""
+    host = settings.host
+    return {
+        "jobmanager.rpc.address": host,
+        "jobmanager.rpc.port": str(settings.flink_rpc_port),
+        "jobmanager.bind-host": host,
+        "taskmanager.bind-host": host,
+        "taskmanager.host": host,
+        "rest.address": host,
+        "rest.bind-address": host,
+        "rest.port": str(settings.flink_rest_port),
+        "jobmanager.memory.process.size": settings.jobmanager_process_memory,
+        "taskmanager.memory.process.size": settings.taskmanager_process_memory,
+        # each Beam job loads its classes again: a larger metaspace survives resubmissions
+        "taskmanager.memory.jvm-metaspace.size": settings.taskmanager_metaspace,
+        "taskmanager.numberOfTaskSlots": str(settings.taskmanager_slots),
+        "parallelism.default": "1",
+        "state.backend.type": "rocksdb",
+        "state.backend.incremental": "true",
+        "state.checkpoints.dir": checkpoint_dir(settings).as_uri(),
+        "state.savepoints.dir": savepoint_dir(settings).as_uri(),
+        "state.checkpoints.num-retained": "3",
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "io.tmp.dirs": str(flink_dir(settings) / "tmp"),
+        "web.tmpdir": str(flink_dir(settings) / "web"),
+        "web.upload.dir": str(flink_dir(settings) / "web"),
+        "blob.storage.directory": str(flink_dir(settings) / "blobs"),
+        "classloader.check-leaked-classloader": "false",
+        "heartbeat.timeout": "60000",
+        "restart-strategy.type": "fixed-delay",
+        "restart-strategy.fixed-delay.attempts": "1000",
+        "restart-strategy.fixed-delay.delay": "5 s",
+        "env.java.opts.all": " ".join(jvm.JAVA17_OPENS),
+    }
+
+
+def write_conf(settings: Settings) -> Path:
+    """Write the cluster's configuration folder and return it."""
+    conf = flink_dir(settings) / "conf"
+    conf.mkdir(parents=True, exist_ok=True)
+    for sub in ("tmp", "web", "blobs", "checkpoints", "savepoints"):
+        (flink_dir(settings) / sub).mkdir(parents=True, exist_ok=True)
+    lines = [f"{key}: {value}" for key, value in flink_configuration(settings).items()]
+    (conf / "flink-conf.yaml").write_text("\n".join(lines) + "\n")
+    (conf / "log4j.properties").write_text(LOG4J)
+    return conf
+
+
+def resource_params(conf: Path, which: str) -> tuple[list[str], list[str]]:
+    """JVM memory flags and dynamic -D settings, computed by Flink's BashJavaUtils like its scripts do.
+
+    which: "GET_TM_RESOURCE_PARAMS" or "GET_JM_RESOURCE_PARAMS".
+    """
+    utils = jvm.flink_home() / "bin" / "bash-java-utils.jar"
+    argv = [java_executable(), "-cp", f"{utils}:{jvm.flink_classpath()}",
+            "org.apache.flink.runtime.util.bash.BashJavaUtils", which, "--configDir", str(conf)]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    outputs = [line.split(":", 1)[1] for line in result.stdout.splitlines()
+               if line.startswith("BASH_JAVA_UTILS_EXEC_RESULT:")]
+    if result.returncode != 0 or len(outputs) < 2:
+        raise DarkpoolError(f"Flink's BashJavaUtils {which} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return outputs[0].split(), outputs[1].split()
+
+
+def _process_command(settings: Settings, entrypoint: str, which: str, log_name: str) -> list[str]:
+    conf = write_conf(settings)
+    jvm_flags, dynamic = resource_params(conf, which)
+    return [java_executable(), *jvm_flags, *jvm.JAVA17_OPENS,
+            f"-Dlog.file={settings.log_dir / log_name}",
+            f"-Dlog4j.configurationFile=file:{conf / 'log4j.properties'}",
+            f"-Dlog4j2.configurationFile=file:{conf / 'log4j.properties'}",
+            "-cp", jvm.flink_classpath(), entrypoint, "--configDir", str(conf), *dynamic]
+
+
+def rest_get(settings: Settings, path: str, timeout: float = 5.0) -> dict:
+    """GET a Flink REST endpoint and decode its JSON."""
+    url = f"{settings.flink_rest_url}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError) as exc:
+        raise DarkpoolError(f"the Flink REST API at {url} does not answer ({exc})",
+                            hint="start the cluster with `darkpool stack up`") from exc
+
+
+def rest_call(settings: Settings, method: str, path: str, body: dict | None = None, timeout: float = 30.0) -> dict:
+    """POST/PATCH a Flink REST endpoint with a JSON body and decode its JSON answer."""
+    url = f"{settings.flink_rest_url}{path}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (loopback only)
+            text = response.read()
+            return json.loads(text) if text else {}
+    except urllib.error.HTTPError as exc:
+        raise DarkpoolError(f"Flink REST {method} {path} failed: {exc.code} {exc.read().decode()[:500]}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise DarkpoolError(f"the Flink REST API at {url} does not answer ({exc})",
+                            hint="start the cluster with `darkpool stack up`") from exc
+
+
+def taskmanagers_registered(settings: Settings) -> int:
+    try:
+        return len(rest_get(settings, "/taskmanagers", timeout=2).get("taskmanagers", []))
+    except DarkpoolError:
+        return 0
+
+
+def jobmanager_service(settings: Settings) -> Service:
+    return Service(
+        name="flink-jobmanager", port=settings.flink_rest_port, settings=settings,
+        command=lambda: _process_command(
+            settings, "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
+            "GET_JM_RESOURCE_PARAMS", "flink-jobmanager.log"),
+        ready=lambda: http_ok(f"{settings.flink_rest_url}/overview"),
+        description=f"Flink 1.19.3 JobManager, web UI {settings.flink_rest_url}",
+        extra_ports=(settings.flink_rpc_port,), start_timeout=120,
+    )
+
+
+def taskmanager_service(settings: Settings) -> Service:
+    return Service(
+        name="flink-taskmanager", port=settings.flink_rest_port, settings=settings,
+        command=lambda: _process_command(
+            settings, "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
+            "GET_TM_RESOURCE_PARAMS", "flink-taskmanager.log"),
+        ready=lambda: taskmanagers_registered(settings) > 0,
+        description=f"Flink TaskManager ({settings.taskmanager_slots} slots, "
+                    f"{settings.taskmanager_process_memory} process memory)",
+        owns_port=False, start_timeout=120,
+    )

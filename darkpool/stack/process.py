@@ -1,0 +1,222 @@
+"""Local services as plain background processes: start, wait until ready, stop, status.
+
+Each service has a pid file and a log file under the state folder. Starting
+checks the port first (a taken port is reported with who to blame and how to
+fix it), waits until the service answers, and reports the log's tail when the
+process dies during start. Stopping sends SIGTERM to the process group, then
+SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from darkpool.config import Settings
+from darkpool.errors import DarkpoolError
+
+log = logging.getLogger(__name__)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True when a GET on url answers 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def java_executable() -> str:
+    """The `java` to use: $JAVA_HOME/bin/java, else the one on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and Path(java_home, "bin", "java").exists():
+        return str(Path(java_home, "bin", "java"))
+    java = shutil.which("java")
+    if not java:
+        raise DarkpoolError("Java is not installed (no `java` on PATH and no JAVA_HOME).",
+                            hint="install a Java 17 runtime, e.g. `apt-get install -y openjdk-17-jre-headless`")
+    return java
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        content = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in content[-lines:])
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    port: int
+    pid: int | None
+    running: bool
+    answering: bool
+    detail: str = ""
+    log_file: Path | None = None
+
+
+@dataclass
+class Service:
+    """A local background process with a pid file, a log file and a readiness probe.
+
+    ``command`` builds the argv (called at start, so it may prepare config
+    files); ``ready`` returns True once the service answers; ``prepare`` runs
+    once before the first start (e.g. storage formatting).
+    """
+
+    name: str
+    port: int
+    settings: Settings
+    command: Callable[[], Sequence[str]]
+    ready: Callable[[], bool]
+    description: str = ""
+    env: Callable[[], dict[str, str]] = field(default=lambda: {})
+    start_timeout: float = 120.0
+    stop_timeout: float = 30.0
+    extra_ports: Sequence[int] = ()
+    owns_port: bool = True  # False for a process reached through another's port (the TaskManager)
+
+    @property
+    def pid_file(self) -> Path:
+        return self.settings.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.log_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        if pid:
+            answering = self.ready()
+            detail = ""
+        else:
+            answering = self.owns_port and port_open(self.settings.host, self.port)
+            detail = "port answers but not started by darkpool" if answering else ""
+        return ServiceStatus(self.name, self.port, pid, pid is not None, answering and pid is not None,
+                             detail, self.log_file)
+
+    def start(self) -> ServiceStatus:
+        """Start the process unless it already runs; wait until it answers."""
+        pid = self.pid()
+        if pid is not None:
+            log.info("%s already running (pid %d)", self.name, pid)
+            self._wait_ready(pid)
+            return self.status()
+        for port in ((self.port,) if self.owns_port else ()) + tuple(self.extra_ports):
+            if port_open(self.settings.host, port):
+                raise DarkpoolError(
+                    f"cannot start {self.name}: port {self.settings.host}:{port} is already in use "
+                    "by another process",
+                    hint=f"stop whatever listens there (`ss -ltnp | grep :{port}`) or choose another port "
+                         "with the DARKPOOL_*_PORT environment variables")
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        argv = list(self.command())
+        env = {**os.environ, **self.env()}
+        log.info("starting %s: log %s", self.name, self.log_file)
+        log.debug("%s argv: %s", self.name, " ".join(argv))
+        with open(self.log_file, "ab") as log_out:
+            log_out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
+            log_out.flush()
+            process = subprocess.Popen(argv, stdout=log_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       env=env, cwd=self.settings.state_dir, start_new_session=True)
+        self.pid_file.write_text(str(process.pid))
+        self._wait_ready(process.pid, process)
+        log.info("%s is up on port %d (pid %d)", self.name, self.port, process.pid)
+        return self.status()
+
+    def _wait_ready(self, pid: int, process: subprocess.Popen | None = None) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None or not pid_alive(pid):
+                self.pid_file.unlink(missing_ok=True)
+                raise DarkpoolError(
+                    f"{self.name} exited during start-up; last lines of its log {self.log_file}:\n"
+                    f"{log_tail(self.log_file)}",
+                    hint=f"read the whole log: {self.log_file}")
+            if self.ready():
+                return
+            time.sleep(0.5)
+        raise DarkpoolError(
+            f"{self.name} (pid {pid}) did not become ready within {self.start_timeout:.0f} s; "
+            f"last lines of {self.log_file}:\n{log_tail(self.log_file)}",
+            hint=f"`darkpool stack status`, and the log {self.log_file}")
+
+    def stop(self) -> bool:
+        """Stop the process group; True when something was stopped."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        log.info("stopping %s (pid %d)", self.name, pid)
+        self._signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.2)
+        if pid_alive(pid):
+            log.warning("%s did not stop within %.0f s, killing it", self.name, self.stop_timeout)
+            self._signal(pid, signal.SIGKILL)
+            time.sleep(0.5)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL the service at once (fault-injection tests)."""
+        pid = self.pid()
+        if pid is not None:
+            self._signal(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                time.sleep(0.1)
+            self.pid_file.unlink(missing_ok=True)
+
+    @staticmethod
+    def _signal(pid: int, sig: int) -> None:
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)

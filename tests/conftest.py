@@ -1,0 +1,84 @@
+"""Shared fixtures: the real local stack, on its own ports and state folder.
+
+The test stack never collides with a running `make demo`: Kafka listens on
+19092, Flink on 18081, the Beam job server on 18099, the expansion service on
+18097 and the worker pool on 50100, with state in .state-test/. Services are
+started on first use and left running for the next test run, unless
+DARKPOOL_TEST_STOP_STACK=1 (set by `make test`) asks to stop at the end what
+this run started.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEST_ENVIRONMENT = {
+    "DARKPOOL_STATE_DIR": str(REPO_ROOT / ".state-test"),
+    "DARKPOOL_KAFKA_PORT": "19092",
+    "DARKPOOL_KAFKA_CONTROLLER_PORT": "19093",
+    "DARKPOOL_FLINK_REST_PORT": "18081",
+    "DARKPOOL_FLINK_RPC_PORT": "16123",
+    "DARKPOOL_JOB_SERVER_PORT": "18099",
+    "DARKPOOL_JOB_SERVER_ARTIFACT_PORT": "18098",
+    "DARKPOOL_JOB_SERVER_EXPANSION_PORT": "18091",
+    "DARKPOOL_EXPANSION_PORT": "18097",
+    "DARKPOOL_WORKER_POOL_PORT": "50100",
+    "DARKPOOL_SERVE_PORT": "15001",
+}
+# set before any test module builds Settings, so every part sees the test stack
+os.environ.update(TEST_ENVIRONMENT)
+
+from darkpool.config import Settings, load_settings  # noqa: E402
+from darkpool.stack import services  # noqa: E402
+
+_started_here: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Settings of the test stack (ports and state folder above)."""
+    return load_settings()
+
+
+def _ensure(settings: Settings, names: list[str]) -> None:
+    for service in services.stack_services(settings):
+        if service.name in names and service.pid() is None:
+            service.start()
+            _started_here.append(service.name)
+        elif service.name in names:
+            service.start()  # already running: waits until it answers
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(settings: Settings) -> str:
+    """A real Kafka broker (started if needed); returns its bootstrap address."""
+    _ensure(settings, ["kafka"])
+    return settings.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def flink_stack(settings: Settings, kafka_bootstrap: str) -> Settings:
+    """The whole local stack: Kafka, Flink JobManager + TaskManager, Beam job server,
+    expansion service and Python worker pool."""
+    _ensure(settings, [s.name for s in services.stack_services(settings)])
+    return settings
+
+
+@pytest.fixture
+def unique_topic() -> Iterator[str]:
+    """A fresh topic-name prefix per test, so tests never read each other's records."""
+    yield f"test.{uuid.uuid4().hex[:10]}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("DARKPOOL_TEST_STOP_STACK") != "1" or not _started_here:
+        return
+    stack = {s.name: s for s in services.stack_services(load_settings())}
+    for name in reversed(_started_here):
+        stack[name].stop()
