@@ -19,11 +19,20 @@ def _default_home() -> Path:
     return Path(os.environ.get("DARKPOOL_HOME", REPO_ROOT))
 
 
+def _default_state_dir() -> Path:
+    return Path(os.environ.get("DARKPOOL_STATE_DIR", _default_home() / ".state"))
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Paths and ports of the local stack. Use :func:`load_settings` to build one."""
+    """Paths and ports of the local stack. Use :func:`load_settings` to build one.
+
+    ``state_dir`` holds runtime data kept across restarts (git-ignored): broker
+    data, Flink checkpoints and savepoints, logs, pid files.
+    """
 
     home: Path = field(default_factory=_default_home)
+    state_dir: Path = field(default_factory=_default_state_dir)
     host: str = "127.0.0.1"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
@@ -47,11 +56,6 @@ class Settings:
     def cache_dir(self) -> Path:
         """Downloaded artifacts (git-ignored): Maven repo, copied JVM classpaths, npm cache."""
         return self.home / ".cache"
-
-    @property
-    def state_dir(self) -> Path:
-        """Runtime data kept across restarts (git-ignored): broker log dirs, checkpoints, logs, pids."""
-        return Path(os.environ.get("DARKPOOL_STATE_DIR", self.home / ".state"))
 
     @property
     def jvm_lib_dir(self) -> Path:

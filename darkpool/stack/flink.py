@@ -192,3 +192,53 @@ def taskmanager_service(settings: Settings) -> Service:
                     f"{settings.taskmanager_process_memory} process memory)",
         owns_port=False, start_timeout=120,
     )
+
+
+# --- jobs on the session cluster ---------------------------------------------
+TERMINAL_STATES = frozenset({"FINISHED", "CANCELED", "FAILED"})
+
+
+def list_jobs(settings: Settings) -> list[dict]:
+    """All jobs the cluster knows: id, name, state, start time (newest first)."""
+    jobs = rest_get(settings, "/jobs/overview").get("jobs", [])
+    return sorted(jobs, key=lambda job: job.get("start-time", 0), reverse=True)
+
+
+def running_job_ids(settings: Settings, name: str | None = None) -> list[str]:
+    return [job["jid"] for job in list_jobs(settings)
+            if job["state"] not in TERMINAL_STATES and (name is None or job["name"] == name)]
+
+
+def cancel_job(settings: Settings, job_id: str) -> None:
+    rest_call(settings, "PATCH", f"/jobs/{job_id}?mode=cancel")
+
+
+def latest_checkpoint(settings: Settings, job_id: str) -> str | None:
+    """The external path of the job's latest completed checkpoint or savepoint, if any."""
+    info = rest_get(settings, f"/jobs/{job_id}/checkpoints")
+    latest = info.get("latest") or {}
+    candidates = [c for c in (latest.get("completed"), latest.get("savepoint")) if c]
+    if not candidates:
+        return None
+    newest = max(candidates, key=lambda c: c.get("latest_ack_timestamp", 0))
+    return newest.get("external_path")
+
+
+def stop_with_savepoint(settings: Settings, job_id: str, timeout: float = 180.0) -> str:
+    """Stop the job gracefully with a savepoint (Flink's stop, no drain); returns the savepoint path."""
+    import time
+
+    target = savepoint_dir(settings).as_uri()
+    trigger = rest_call(settings, "POST", f"/jobs/{job_id}/stop", {"drain": False, "targetDirectory": target})
+    request_id = trigger["request-id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = rest_get(settings, f"/jobs/{job_id}/savepoints/{request_id}")
+        if status.get("status", {}).get("id") == "COMPLETED":
+            operation = status.get("operation", {})
+            if "failure-cause" in operation:
+                cause = operation["failure-cause"].get("stack-trace", "")[:1500]
+                raise DarkpoolError(f"stopping job {job_id} with a savepoint failed:\n{cause}")
+            return operation["location"]
+        time.sleep(1.0)
+    raise DarkpoolError(f"the savepoint of job {job_id} did not complete within {timeout:.0f} s")

@@ -1,0 +1,153 @@
+"""CLI: `darkpool kafka|flink|beam|stack ...` and `darkpool topics`."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from collections.abc import Sequence
+
+from darkpool import contracts
+from darkpool.config import Settings, load_settings
+from darkpool.errors import DarkpoolError
+from darkpool.stack import topics as topic_admin
+from darkpool.stack.process import Service, ServiceStatus
+from darkpool.stack.services import stack_services
+
+# service group -> the services it covers (in start order)
+GROUPS = {
+    "kafka": ("kafka",),
+    "flink": ("flink-jobmanager", "flink-taskmanager"),
+    "beam": ("beam-job-server", "beam-expansion-service", "beam-worker-pool"),
+}
+GROUP_HELP = {
+    "kafka": "the Apache Kafka broker (KRaft, single node)",
+    "flink": "the Flink session cluster (JobManager with web UI, one TaskManager)",
+    "beam": "Beam's Flink job server, KafkaIO expansion service and Python worker pool",
+}
+
+
+def _services(settings: Settings, names: Sequence[str] | None = None) -> list[Service]:
+    services = stack_services(settings)
+    return [s for s in services if names is None or s.name in names]
+
+
+def _state(status: ServiceStatus) -> str:
+    if status.running and status.answering:
+        return "up"
+    if status.running:
+        return "running, not answering"
+    if status.detail:
+        return status.detail
+    return "stopped"
+
+
+def print_status(settings: Settings, services: Sequence[Service]) -> bool:
+    """Print one line per service; True when all are up."""
+    rows = [(s, s.status()) for s in services]
+    print(f"{'SERVICE':24} {'PORT':>6} {'PID':>8}  {'STATE':24} LOG")
+    for service, status in rows:
+        pid = str(status.pid) if status.pid else "-"
+        print(f"{service.name:24} {status.port:>6} {pid:>8}  {_state(status):24} {service.log_file}")
+    if any(s.name == "flink-jobmanager" for s in services):
+        print(f"\nFlink web UI: {settings.flink_rest_url}   Kafka: {settings.bootstrap_servers}   "
+              f"Beam job endpoint: {settings.job_endpoint}")
+    return all(status.running and status.answering for _, status in rows)
+
+
+def start(settings: Settings, services: Sequence[Service]) -> None:
+    for service in services:
+        print(f"starting {service.name}: {service.description} ...", flush=True)
+        status = service.start()
+        print(f"  {service.name} up on port {status.port} (pid {status.pid})", flush=True)
+
+
+def stop(services: Sequence[Service]) -> None:
+    for service in reversed(services):
+        stopped = service.stop()
+        print(f"{service.name}: {'stopped' if stopped else 'was not running'}", flush=True)
+
+
+def show_logs(services: Sequence[Service], lines: int, follow: bool) -> int:
+    files = [str(s.log_file) for s in services if s.log_file.exists()]
+    if not files:
+        raise DarkpoolError("no log files yet", hint="start the service first")
+    argv = ["tail", "-n", str(lines), *(["-F"] if follow else []), *files]
+    return subprocess.call(argv)
+
+
+def _lifecycle(args: argparse.Namespace, names: Sequence[str] | None) -> int:
+    settings = load_settings()
+    services = _services(settings, names)
+    if args.action in ("start", "up"):
+        start(settings, services)
+        print()
+        print_status(settings, services)
+        return 0
+    if args.action in ("stop", "down"):
+        stop(services)
+        return 0
+    if args.action == "restart":
+        stop(services)
+        start(settings, services)
+        return 0
+    if args.action == "status":
+        return 0 if print_status(settings, services) else 3
+    if args.action == "logs":
+        if args.service:
+            services = [s for s in services if s.name == args.service]
+            if not services:
+                raise DarkpoolError(f"no service named {args.service!r}",
+                                    hint="names: " + ", ".join(s.name for s in _services(settings)))
+        return show_logs(services, args.lines, args.follow)
+    raise DarkpoolError(f"unknown action {args.action!r}")
+
+
+def _topics(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    bootstrap = args.bootstrap or settings.bootstrap_servers
+    specs = topic_admin.product_topic_specs(args.trades_topic, args.deadletter_topic, args.liquidity_topic,
+                                            args.market_topic, partitions=args.partitions)
+    if args.action == "create":
+        for name, outcome in topic_admin.create_topics(bootstrap, specs).items():
+            print(f"{name}: {outcome}")
+    rows = topic_admin.describe_topics(bootstrap, list(specs))
+    print(f"\n{'TOPIC':24} {'PARTITIONS':>10} {'RECORDS':>12}  {'CLEANUP':10} RETENTION(ms)")
+    for row in rows:
+        if not row["exists"]:
+            print(f"{row['topic']:24} {'(missing: run `darkpool topics create`)'}")
+            continue
+        print(f"{row['topic']:24} {row['partitions']:>10} {row['records']:>12}  {row['cleanup.policy']:10} "
+              f"{row['retention.ms']}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    for group, names in GROUPS.items():
+        parser = subparsers.add_parser(group, help=f"start/stop/status/logs of {GROUP_HELP[group]}",
+                                       description=f"Manage {GROUP_HELP[group]} as local processes.")
+        parser.add_argument("action", choices=["start", "stop", "restart", "status", "logs"])
+        parser.add_argument("service", nargs="?", help="for logs: one service of the group")
+        parser.add_argument("-n", "--lines", type=int, default=40, help="log lines to show (default 40)")
+        parser.add_argument("-f", "--follow", action="store_true", help="follow the log")
+        parser.set_defaults(func=lambda args, names=names: _lifecycle(args, names))
+
+    stack = subparsers.add_parser(
+        "stack", help="the whole local stack: Kafka, Flink, Beam job server, expansion service, worker pool",
+        description="Bring the whole local stack up or down, show its status or a service's log. "
+                    "Each service is a local process on loopback with its log and data under .state/.")
+    stack.add_argument("action", choices=["up", "down", "restart", "status", "logs"])
+    stack.add_argument("service", nargs="?", help="for logs: the service (e.g. kafka, flink-taskmanager)")
+    stack.add_argument("-n", "--lines", type=int, default=40, help="log lines to show (default 40)")
+    stack.add_argument("-f", "--follow", action="store_true", help="follow the log")
+    stack.set_defaults(func=lambda args: _lifecycle(args, None))
+
+    topics = subparsers.add_parser("topics", help="create or describe the product's Kafka topics",
+                                   description="Create (if missing) and describe the product's topics.")
+    topics.add_argument("action", nargs="?", choices=["create", "describe"], default="create")
+    topics.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the local broker)")
+    topics.add_argument("--partitions", type=int, default=4, help="partitions of the trades and output topics")
+    topics.add_argument("--trades-topic", default=contracts.TRADES_TOPIC)
+    topics.add_argument("--deadletter-topic", default=contracts.DEADLETTER_TOPIC)
+    topics.add_argument("--liquidity-topic", default=contracts.LIQUIDITY_TOPIC)
+    topics.add_argument("--market-topic", default=contracts.MARKET_TOPIC)
+    topics.set_defaults(func=_topics)

@@ -1,0 +1,70 @@
+"""Fixtures of the serving tests: the sample tape in fresh topics on the real broker, and apps reading them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from sample_panes import Tape, Topics, build_tape, make_topics, produce
+
+from serving import create_app
+
+INVALID_RECORDS = [b"{not json", b'{"symbol": "AAPL"}', b'"a string"']
+
+
+def app_config(bootstrap: str, topics: Topics, **extra: Any) -> dict[str, Any]:
+    return {
+        "BOOTSTRAP_SERVERS": bootstrap,
+        "LIQUIDITY_TOPIC": topics.liquidity,
+        "MARKET_TOPIC": topics.market,
+        "SSE_HEARTBEAT_SECONDS": 1.0,
+        "LAG_CHECK_SECONDS": 1.0,
+        "STALE_AFTER_SECONDS": 1e9,  # the tape is in the past; freshness is tested separately
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def tape() -> Tape:
+    return build_tape()
+
+
+@pytest.fixture(scope="session")
+def loaded_topics(kafka_bootstrap: str, tape: Tape) -> Topics:
+    """Session topics holding the whole sample tape (plus a few invalid records); never written again."""
+    topics = make_topics(kafka_bootstrap)
+    produce(kafka_bootstrap, topics, tape.liquidity, tape.market, raw_liquidity=INVALID_RECORDS)
+    return topics
+
+
+@pytest.fixture
+def app_factory(kafka_bootstrap: str) -> Iterator[Callable[..., Flask]]:
+    """Builds apps (consumer running) on given topics, waits until ready, closes them afterwards."""
+    apps: list[Flask] = []
+
+    def build(topics: Topics, wait: bool = True, **extra: Any) -> Flask:
+        app = create_app(app_config(kafka_bootstrap, topics, **extra))
+        apps.append(app)
+        if wait:
+            assert app.extensions["darkpool"].consumer.wait_ready(60), "store did not catch up within 60 s"
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["darkpool"].close()
+
+
+@pytest.fixture(scope="session")
+def loaded_app(kafka_bootstrap: str, loaded_topics: Topics) -> Iterator[Flask]:
+    """One app over the session topics, ready (shared by the read-only tests)."""
+    app = create_app(app_config(kafka_bootstrap, loaded_topics))
+    assert app.extensions["darkpool"].consumer.wait_ready(60), "store did not catch up within 60 s"
+    yield app
+    app.extensions["darkpool"].close()
+
+
+@pytest.fixture
+def client(loaded_app: Flask):
+    return loaded_app.test_client()
