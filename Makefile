@@ -59,7 +59,7 @@ demo: setup
 
 test: setup
 	@$(VENV)/bin/ruff check .
-	@$(PY) -m pytest
+	@DARKPOOL_TEST_STOP_STACK=1 $(PY) -m pytest
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

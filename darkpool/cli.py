@@ -2,7 +2,9 @@
 
 Each capability's package contributes its subcommands through a
 ``register(subparsers)`` function listed in ``COMMAND_MODULES``; the CLI only
-dispatches. A :class:`~darkpool.errors.DarkpoolError` is printed as a clear
+dispatches. A subcommand that sets ``extra_args=True`` receives the flags the
+CLI does not know as a second argument (``darkpool run`` passes them to the
+pipeline and Beam). A :class:`~darkpool.errors.DarkpoolError` is printed as a clear
 message with a hint and exit status 1, never as a stack trace.
 """
 
@@ -24,6 +26,7 @@ COMMAND_MODULES = (
     "pipeline.commands",         # run, jobs
     "serving.commands",          # serve
     "analytics.commands",        # analyze, finra
+    "darkpool.demo",             # demo
 )
 
 
@@ -49,13 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    # commands with extra_args (e.g. `darkpool run`) pass unknown flags on (to the pipeline / Beam)
+    takes_extra = getattr(args, "extra_args", False)
+    if rest and not takes_extra:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.func(args) or 0)
+        return int((args.func(args, rest) if takes_extra else args.func(args)) or 0)
     except DarkpoolError as exc:
         print(f"darkpool {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ from darkpool.config import Settings, load_settings
 from darkpool.errors import DarkpoolError
 from darkpool.stack import topics as topic_admin
 from darkpool.stack.process import Service, ServiceStatus
-from darkpool.stack.services import stack_services
+from darkpool.stack.services import app_services, stack_services
 
 # service group -> the services it covers (in start order)
 GROUPS = {
@@ -47,7 +47,8 @@ def print_status(settings: Settings, services: Sequence[Service]) -> bool:
     print(f"{'SERVICE':24} {'PORT':>6} {'PID':>8}  {'STATE':24} LOG")
     for service, status in rows:
         pid = str(status.pid) if status.pid else "-"
-        print(f"{service.name:24} {status.port:>6} {pid:>8}  {_state(status):24} {service.log_file}")
+        port = str(status.port) if status.port else "-"
+        print(f"{service.name:24} {port:>6} {pid:>8}  {_state(status):24} {service.log_file}")
     if any(s.name == "flink-jobmanager" for s in services):
         print(f"\nFlink web UI: {settings.flink_rest_url}   Kafka: {settings.bootstrap_servers}   "
               f"Beam job endpoint: {settings.job_endpoint}")
@@ -78,23 +79,26 @@ def show_logs(services: Sequence[Service], lines: int, follow: bool) -> int:
 def _lifecycle(args: argparse.Namespace, names: Sequence[str] | None) -> int:
     settings = load_settings()
     services = _services(settings, names)
+    # the whole-stack view also covers the demo's feed and serving processes
+    apps = app_services(settings) if names is None else []
     if args.action in ("start", "up"):
         start(settings, services)
         print()
         print_status(settings, services)
         return 0
     if args.action in ("stop", "down"):
-        stop(services)
+        stop([*services, *apps])
         return 0
     if args.action == "restart":
         stop(services)
         start(settings, services)
         return 0
     if args.action == "status":
-        return 0 if print_status(settings, services) else 3
+        stack_up = print_status(settings, [*services, *apps])
+        return 0 if stack_up or all(s.status().answering for s in services) else 3
     if args.action == "logs":
         if args.service:
-            services = [s for s in services if s.name == args.service]
+            services = [s for s in [*services, *apps] if s.name == args.service]
             if not services:
                 raise DarkpoolError(f"no service named {args.service!r}",
                                     hint="names: " + ", ".join(s.name for s in _services(settings)))

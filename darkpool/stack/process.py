@@ -112,6 +112,7 @@ class Service:
     stop_timeout: float = 30.0
     extra_ports: Sequence[int] = ()
     owns_port: bool = True  # False for a process reached through another's port (the TaskManager)
+    settle_seconds: float = 0.0  # for a process without a port: how long it must stay up to count as started
 
     @property
     def pid_file(self) -> Path:
@@ -170,7 +171,8 @@ class Service:
         return self.status()
 
     def _wait_ready(self, pid: int, process: subprocess.Popen | None = None) -> None:
-        deadline = time.monotonic() + self.start_timeout
+        started = time.monotonic()
+        deadline = started + self.start_timeout
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None or not pid_alive(pid):
                 self.pid_file.unlink(missing_ok=True)
@@ -178,7 +180,7 @@ class Service:
                     f"{self.name} exited during start-up; last lines of its log {self.log_file}:\n"
                     f"{log_tail(self.log_file)}",
                     hint=f"read the whole log: {self.log_file}")
-            if self.ready():
+            if self.ready() and time.monotonic() - started >= self.settle_seconds:
                 return
             time.sleep(0.5)
         raise DarkpoolError(

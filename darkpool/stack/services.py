@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+
 from darkpool.config import Settings
 from darkpool.stack.beam import expansion_service, job_server_service, worker_pool_service
 from darkpool.stack.flink import jobmanager_service, taskmanager_service
 from darkpool.stack.kafka import broker_service
-from darkpool.stack.process import Service
+from darkpool.stack.process import Service, http_ok
+
+
+def _darkpool_cli() -> list[str]:
+    return [sys.executable, "-m", "darkpool.cli"]
 
 
 def stack_services(settings: Settings) -> list[Service]:
@@ -26,3 +32,21 @@ def service_by_name(settings: Settings, name: str) -> Service:
         if service.name == name:
             return service
     raise KeyError(name)
+
+
+def app_services(settings: Settings, feed_rate: int = 2000) -> list[Service]:
+    """The product's own long-running processes in the demo: the live feed and the serving API."""
+    feed = Service(
+        name="feed", port=0, settings=settings, owns_port=False, settle_seconds=3.0,
+        command=lambda: [*_darkpool_cli(), "feed", "--mode", "live", "--rate", str(feed_rate),
+                         "--bootstrap", settings.bootstrap_servers],
+        ready=lambda: True, description=f"live trade feed ({feed_rate:,} trades/s) into Kafka",
+    )
+    serve = Service(
+        name="serve", port=settings.serve_port, settings=settings,
+        command=lambda: [*_darkpool_cli(), "serve", "--port", str(settings.serve_port), "--host", settings.host,
+                         "--bootstrap", settings.bootstrap_servers],
+        ready=lambda: http_ok(f"http://{settings.host}:{settings.serve_port}/api/v1/health"),
+        description=f"serving API + dashboard on http://{settings.host}:{settings.serve_port}/",
+    )
+    return [feed, serve]

@@ -1,0 +1,131 @@
+"""`darkpool demo`: the whole product, live, on this machine.
+
+1. the local stack (Kafka, Flink JobManager + TaskManager, Beam job server,
+   expansion service, Python worker pool), each waiting until ready;
+2. the product's topics;
+3. the live feed (a background process publishing a realistic tape);
+4. the pipeline on the local Flink runner (submitted detached, unless it already runs);
+5. the serving API and dashboard on http://127.0.0.1:5001;
+then it prints where to look and a progress line every few seconds (trades/s
+into Kafka, panes/s out of the pipeline, the job's state and last checkpoint)
+until Ctrl-C. Everything keeps running after Ctrl-C; `darkpool stack down`
+stops it all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from darkpool import contracts
+from darkpool.config import Settings, load_settings
+from darkpool.errors import DarkpoolError
+from darkpool.stack import flink
+from darkpool.stack.commands import print_status, start
+from darkpool.stack.process import Service, http_ok
+from darkpool.stack.services import app_services, stack_services
+from darkpool.stack.topics import create_topics, product_topic_specs
+
+PIPELINE_JOB_NAME = "darkpool-liquidity"
+
+
+def topic_end_offsets(consumer: Consumer, topic: str) -> int:
+    """Sum of the topic's partition end offsets (records ever written)."""
+    metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        return 0
+    total = 0
+    for partition in metadata.partitions:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+        total += high
+    return total
+
+
+def ensure_pipeline(settings: Settings, extra_args: list[str]) -> str:
+    """Submit the pipeline to the local Flink cluster unless a job of that name already runs."""
+    running = flink.running_job_ids(settings, PIPELINE_JOB_NAME)
+    if running:
+        print(f"pipeline already running on Flink (job {running[0]})", flush=True)
+        return running[0]
+    from pipeline.commands import submit_to_flink  # the pipeline package, installed alongside
+
+    print("submitting the pipeline to the local Flink cluster (first submission stages ~200 jars) ...",
+          flush=True)
+    return submit_to_flink(settings, PIPELINE_JOB_NAME, extra_args)
+
+
+def watch(settings: Settings, interval: float) -> None:
+    """Print one progress line per interval: tape in, panes out, job state, checkpoints."""
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "darkpool-demo-watch"})
+    topics = (contracts.TRADES_TOPIC, contracts.LIQUIDITY_TOPIC, contracts.MARKET_TOPIC, contracts.DEADLETTER_TOPIC)
+    previous = {t: topic_end_offsets(consumer, t) for t in topics}
+    last = time.monotonic()
+    try:
+        while True:
+            time.sleep(interval)
+            now = time.monotonic()
+            current = {t: topic_end_offsets(consumer, t) for t in topics}
+            rates = {t: (current[t] - previous[t]) / (now - last) for t in topics}
+            previous, last = current, now
+            job = "no job"
+            job_ids = flink.running_job_ids(settings, PIPELINE_JOB_NAME)
+            if job_ids:
+                counts = flink.rest_get(settings, f"/jobs/{job_ids[0]}/checkpoints").get("counts", {})
+                job = f"job RUNNING, {counts.get('completed', 0)} checkpoints"
+            dashboard = "up" if http_ok(f"http://{settings.host}:{settings.serve_port}/api/v1/health") else "down"
+            print(f"[{time.strftime('%H:%M:%S')}] trades {current[contracts.TRADES_TOPIC]:>9,} "
+                  f"({rates[contracts.TRADES_TOPIC]:>7,.0f}/s) | liquidity panes "
+                  f"{current[contracts.LIQUIDITY_TOPIC]:>8,} ({rates[contracts.LIQUIDITY_TOPIC]:>5,.0f}/s) | "
+                  f"market panes {current[contracts.MARKET_TOPIC]:>7,} | dead letters "
+                  f"{current[contracts.DEADLETTER_TOPIC]:>6,} | {job} | dashboard {dashboard}", flush=True)
+    except KafkaException as exc:
+        raise DarkpoolError(f"lost the broker: {exc}", hint="`darkpool stack status`") from exc
+    finally:
+        consumer.close()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    print("== 1/5 local stack", flush=True)
+    start(settings, stack_services(settings))
+    print("== 2/5 topics", flush=True)
+    for name, outcome in create_topics(settings.bootstrap_servers, product_topic_specs()).items():
+        print(f"  {name}: {outcome}", flush=True)
+    apps: dict[str, Service] = {s.name: s for s in app_services(settings, feed_rate=args.rate)}
+    print(f"== 3/5 live feed at {args.rate:,} trades/s", flush=True)
+    start(settings, [apps["feed"]])
+    print("== 4/5 pipeline on Flink", flush=True)
+    job_id = ensure_pipeline(settings, [])
+    print(f"  job {job_id}: {settings.flink_rest_url}/#/job/running/{job_id}/overview", flush=True)
+    print("== 5/5 serving API + dashboard", flush=True)
+    start(settings, [apps["serve"]])
+    print()
+    print_status(settings, [*stack_services(settings), *apps.values()])
+    print(f"""
+Where to look:
+  dashboard        http://{settings.host}:{settings.serve_port}/
+  API (OpenAPI)    http://{settings.host}:{settings.serve_port}/api/v1/openapi.json
+  Flink web UI     {settings.flink_rest_url}   (job '{PIPELINE_JOB_NAME}': graph, checkpoints)
+  Parquet output   {settings.parquet_dir}
+  logs             {settings.log_dir}/
+Ctrl-C stops this progress display only; `darkpool stack down` stops everything.
+""", flush=True)
+    if args.no_watch:
+        return 0
+    try:
+        watch(settings, args.interval)
+    except KeyboardInterrupt:
+        print("\nleft running: `darkpool stack status`, `darkpool stack down`", flush=True)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="run the whole product live: stack, feed, pipeline on Flink, dashboard",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=int, default=2000, help="live feed rate in trades/s (default 2000)")
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds between progress lines")
+    parser.add_argument("--no-watch", action="store_true", help="bring everything up, then return")
+    parser.set_defaults(func=run_demo)

@@ -1,0 +1,230 @@
+"""CLI: `darkpool run` (start the pipeline) and `darkpool jobs` (list, stop, resume, cancel).
+
+`darkpool run` submits the pipeline to the local Flink session cluster through
+Beam's job server, detached: the job keeps running after the command returns
+(its Python workers come from the long-running worker pool). With
+`--runner direct` it runs in-process on Beam's DirectRunner instead (bounded
+backfill from a file). Every pipeline flag (see `darkpool run --help`) is
+passed to :func:`pipeline.main.run`.
+
+Each Flink submission is recorded under <state>/jobs/<name>.json (its argv,
+and later its savepoint), so `darkpool jobs resume NAME` resubmits the same
+pipeline from its savepoint — or, after a crash or cancel, from its latest
+retained checkpoint — with its Kafka offsets, so nothing is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from darkpool.config import Settings, load_settings
+from darkpool.errors import DarkpoolError
+from darkpool.stack import flink
+from darkpool.stack.process import port_open
+
+log = logging.getLogger(__name__)
+
+DEFAULT_JOB_NAME = "darkpool-liquidity"
+
+
+# --- the job registry ---------------------------------------------------------
+def registry_dir(settings: Settings) -> Path:
+    return settings.state_dir / "jobs"
+
+
+def load_record(settings: Settings, name: str) -> dict:
+    path = registry_dir(settings) / f"{name}.json"
+    if not path.exists():
+        known = sorted(p.stem for p in registry_dir(settings).glob("*.json"))
+        raise DarkpoolError(f"no pipeline job named {name!r} was submitted from this machine",
+                            hint=f"known: {', '.join(known) or 'none'}; start one with `darkpool run`")
+    return json.loads(path.read_text())
+
+
+def save_record(settings: Settings, name: str, record: dict) -> None:
+    registry_dir(settings).mkdir(parents=True, exist_ok=True)
+    path = registry_dir(settings) / f"{name}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(path)
+
+
+# --- submission -----------------------------------------------------------------
+def flink_beam_args(settings: Settings, job_name: str, savepoint: str | None = None,
+                    checkpoint_seconds: int = 10) -> list[str]:
+    """Beam options for a detached streaming job on the local Flink cluster."""
+    args = [
+        "--runner=PortableRunner",
+        f"--job_endpoint={settings.job_endpoint}",
+        "--environment_type=EXTERNAL",
+        f"--environment_config={settings.worker_pool_address}",
+        f"--job_name={job_name}",
+        f"--checkpointing_interval={checkpoint_seconds * 1000}",
+        "--state_backend=rocksdb",
+        f"--state_backend_storage_path={flink.checkpoint_dir(settings).as_uri()}",
+        "--externalized_checkpoints_enabled",
+        "--retain_externalized_checkpoints_on_cancellation",
+        "--detach",
+    ]
+    if savepoint:
+        args += [f"--savepoint_path={savepoint}", "--allow_non_restored_state"]
+    return args
+
+
+def _check_stack(settings: Settings) -> None:
+    for what, port in (("the Beam job server", settings.job_server_port),
+                       ("the expansion service", settings.expansion_port),
+                       ("the Python worker pool", settings.worker_pool_port),
+                       ("the Flink cluster", settings.flink_rest_port),
+                       ("the Kafka broker", settings.kafka_port)):
+        if not port_open(settings.host, port):
+            raise DarkpoolError(f"{what} does not answer on {settings.host}:{port}",
+                                hint="start the local stack with `darkpool stack up`")
+
+
+def submit_to_flink(settings: Settings, job_name: str, pipeline_args: Sequence[str],
+                    savepoint: str | None = None, timeout: float = 300.0) -> str:
+    """Submit the pipeline to the local Flink cluster, detached; returns the Flink job id."""
+    from pipeline.main import run  # noqa: PLC0415 (Beam imports are slow; only when submitting)
+
+    _check_stack(settings)
+    if flink.running_job_ids(settings, job_name):
+        raise DarkpoolError(f"a job named {job_name!r} is already running on Flink",
+                            hint=f"stop it first (`darkpool jobs stop {job_name}`) or choose --job-name")
+    before = {job["jid"] for job in flink.list_jobs(settings)}
+    argv = [*pipeline_args, *flink_beam_args(settings, job_name, savepoint)]
+    log.info("submitting %s to %s", job_name, settings.job_endpoint)
+    run(argv)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        new = [job for job in flink.list_jobs(settings) if job["jid"] not in before and job["name"] == job_name]
+        if new:
+            job_id = new[0]["jid"]
+            if new[0]["state"] in flink.TERMINAL_STATES:
+                raise DarkpoolError(f"job {job_id} ended at once ({new[0]['state']})",
+                                    hint=f"{settings.flink_rest_url}/#/job/completed/{job_id}/exceptions")
+            save_record(settings, job_name, {
+                "name": job_name, "pipeline_args": list(pipeline_args), "flink_job_id": job_id,
+                "submitted_at": datetime.now(UTC).isoformat(), "restored_from": savepoint, "savepoint": None,
+            })
+            return job_id
+        time.sleep(1.0)
+    raise DarkpoolError(f"the job {job_name!r} did not appear on the Flink cluster within {timeout:.0f} s",
+                        hint="`darkpool stack logs beam-job-server`")
+
+
+# --- the commands ---------------------------------------------------------------
+def _run(args: argparse.Namespace, pipeline_args: list[str]) -> int:
+    settings = load_settings()
+    if args.runner == "direct":
+        from pipeline.main import run  # noqa: PLC0415
+
+        result = run(pipeline_args)
+        print(f"pipeline finished: {getattr(result, 'state', 'DONE')}")
+        return 0
+    job_id = submit_to_flink(settings, args.job_name, pipeline_args)
+    print(f"submitted {args.job_name} to Flink: job {job_id}")
+    print(f"  watch it: {settings.flink_rest_url}/#/job/running/{job_id}/overview")
+    print(f"  stop it:  darkpool jobs stop {args.job_name}   (with a savepoint; resume with "
+          f"`darkpool jobs resume {args.job_name}`)")
+    return 0
+
+
+def _resolve_job(settings: Settings, name_or_id: str) -> tuple[str | None, str]:
+    """(registry name or None, Flink job id of the running job) for a job name or id."""
+    running = [job for job in flink.list_jobs(settings) if job["state"] not in flink.TERMINAL_STATES]
+    for job in running:
+        if name_or_id in (job["jid"], job["name"]):
+            return job["name"], job["jid"]
+    raise DarkpoolError(f"no running job named or with id {name_or_id!r}",
+                        hint="`darkpool jobs list` shows the jobs")
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.action == "list":
+        jobs = flink.list_jobs(settings)
+        print(f"{'NAME':28} {'FLINK JOB ID':34} {'STATE':10} {'STARTED (UTC)':20} CHECKPOINTS")
+        for job in jobs:
+            started = datetime.fromtimestamp(job["start-time"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            counts = ""
+            if job["state"] not in flink.TERMINAL_STATES:
+                c = flink.rest_get(settings, f"/jobs/{job['jid']}/checkpoints").get("counts", {})
+                counts = f"{c.get('completed', 0)} completed, {c.get('failed', 0)} failed"
+            print(f"{job['name'][:28]:28} {job['jid']:34} {job['state']:10} {started:20} {counts}")
+        if not jobs:
+            print("(no jobs on the cluster)")
+        return 0
+    if not args.job:
+        raise DarkpoolError(f"`darkpool jobs {args.action}` needs a job name or id")
+    if args.action == "stop":
+        name, job_id = _resolve_job(settings, args.job)
+        print(f"stopping {name} ({job_id}) with a savepoint ...", flush=True)
+        location = flink.stop_with_savepoint(settings, job_id)
+        if name and (registry_dir(settings) / f"{name}.json").exists():
+            record = load_record(settings, name)
+            record["savepoint"] = location
+            save_record(settings, name, record)
+        print(f"stopped; savepoint {location}\nresume with `darkpool jobs resume {name}`")
+        return 0
+    if args.action == "cancel":
+        name, job_id = _resolve_job(settings, args.job)
+        flink.cancel_job(settings, job_id)
+        print(f"cancelled {name} ({job_id}); its last checkpoint is retained for `darkpool jobs resume`")
+        return 0
+    if args.action == "resume":
+        record = load_record(settings, args.job)
+        restore = args.from_path or record.get("savepoint") or latest_retained_checkpoint(settings, record)
+        if restore is None:
+            raise DarkpoolError(f"job {args.job!r} has no savepoint or retained checkpoint to resume from")
+        print(f"resuming {args.job} from {restore} ...", flush=True)
+        job_id = submit_to_flink(settings, args.job, record["pipeline_args"], savepoint=restore)
+        print(f"resumed {args.job}: Flink job {job_id}")
+        return 0
+    raise DarkpoolError(f"unknown action {args.action!r}")
+
+
+def latest_retained_checkpoint(settings: Settings, record: dict) -> str | None:
+    """The newest completed checkpoint folder (chk-N with a _metadata file) of the recorded Flink job."""
+    job_dir = flink.checkpoint_dir(settings) / record["flink_job_id"]
+    completed = [p for p in job_dir.glob("chk-*") if (p / "_metadata").exists()]
+    if not completed:
+        return None
+    return max(completed, key=lambda p: int(p.name.split("-")[1])).as_uri()
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser(
+        "run", help="start the pipeline (detached on the local Flink cluster, or on the DirectRunner)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, add_help=False)
+    run.add_argument("--runner", choices=["flink", "direct"], default="flink",
+                     help="flink: submit to the local Flink cluster, detached (default); "
+                          "direct: run in-process on Beam's DirectRunner (bounded backfill)")
+    run.add_argument("--job-name", default=DEFAULT_JOB_NAME, help="the Flink job's name (default %(default)s)")
+    run.add_argument("-h", "--help", action="store_true", help="show this help and the pipeline's own flags")
+    run.set_defaults(func=dispatch_run, extra_args=True, _run_parser=run)
+
+    jobs = subparsers.add_parser("jobs", help="list, stop (with a savepoint), resume or cancel pipeline jobs",
+                                 description="Manage the pipeline's jobs on the local Flink cluster.")
+    jobs.add_argument("action", choices=["list", "stop", "resume", "cancel"], nargs="?", default="list")
+    jobs.add_argument("job", nargs="?", help="job name (e.g. darkpool-liquidity) or Flink job id")
+    jobs.add_argument("--from", dest="from_path", help="resume: a savepoint or checkpoint path to restore")
+    jobs.set_defaults(func=_jobs)
+
+
+def dispatch_run(args: argparse.Namespace, rest: list[str]) -> int:
+    """`darkpool run`: the CLI's own flags are parsed; everything else is the pipeline's argv."""
+    if args.help:
+        args._run_parser.print_help()
+        from pipeline.options import build_parser  # noqa: PLC0415
+
+        print("\npipeline flags:")
+        build_parser(prog="darkpool run").print_help()
+        return 0
+    return _run(args, rest)
