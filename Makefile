@@ -22,10 +22,10 @@ setup: apt python jvm dashboard
 apt: $(CACHE)/apt.stamp
 $(CACHE)/apt.stamp:
 	@mkdir -p $(CACHE)
-	@if ! command -v chromium >/dev/null; then \
-	  echo "setup: installing Debian packages (chromium)"; \
+	@if ! command -v chromium >/dev/null || ! command -v wrk >/dev/null; then \
+	  echo "setup: installing Debian packages (chromium for browser tests, wrk for the serving benchmark)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-liberation >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-liberation wrk >/dev/null; \
 	fi
 	@touch $@
 

@@ -25,6 +25,8 @@ setup(
         "numpy>=1.26",
         "flask>=3.0",
         "gunicorn>=23",
+        "granian>=2.8",
+        "orjson>=3.10",
         "prometheus-client>=0.21",
         "matplotlib>=3.9",
         "seaborn>=0.13",

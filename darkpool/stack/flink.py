@@ -10,6 +10,7 @@ savepoints in the state folder.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import urllib.error
 import urllib.request
@@ -19,6 +20,8 @@ from darkpool.config import Settings
 from darkpool.errors import DarkpoolError
 from darkpool.stack import jvm
 from darkpool.stack.process import Service, http_ok, java_executable
+
+log = logging.getLogger(__name__)
 
 LOG4J = """\
 rootLogger.level = INFO
@@ -224,21 +227,47 @@ def latest_checkpoint(settings: Settings, job_id: str) -> str | None:
     return newest.get("external_path")
 
 
-def stop_with_savepoint(settings: Settings, job_id: str, timeout: float = 180.0) -> str:
-    """Stop the job gracefully with a savepoint (Flink's stop, no drain); returns the savepoint path."""
+def wait_job_running(settings: Settings, job_id: str, timeout: float = 180.0) -> None:
+    """Wait until the job and all its tasks run (a savepoint needs every task running)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = rest_get(settings, f"/jobs/{job_id}")
+        if job["state"] in TERMINAL_STATES:
+            raise DarkpoolError(f"job {job_id} is {job['state']}")
+        if job["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in job["vertices"]):
+            return
+        time.sleep(1.0)
+    raise DarkpoolError(f"the tasks of job {job_id} are not all running after {timeout:.0f} s",
+                        hint=f"{settings.flink_rest_url}/#/job/running/{job_id}/exceptions")
+
+
+def stop_with_savepoint(settings: Settings, job_id: str, timeout: float = 180.0, attempts: int = 3) -> str:
+    """Stop the job gracefully with a savepoint (Flink's stop, no drain); returns the savepoint path.
+
+    Waits until every task runs first, and tries again when the savepoint is
+    declined because a task was (re)starting.
+    """
     import time
 
     target = savepoint_dir(settings).as_uri()
-    trigger = rest_call(settings, "POST", f"/jobs/{job_id}/stop", {"drain": False, "targetDirectory": target})
-    request_id = trigger["request-id"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = rest_get(settings, f"/jobs/{job_id}/savepoints/{request_id}")
-        if status.get("status", {}).get("id") == "COMPLETED":
-            operation = status.get("operation", {})
-            if "failure-cause" in operation:
-                cause = operation["failure-cause"].get("stack-trace", "")[:1500]
-                raise DarkpoolError(f"stopping job {job_id} with a savepoint failed:\n{cause}")
+    failure = ""
+    for _ in range(attempts):
+        wait_job_running(settings, job_id)
+        trigger = rest_call(settings, "POST", f"/jobs/{job_id}/stop", {"drain": False, "targetDirectory": target})
+        request_id = trigger["request-id"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = rest_get(settings, f"/jobs/{job_id}/savepoints/{request_id}")
+            if status.get("status", {}).get("id") == "COMPLETED":
+                break
+            time.sleep(1.0)
+        else:
+            raise DarkpoolError(f"the savepoint of job {job_id} did not complete within {timeout:.0f} s")
+        operation = status.get("operation", {})
+        if "failure-cause" not in operation:
             return operation["location"]
-        time.sleep(1.0)
-    raise DarkpoolError(f"the savepoint of job {job_id} did not complete within {timeout:.0f} s")
+        failure = operation["failure-cause"].get("stack-trace", "")[:1500]
+        log.warning("savepoint of job %s failed, trying again: %s", job_id, failure.splitlines()[0])
+    raise DarkpoolError(f"stopping job {job_id} with a savepoint failed {attempts} times:\n{failure}")

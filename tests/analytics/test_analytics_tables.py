@@ -31,8 +31,10 @@ def _row(df: pd.DataFrame, column: str, value: object) -> pd.Series:
 
 def test_final_panes_are_the_last_pane_per_key(hand_dataset: Path) -> None:
     con = _load(hand_dataset)
-    assert con.execute("SELECT count(*) FROM liquidity").fetchone()[0] == 9
-    assert con.execute("SELECT count(*) FROM market").fetchone()[0] == 5
+    # liquidity keeps the on-grid windows only (W1: 4 keys, W3: 3 keys; W2 is off the grid)
+    assert con.execute("SELECT count(*) FROM liquidity").fetchall()[0][0] == 7
+    assert con.execute("SELECT count(*) FROM liquidity WHERE window_start = ?", [W2]).fetchall()[0][0] == 0
+    assert con.execute("SELECT count(*) FROM market").fetchall()[0][0] == 5
     # the EARLY pane (500 sh) is superseded by the ON_TIME one (2000 sh)
     q = con.execute("SELECT share_quantity FROM liquidity WHERE venue='UBSA' AND symbol='AAA' AND window_start=?",
                     [W1]).fetchall()
@@ -51,11 +53,14 @@ def test_final_panes_are_the_last_pane_per_key(hand_dataset: Path) -> None:
 
 def test_all_panes_keeps_every_pane(hand_dataset: Path) -> None:
     con = _load(hand_dataset, Selection(all_panes=True))
-    assert con.execute("SELECT count(*) FROM liquidity").fetchone()[0] == len(LIQUIDITY_ROWS)
-    assert con.execute("SELECT count(*) FROM market").fetchone()[0] == len(MARKET_ROWS)
+    on_grid_rows = [r for r in LIQUIDITY_ROWS if r["window_start"] != W2]
+    assert con.execute("SELECT count(*) FROM liquidity").fetchall()[0][0] == len(on_grid_rows) == 10
+    assert con.execute("SELECT count(*) FROM market").fetchall()[0][0] == len(MARKET_ROWS)
     summary = tables.pane_summary(con)
     liq = summary[summary["table_name"] == "liquidity"].set_index("pane_timing")["panes"].to_dict()
-    assert liq == {"EARLY": 1, "ON_TIME": 10, "LATE": 1}
+    assert liq == {"EARLY": 1, "ON_TIME": 8, "LATE": 1}
+    mkt = summary[summary["table_name"] == "market"].set_index("pane_timing")["panes"].to_dict()
+    assert mkt == {"ON_TIME": 5, "LATE": 1}
 
 
 def test_venue_ranking(hand_dataset: Path) -> None:

@@ -6,8 +6,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import AdminClient
 from flask import Flask
-from sample_panes import Tape, Topics, build_tape, make_topics, produce
+from sample_panes import CREATED, Tape, Topics, build_tape, make_topics, produce
 
 from serving import create_app
 
@@ -24,6 +25,19 @@ def app_config(bootstrap: str, topics: Topics, **extra: Any) -> dict[str, Any]:
         "STALE_AFTER_SECONDS": 1e9,  # the tape is in the past; freshness is tested separately
         **extra,
     }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _delete_test_topics() -> Iterator[None]:
+    """Remove the topics the serving tests created, so the test broker does not collect them."""
+    yield
+    if CREATED:
+        from darkpool.config import load_settings
+
+        admin = AdminClient({"bootstrap.servers": load_settings().bootstrap_servers})  # keep it alive until done
+        for future in admin.delete_topics(list(CREATED)).values():
+            future.result(timeout=30)
+        CREATED.clear()
 
 
 @pytest.fixture(scope="session")

@@ -148,10 +148,14 @@ class Topics:
     market: str
 
 
+CREATED: list[str] = []  # topics this test session made (deleted at its end by conftest)
+
+
 def make_topics(bootstrap: str, partitions: int = 3) -> Topics:
     """A fresh, uniquely named pair of compacted output topics."""
     suffix = uuid.uuid4().hex[:10]
     topics = Topics(f"test.serving.liquidity.{suffix}", f"test.serving.market.{suffix}")
+    CREATED.extend([topics.liquidity, topics.market])
     compacted = {"cleanup.policy": "compact"}
     create_topics(bootstrap, {topics.liquidity: TopicSpec(partitions, compacted),
                               topics.market: TopicSpec(partitions, compacted)})

@@ -57,6 +57,7 @@ def test_windows_current_is_the_newest_window(client, tape: Tape) -> None:
 @pytest.mark.parametrize("query, symbol, venue", [
     ("symbol=MSFT", "MSFT", None), ("symbol=msft", "MSFT", None), ("venue=XNAS", None, "XNAS"),
     ("symbol=NVDA&venue=jpmx", "NVDA", "JPMX"), ("symbol=AAPL&venue=IEXG", "AAPL", "IEXG"),
+    ("symbol=&venue=", None, None),  # empty means no filter
 ])
 def test_windows_filters(client, tape: Tape, query: str, symbol: str | None, venue: str | None) -> None:
     for which, w in (("latest", LATEST), ("current", CURRENT)):
@@ -171,6 +172,7 @@ ERROR_CASES = [
     ("/api/v1/market?limit=ten", 400, "limit must be an integer"),
     ("/api/v1/market?offset=-1", 400, "offset must be at least 0"),
     ("/api/v1/market/ZZZZ", 404, "unknown symbol"),
+    ("/api/v1/market/%20", 400, "symbol in the path is empty"),
     ("/api/v1/market/AAPL?window=old", 400, "window must be one of"),
     ("/api/v1/symbols/ZZZZ/timeseries", 404, "unknown symbol"),
     ("/api/v1/symbols/AAPL/timeseries?venue=NOPE", 404, "unknown venue"),

@@ -96,7 +96,8 @@ def test_stream_pushes_new_panes(kafka_bootstrap, app_factory) -> None:
 
     assert events[0][0] == "heartbeat"
     pushed = [(name, data) for name, data in events if name != "heartbeat"]
-    assert sorted(data["venue"] for name, data in pushed if name == "liquidity") == sorted(r["venue"] for r in msft_rows)
+    pushed_venues = sorted(data["venue"] for name, data in pushed if name == "liquidity")
+    assert pushed_venues == sorted(r["venue"] for r in msft_rows)
     assert [data for name, data in pushed if name == "market"] == new_market
     assert all(data["symbol"] == "MSFT" for _, data in pushed)  # the symbol filter holds
     # and the store has the pushed panes
@@ -131,3 +132,22 @@ def test_cors_when_configured(kafka_bootstrap, app_factory) -> None:
     preflight = client.options("/api/v1/market", headers={"Origin": "http://127.0.0.1:5173",
                                                           "Access-Control-Request-Method": "GET"})
     assert preflight.status_code == 200 and "GET" in preflight.headers["Access-Control-Allow-Methods"]
+
+
+def test_unreachable_broker_means_not_connected_and_not_ready(kafka_bootstrap, app_factory) -> None:
+    from sample_panes import Topics
+
+    app = app_factory(Topics("test.serving.x", "test.serving.y"), wait=False, BOOTSTRAP_SERVERS="127.0.0.1:1")
+    time.sleep(2.0)
+    client = app.test_client()
+    ready = client.get("/api/v1/ready")
+    assert ready.status_code == 503 and ready.get_json()["consumer"]["connected"] is False
+    status = client.get("/api/v1/status").get_json()
+    assert status["consumer"]["connected"] is False and status["ready"] is False
+    assert client.get("/api/v1/health").status_code == 200  # alive, just not ready
+
+
+def test_old_data_is_stale(kafka_bootstrap, loaded_topics, app_factory) -> None:
+    app = app_factory(loaded_topics, STALE_AFTER_SECONDS=60.0)  # the sample tape is days old
+    status = app.test_client().get("/api/v1/status").get_json()
+    assert status["stale"] is True and status["last_update"] is not None

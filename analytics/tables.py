@@ -1,0 +1,231 @@
+"""The report's tables, each one DuckDB query over the panes selected by analytics.dataset.
+
+Every function takes a connection on which :func:`analytics.dataset.load_panes`
+created the temp tables ``liquidity`` and ``market`` and returns a pandas
+DataFrame. Counting rule (see analytics.dataset): tables that add volume over a
+period use only ``on_grid`` windows (non-overlapping, each trade counted once);
+per-window ratios (dark share, HHI over time) use every window as it is.
+
+Definitions (DESIGN.md): dark = ATS + SDP venues; share of volume = shares /
+total shares; average trade size = shares / trades; HHI = Σ (100 × share)² on
+0–10,000.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from darkpool.contracts import DARK_VENUE_TYPES
+
+_DARK_TYPES_SQL = ", ".join(f"'{t}'" for t in sorted(DARK_VENUE_TYPES))
+
+
+def _query(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+    return con.execute(sql).df()
+
+
+def venue_ranking(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Venues ranked by notional and by share volume over the period (on-grid windows)."""
+    return _query(con, f"""
+        WITH v AS (
+            SELECT venue, any_value(venue_type) AS venue_type,
+                   sum(trade_count)::BIGINT AS trade_count, sum(share_quantity)::BIGINT AS share_quantity,
+                   sum(notional) AS notional, sum(block_count)::BIGINT AS block_count,
+                   sum(block_quantity)::BIGINT AS block_quantity
+            FROM liquidity WHERE on_grid GROUP BY venue
+        )
+        SELECT rank() OVER (ORDER BY v.notional DESC) AS rank_notional,
+               rank() OVER (ORDER BY v.share_quantity DESC) AS rank_volume,
+               v.venue, coalesce(r.name, '') AS name, v.venue_type,
+               v.venue_type IN ({_DARK_TYPES_SQL}) AS dark,
+               v.trade_count, v.share_quantity, v.notional,
+               v.share_quantity / nullif(sum(v.share_quantity) OVER (), 0) AS volume_share,
+               v.notional / nullif(sum(v.notional) OVER (), 0) AS notional_share,
+               v.share_quantity / nullif(v.trade_count, 0) AS avg_trade_size,
+               v.notional / nullif(v.share_quantity, 0) AS vwap,
+               v.block_count, v.block_quantity
+        FROM v LEFT JOIN venues r ON r.mpid = v.venue
+        ORDER BY v.notional DESC, v.venue
+    """)
+
+
+def dark_lit_over_time(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Dark vs lit share of volume per window, across the selected symbols (every window)."""
+    return _query(con, """
+        SELECT window_start, window_end, count(DISTINCT symbol) AS symbols,
+               sum(share_quantity)::BIGINT AS share_quantity,
+               sum(dark_quantity)::BIGINT AS dark_quantity, sum(lit_quantity)::BIGINT AS lit_quantity,
+               sum(dark_quantity) / nullif(sum(share_quantity), 0) AS dark_share,
+               sum(lit_quantity) / nullif(sum(share_quantity), 0) AS lit_share,
+               sum(dark_notional) / nullif(sum(notional), 0) AS dark_notional_share
+        FROM market GROUP BY window_start, window_end ORDER BY window_start
+    """)
+
+
+def symbol_ranking(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Symbols ranked by dark share of volume over the period (on-grid windows)."""
+    return _query(con, """
+        WITH s AS (
+            SELECT symbol, sum(share_quantity)::BIGINT AS share_quantity,
+                   sum(dark_quantity)::BIGINT AS dark_quantity, sum(lit_quantity)::BIGINT AS lit_quantity,
+                   sum(notional) AS notional, sum(dark_notional) AS dark_notional
+            FROM market WHERE on_grid GROUP BY symbol
+        )
+        SELECT rank() OVER (ORDER BY dark_quantity / nullif(share_quantity, 0) DESC NULLS LAST) AS rank,
+               symbol, share_quantity, dark_quantity, lit_quantity,
+               dark_quantity / nullif(share_quantity, 0) AS dark_share,
+               notional, dark_notional, dark_notional / nullif(notional, 0) AS dark_notional_share
+        FROM s ORDER BY rank, symbol
+    """)
+
+
+def trade_size(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Average trade size (shares per trade) on dark vs lit venues, per symbol and for ALL."""
+    return _query(con, """
+        WITH t AS (
+            SELECT CASE WHEN grouping(symbol) = 1 THEN 'ALL' ELSE symbol END AS symbol,
+                   sum(dark_trade_count)::BIGINT AS dark_trade_count, sum(dark_quantity)::BIGINT AS dark_quantity,
+                   sum(lit_trade_count)::BIGINT AS lit_trade_count, sum(lit_quantity)::BIGINT AS lit_quantity
+            FROM market WHERE on_grid GROUP BY ROLLUP (symbol)
+        )
+        SELECT symbol, dark_trade_count, dark_quantity,
+               dark_quantity / nullif(dark_trade_count, 0) AS dark_avg_trade_size,
+               lit_trade_count, lit_quantity,
+               lit_quantity / nullif(lit_trade_count, 0) AS lit_avg_trade_size,
+               (dark_quantity / nullif(dark_trade_count, 0)) / nullif(lit_quantity / nullif(lit_trade_count, 0), 0)
+                   AS dark_to_lit_ratio
+        FROM t ORDER BY symbol <> 'ALL', symbol
+    """)
+
+
+def block_activity(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Block trades (>= 10,000 sh or >= $200k) per symbol and for ALL: counts, dark part, volume share."""
+    return _query(con, """
+        WITH b AS (
+            SELECT CASE WHEN grouping(symbol) = 1 THEN 'ALL' ELSE symbol END AS symbol,
+                   sum(block_count)::BIGINT AS block_count, sum(dark_block_count)::BIGINT AS dark_block_count,
+                   sum(block_quantity)::BIGINT AS block_quantity, sum(share_quantity)::BIGINT AS share_quantity,
+                   sum(trade_count)::BIGINT AS trade_count
+            FROM market WHERE on_grid GROUP BY ROLLUP (symbol)
+        )
+        SELECT symbol, block_count, dark_block_count, block_count - dark_block_count AS lit_block_count,
+               dark_block_count / nullif(block_count, 0) AS dark_block_ratio,
+               block_quantity, share_quantity, block_quantity / nullif(share_quantity, 0) AS block_volume_share,
+               block_count / nullif(trade_count, 0) AS block_trade_ratio
+        FROM b ORDER BY symbol <> 'ALL', block_count DESC, symbol
+    """)
+
+
+def block_by_venue(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Block trades per venue (on-grid windows): counts, quantity and the venue's share of all blocks."""
+    return _query(con, f"""
+        WITH b AS (
+            SELECT venue, any_value(venue_type) AS venue_type,
+                   sum(block_count)::BIGINT AS block_count, sum(block_quantity)::BIGINT AS block_quantity,
+                   sum(share_quantity)::BIGINT AS share_quantity
+            FROM liquidity WHERE on_grid GROUP BY venue
+        )
+        SELECT venue, venue_type, venue_type IN ({_DARK_TYPES_SQL}) AS dark, block_count, block_quantity,
+               block_count / nullif(sum(block_count) OVER (), 0) AS share_of_blocks,
+               block_quantity / nullif(share_quantity, 0) AS block_volume_share
+        FROM b ORDER BY block_count DESC, venue
+    """)
+
+
+def hhi_over_time(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Venue concentration (per-symbol HHI, 0-10,000) per window: mean, volume-weighted, min, max."""
+    return _query(con, """
+        SELECT window_start, count(DISTINCT symbol) AS symbols,
+               avg(hhi) AS mean_hhi,
+               sum(hhi * share_quantity) / nullif(sum(share_quantity), 0) AS weighted_hhi,
+               min(hhi) AS min_hhi, max(hhi) AS max_hhi, avg(venue_count) AS mean_venue_count
+        FROM market GROUP BY window_start ORDER BY window_start
+    """)
+
+
+def hhi_by_symbol(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Concentration per symbol: the period's HHI from venue volumes, and the mean per-window HHI."""
+    return _query(con, """
+        WITH sv AS (
+            SELECT symbol, venue, sum(share_quantity)::DOUBLE AS q FROM liquidity WHERE on_grid GROUP BY symbol, venue
+        ), p AS (
+            SELECT symbol, count(*) FILTER (WHERE q > 0) AS venues,
+                   10000 * sum(q * q) / nullif(sum(q) * sum(q), 0) AS period_hhi,
+                   arg_max(venue, q) AS top_venue, max(q) / nullif(sum(q), 0) AS top_venue_share
+            FROM sv GROUP BY symbol
+        ), w AS (
+            SELECT symbol, avg(hhi) AS mean_window_hhi, count(*) AS windows FROM market GROUP BY symbol
+        )
+        SELECT coalesce(p.symbol, w.symbol) AS symbol, p.venues, p.period_hhi, p.top_venue, p.top_venue_share,
+               w.mean_window_hhi, w.windows
+        FROM p FULL OUTER JOIN w ON p.symbol = w.symbol
+        ORDER BY period_hhi DESC NULLS LAST, symbol
+    """)
+
+
+def pane_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Selected panes per table and pane timing (EARLY / ON_TIME / LATE): how the windows closed.
+
+    Liquidity counts its on-grid windows (the ones loaded), market every window.
+    """
+    return _query(con, """
+        SELECT table_name, pane_timing, count(*) AS panes, avg(pane_index) AS mean_pane_index,
+               max(pane_index) AS max_pane_index
+        FROM (SELECT 'liquidity' AS table_name, pane_timing, pane_index FROM liquidity
+              UNION ALL SELECT 'market', pane_timing, pane_index FROM market)
+        GROUP BY table_name, pane_timing ORDER BY table_name, pane_timing
+    """)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One report table: how to compute it and how the report introduces it."""
+
+    name: str
+    title: str
+    compute: Callable[[duckdb.DuckDBPyConnection], pd.DataFrame]
+    description: str
+
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec("venue_ranking", "Venue ranking by notional and volume", venue_ranking,
+              "Each venue's trades, shares and notional over the period (non-overlapping windows, each trade "
+              "counted once), its share of volume and notional, average trade size and blocks."),
+    TableSpec("dark_lit_over_time", "Dark vs lit share over time", dark_lit_over_time,
+              "Per window (5-minute sliding windows by default): dark (ATS + SDP) and lit share of the selected "
+              "symbols' volume."),
+    TableSpec("symbol_ranking", "Symbols ranked by dark share", symbol_ranking,
+              "Each symbol's dark share of volume over the period."),
+    TableSpec("trade_size", "Average trade size, dark vs lit", trade_size,
+              "Shares per trade on dark and on lit venues, per symbol and for all symbols (ALL)."),
+    TableSpec("block_activity", "Block activity by symbol", block_activity,
+              "Block trades (>= 10,000 shares or >= $200,000 notional): how many, how many printed dark, and "
+              "their share of volume."),
+    TableSpec("block_by_venue", "Block activity by venue", block_by_venue,
+              "Where the block trades printed."),
+    TableSpec("hhi_over_time", "Venue concentration (HHI) over time", hhi_over_time,
+              "Herfindahl-Hirschman index of venue shares of each symbol's volume per window (0-10,000): "
+              "simple mean over symbols, volume-weighted mean, min and max."),
+    TableSpec("hhi_by_symbol", "Venue concentration by symbol", hhi_by_symbol,
+              "HHI of each symbol's venue shares over the whole period, its top venue, and the mean per-window "
+              "HHI."),
+    TableSpec("pane_summary", "Panes by timing", pane_summary,
+              "The analysed panes per pane timing: with final panes, how each window closed (ON_TIME or with a "
+              "LATE revision). Liquidity: windows on the non-overlapping grid; market: every window."),
+)
+
+
+def compute_all(
+    con: duckdb.DuckDBPyConnection, on_step: Callable[[str], None] | None = None
+) -> dict[str, pd.DataFrame]:
+    """Every table in :data:`TABLES`, by name, in report order."""
+    results: dict[str, pd.DataFrame] = {}
+    for i, spec in enumerate(TABLES, 1):
+        results[spec.name] = spec.compute(con)
+        if on_step:
+            on_step(f"table {i}/{len(TABLES)} {spec.name}: {len(results[spec.name]):,} rows")
+    return results

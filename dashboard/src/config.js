@@ -1,0 +1,23 @@
+// Dashboard settings in one place.
+
+/** Re-render at most this often, however fast panes arrive (ms). */
+export const RENDER_THROTTLE_MS = 1000;
+/** Full refresh from the REST API even without stream events (ms): keeps freshness honest. */
+export const POLL_INTERVAL_MS = 15000;
+/** Data older than this (newest pane's emitted_at vs. the browser clock) is shown as stale (s). */
+export const STALE_AFTER_SECONDS = 120;
+/** Stream reconnect backoff when the browser gave up on the EventSource (ms). */
+export const RECONNECT_MIN_MS = 1000;
+export const RECONNECT_MAX_MS = 15000;
+/** How much history the "over time" charts ask for (minutes before the newest window end). */
+export const HISTORY_MINUTES = 60;
+/** Rows in the market ranking and the recent block table. */
+export const RANKING_LIMIT = 25;
+export const BLOCK_ROWS = 12;
+/** Venues drawn as their own line in the liquidity-over-time chart; the rest are summed as "Other". */
+export const TOP_VENUE_LINES = 6;
+
+export const DARK_COLOR = '#a855f7';
+export const LIT_COLOR = '#f59e0b';
+/** Line colours of the per-venue series: none of them violet or amber, which mean dark and lit. */
+export const PALETTE = ['#38bdf8', '#22c55e', '#f43f5e', '#e2e8f0', '#14b8a6', '#fb7185', '#84cc16', '#0ea5e9'];

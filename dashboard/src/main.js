@@ -1,0 +1,332 @@
+// Dark Pool Liquidity Dashboard: wires the API, the live stream, the charts and the map.
+//
+// Data flow: REST snapshots (/api/v1/...) drive every figure; the SSE stream
+// (/api/v1/stream) says when something changed, and a throttled refresh (at most
+// once per RENDER_THROTTLE_MS) re-reads and re-renders. Stream state and data
+// freshness are always visible in the header.
+import './style.css';
+import { api } from './api.js';
+import { createCharts, updateRankingChart, updateTimeCharts, updateVenueCharts } from './charts.js';
+import {
+  BLOCK_ROWS, HISTORY_MINUTES, POLL_INTERVAL_MS, RANKING_LIMIT, RENDER_THROTTLE_MS, STALE_AFTER_SECONDS, TOP_VENUE_LINES,
+} from './config.js';
+import { age, clock, int, money, pct, price, windowLabel } from './format.js';
+import { LiveStream, throttle } from './live.js';
+import {
+  ageSeconds, byVenue, darkLitTradeSize, keepLatest, liquidityOverTime, recentBlocks, summarize,
+  tradeSizeOverTime, venueMapPoints,
+} from './metrics.js';
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  registry: [],          // GET /api/v1/venues
+  venues: {},            // mpid -> registry entry
+  symbols: [],
+  symbol: new URLSearchParams(window.location.search).get('symbol'),
+  window: 'latest',
+  blockPanes: new Map(), // latest pane per key, panes with blocks (table)
+  liveCount: 0,
+  lastUpdate: null,      // newest emitted_at seen (status or stream)
+  serverStale: false,
+  stream: 'connecting',
+  map: null,
+  windowRows: null,      // all symbols' rows of the shown window (the map's data)
+  refreshing: null,
+  again: false,
+};
+
+let charts;
+
+// --- rendering --------------------------------------------------------------------
+function setText(id, text) {
+  const el = $(id);
+  if (el && el.textContent !== text) el.textContent = text;
+}
+
+function renderSymbolOptions() {
+  const select = $('symbol-select');
+  const wanted = state.symbols.length ? state.symbols.join(',') : '(none)';
+  if (select.dataset.options === wanted) return;
+  select.dataset.options = wanted;
+  select.replaceChildren(...state.symbols.map((s) => new Option(s, s, false, s === state.symbol)));
+  if (!state.symbols.length) select.append(new Option('no data yet', '', true, true));
+}
+
+function renderSymbolHeadline(record, rows) {
+  const s = summarize(rows, state.venues);
+  const fig = record ?? s;
+  setText('symbol-title', state.symbol ?? 'Symbol');
+  for (const el of document.querySelectorAll('.symbol-tag')) el.textContent = state.symbol ?? '';
+  setText('sym-dark-share', pct(fig.dark_share));
+  setText('sym-hhi', fig.hhi === null || fig.hhi === undefined ? '—' : int(fig.hhi));
+  setText('sym-vwap', price(fig.vwap));
+  setText('sym-notional', money(fig.notional));
+  setText('sym-blocks', int(fig.block_count));
+  setText('sym-trades', int(fig.trade_count));
+  setText('sym-venues', int(fig.venue_count));
+  setText('sym-top-venue', record?.top_venue ? `${record.top_venue} ${pct(record.top_venue_share, 0)}` : '—');
+}
+
+function renderMarketHeadline(rows) {
+  const m = summarize(rows, state.venues);
+  setText('mkt-dark-share', pct(m.dark_share));
+  setText('mkt-hhi', m.hhi === null ? '—' : int(m.hhi));
+  setText('mkt-avg-size', m.avg_trade_size === null ? '—' : `${int(m.avg_trade_size)} sh`);
+  setText('mkt-notional', money(m.notional));
+  setText('mkt-blocks', int(m.block_count));
+  setText('mkt-trades', int(m.trade_count));
+  setText('mkt-symbols', int(m.symbol_count));
+}
+
+function renderRankingTable(rows) {
+  const body = $('ranking-table').tBodies[0];
+  if (!rows.length) {
+    body.innerHTML = '<tr><td colspan="7" class="empty">No market panes in this window</td></tr>';
+    return;
+  }
+  body.replaceChildren(...rows.map((r, i) => {
+    const tr = document.createElement('tr');
+    tr.className = `clickable${r.symbol === state.symbol ? ' selected' : ''}`;
+    tr.dataset.symbol = r.symbol;
+    const cells = [String(i + 1), r.symbol, pct(r.dark_share), int(r.hhi), money(r.notional), int(r.venue_count),
+      r.top_venue ?? '—'];
+    cells.forEach((text, j) => {
+      const td = document.createElement('td');
+      td.textContent = text;
+      if (j >= 2 && j <= 5) td.className = 'num';
+      tr.append(td);
+    });
+    tr.addEventListener('click', () => selectSymbol(r.symbol));
+    return tr;
+  }));
+}
+
+function renderBlocks() {
+  const rows = recentBlocks(state.blockPanes.values(), BLOCK_ROWS);
+  const body = $('blocks-table').tBodies[0];
+  if (!rows.length) {
+    body.innerHTML = '<tr><td colspan="6" class="empty">No block prints yet</td></tr>';
+    return;
+  }
+  body.replaceChildren(...rows.map((r) => {
+    const tr = document.createElement('tr');
+    tr.dataset.key = `${r.symbol}|${r.venue}|${r.window_start}`;
+    const dark = state.venues[r.venue]?.is_dark ?? ['ATS', 'SDP'].includes(r.venue_type);
+    const cells = [windowLabel(r.window_start, r.window_end), r.symbol, null, int(r.block_count),
+      int(r.block_quantity), `${r.pane_timing ?? ''} #${r.pane_index ?? 0}`];
+    cells.forEach((text, j) => {
+      const td = document.createElement('td');
+      if (j === 2) {
+        const badge = document.createElement('span');
+        badge.className = dark ? 'badge-dark' : 'badge-lit';
+        badge.textContent = r.venue;
+        td.append(badge);
+      } else {
+        td.textContent = text;
+      }
+      if (j === 3 || j === 4) td.className = 'num';
+      tr.append(td);
+    });
+    return tr;
+  }));
+}
+
+function renderFreshness() {
+  const seconds = ageSeconds(state.lastUpdate);
+  const stale = state.serverStale || seconds === null || seconds > STALE_AFTER_SECONDS;
+  setText('last-update', clock(state.lastUpdate));
+  setText('freshness', age(seconds));
+  setText('mkt-freshness', seconds === null ? 'no data' : `${age(seconds)} old`);
+  setText('live-count', int(state.liveCount));
+  document.body.dataset.stale = String(stale);
+  $('freshness').className = `font-mono ${stale ? 'text-amber-400' : 'text-emerald-400'}`;
+
+  const badge = $('stream-status');
+  const look = {
+    live: ['live', 'bg-emerald-500/20 text-emerald-300'],
+    connecting: ['connecting', 'bg-slate-700 text-slate-200'],
+    disconnected: ['disconnected', 'bg-red-500/25 text-red-300'],
+  }[state.stream];
+  const label = state.stream === 'live' && stale ? 'live · stale data' : look[0];
+  setText('stream-status', label);
+  badge.className = `rounded-full px-3 py-1 text-xs font-semibold uppercase tracking-wide ${
+    state.stream === 'live' && stale ? 'bg-amber-500/20 text-amber-300' : look[1]}`;
+  document.body.dataset.streamState = state.stream;
+
+  const banner = $('alert-banner');
+  let message = '';
+  let tone = '';
+  if (state.stream === 'disconnected') {
+    message = 'Live stream disconnected: reconnecting… Figures below are the last ones received.';
+    tone = 'border-red-900 bg-red-950/80 text-red-200';
+  } else if (stale) {
+    message = state.lastUpdate
+      ? `Data is stale: the newest pane was emitted ${age(seconds)} ago (threshold ${STALE_AFTER_SECONDS} s). Is the pipeline running?`
+      : 'No data yet: waiting for the pipeline\u2019s first panes.';
+    tone = 'border-amber-900 bg-amber-950/70 text-amber-200';
+  }
+  banner.dataset.kind = state.stream === 'disconnected' ? 'disconnected' : stale ? 'stale' : 'ok';
+  banner.textContent = message;
+  banner.className = message ? `border-t px-5 py-2 text-center text-sm font-medium ${tone}` : 'hidden';
+}
+
+// --- data -------------------------------------------------------------------------
+function sinceFor(windowEnd) {
+  if (!windowEnd) return null;
+  return new Date(Date.parse(windowEnd) - HISTORY_MINUTES * 60_000).toISOString();
+}
+
+function optional(promise) {
+  return promise.catch((err) => {
+    if (err.status === 404) return null;
+    throw err;
+  });
+}
+
+async function loadSymbols() {
+  const { symbols } = await api.symbols();
+  state.symbols = symbols;
+  if (!state.symbol || !symbols.includes(state.symbol)) state.symbol = symbols[0] ?? null;
+  renderSymbolOptions();
+}
+
+async function refreshOnce() {
+  const which = state.window;
+  const status = await api.status();
+  state.serverStale = Boolean(status.stale);
+  if (status.last_update && (!state.lastUpdate || status.last_update > state.lastUpdate)) state.lastUpdate = status.last_update;
+  if (status.symbols !== state.symbols.length || (state.symbol === null && status.symbols > 0)) await loadSymbols();
+  const symbol = state.symbol;
+  const [all, market, symWindow, symMarket, series] = await Promise.all([
+    api.window(which),
+    api.market(which, RANKING_LIMIT),
+    symbol ? api.window(which, symbol) : null,
+    symbol ? optional(api.marketSymbol(symbol, which)) : null,
+    symbol ? api.timeseries(symbol, sinceFor(status.current_window_end ?? status.latest_window_end)) : null,
+  ]);
+  if (symbol !== state.symbol || which !== state.window) return; // selection changed meanwhile: next refresh renders
+
+  const label = windowLabel(all.window_start, all.window_end);
+  setText('window-label', label);
+  setText('symbol-window', `${which === 'latest' ? 'latest complete' : 'current'} window ${label}`);
+  setText('market-window', `${which === 'latest' ? 'latest complete' : 'current'} window ${label}`);
+
+  const symRows = symWindow?.rows ?? [];
+  renderSymbolHeadline(symMarket, symRows);
+  renderMarketHeadline(all.rows);
+  updateVenueCharts(charts, byVenue(symRows, state.venues));
+  if (series) {
+    updateTimeCharts(charts, liquidityOverTime(series, state.venues, TOP_VENUE_LINES), tradeSizeOverTime(series, state.venues));
+  }
+  const sizes = darkLitTradeSize(symRows, state.venues);
+  setText('trade-size-now', `this window: dark ${sizes.dark === null ? '—' : int(sizes.dark)} sh · lit ${
+    sizes.lit === null ? '—' : int(sizes.lit)} sh`);
+  updateRankingChart(charts, market.rows, state.symbol);
+  renderRankingTable(market.rows);
+  for (const r of all.rows) if (Number(r.block_count) > 0) keepLatest(state.blockPanes, r);
+  pruneBlocks();
+  renderBlocks();
+  state.windowRows = all.rows;
+  state.map?.update(venueMapPoints(state.registry, all.rows));
+  document.body.dataset.renderedAt = new Date().toISOString();
+  document.body.dataset.symbol = state.symbol ?? '';
+  renderFreshness();
+}
+
+/** Run a refresh; if one is running, run exactly one more after it. */
+async function refresh() {
+  if (state.refreshing) {
+    state.again = true;
+    return state.refreshing;
+  }
+  state.refreshing = (async () => {
+    try {
+      await refreshOnce();
+    } catch (err) {
+      console.warn(`refresh failed: ${err.message}`);
+    } finally {
+      state.refreshing = null;
+    }
+    if (state.again) {
+      state.again = false;
+      await refresh();
+    }
+  })();
+  return state.refreshing;
+}
+
+const scheduleRefresh = throttle(refresh, RENDER_THROTTLE_MS);
+
+function pruneBlocks(max = 500) {
+  if (state.blockPanes.size <= max) return;
+  const keep = recentBlocks(state.blockPanes.values(), max);
+  state.blockPanes = new Map(keep.map((r) => [`${r.symbol}|${r.venue}|${r.window_start}`, r]));
+}
+
+function selectSymbol(symbol) {
+  if (!symbol || symbol === state.symbol) return;
+  state.symbol = symbol;
+  $('symbol-select').value = symbol;
+  const url = new URL(window.location.href);
+  url.searchParams.set('symbol', symbol);
+  window.history.replaceState(null, '', url);
+  refresh();
+}
+
+function onPane(kind, record) {
+  state.liveCount += 1;
+  if (record.emitted_at && (!state.lastUpdate || record.emitted_at > state.lastUpdate)) state.lastUpdate = record.emitted_at;
+  if (kind === 'liquidity' && Number(record.block_count) > 0) keepLatest(state.blockPanes, record);
+  if (record.symbol && !state.symbols.includes(record.symbol)) {
+    state.symbols = [...state.symbols, record.symbol].sort();
+    if (!state.symbol) state.symbol = record.symbol;
+    renderSymbolOptions();
+  }
+  scheduleRefresh();
+}
+
+async function mountMap() {
+  try {
+    const { createVenueMap } = await import('./venue-map.jsx');
+    state.map = createVenueMap($('venue-map'));
+    if (state.windowRows) state.map.update(venueMapPoints(state.registry, state.windowRows));
+  } catch (err) {
+    console.error(`the venue map could not start: ${err.message}`);
+    $('venue-map').textContent = `Map unavailable: ${err.message}`;
+  }
+}
+
+async function start() {
+  charts = createCharts();
+  $('symbol-select').addEventListener('change', (e) => selectSymbol(e.target.value));
+  $('window-select').addEventListener('change', (e) => {
+    state.window = e.target.value;
+    refresh();
+  });
+  renderFreshness();
+  const { venues } = await api.venues();
+  state.registry = venues;
+  state.venues = Object.fromEntries(venues.map((v) => [v.mpid, v]));
+  await loadSymbols();
+  await refresh();
+  mountMap();
+  new LiveStream('/api/v1/stream', {
+    onPane,
+    onState: (s) => {
+      state.stream = s;
+      renderFreshness();
+      if (s === 'live') scheduleRefresh(); // catch up on what was missed while disconnected
+    },
+  }).start();
+  setInterval(renderFreshness, 1000);
+  setInterval(scheduleRefresh, POLL_INTERVAL_MS);
+}
+
+start().catch((err) => {
+  console.error(`dashboard failed to start: ${err.message}`);
+  setText('stream-status', 'error');
+  const banner = $('alert-banner');
+  banner.textContent = `The dashboard could not load its data (${err.message}). Is darkpool serve running?`;
+  banner.className = 'border-t px-5 py-2 text-center text-sm font-medium border-red-900 bg-red-950/80 text-red-200';
+});

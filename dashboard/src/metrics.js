@@ -1,0 +1,170 @@
+// Market-structure figures computed in the browser from API records (pure functions).
+//
+// Definitions follow DESIGN.md: dark = ATS + SDP venues; dark share = dark share
+// quantity / total share quantity; HHI = sum over venues of (100 * venue share of
+// volume)^2, 0..10,000; average trade size = shares / trades.
+
+export const DARK_TYPES = new Set(['ATS', 'SDP']);
+
+/** True when a liquidity record (or registry venue) is off-exchange. */
+export function isDark(record, venues = {}) {
+  const registry = venues[record.venue ?? record.mpid];
+  if (registry && typeof registry.is_dark === 'boolean') return registry.is_dark;
+  return DARK_TYPES.has(record.venue_type);
+}
+
+/** Herfindahl–Hirschman index of a list of volumes: 0 (empty) .. 10,000 (one venue). */
+export function hhi(volumes) {
+  const total = volumes.reduce((a, v) => a + v, 0);
+  if (total <= 0) return null;
+  return volumes.reduce((a, v) => a + (100 * v / total) ** 2, 0);
+}
+
+/** Sum liquidity rows per venue: [{venue, is_dark, notional, share_quantity, trade_count, block_count, ...}], by notional desc. */
+export function byVenue(rows, venues = {}) {
+  const acc = new Map();
+  for (const r of rows) {
+    const a = acc.get(r.venue) ?? {
+      venue: r.venue, name: venues[r.venue]?.name ?? r.venue, venue_type: r.venue_type,
+      is_dark: isDark(r, venues), notional: 0, share_quantity: 0, trade_count: 0, block_count: 0, block_quantity: 0,
+    };
+    a.notional += Number(r.notional) || 0;
+    a.share_quantity += Number(r.share_quantity) || 0;
+    a.trade_count += Number(r.trade_count) || 0;
+    a.block_count += Number(r.block_count) || 0;
+    a.block_quantity += Number(r.block_quantity) || 0;
+    acc.set(r.venue, a);
+  }
+  return [...acc.values()].sort((x, y) => y.notional - x.notional || x.venue.localeCompare(y.venue));
+}
+
+/**
+ * Headline figures of a set of liquidity rows (one symbol, or the whole market):
+ * totals, dark share, venue HHI, VWAP (only meaningful for one symbol), block prints.
+ */
+export function summarize(rows, venues = {}) {
+  const perVenue = byVenue(rows, venues);
+  let qty = 0; let darkQty = 0; let notional = 0; let trades = 0; let blocks = 0;
+  for (const v of perVenue) {
+    qty += v.share_quantity;
+    notional += v.notional;
+    trades += v.trade_count;
+    blocks += v.block_count;
+    if (v.is_dark) darkQty += v.share_quantity;
+  }
+  const symbols = new Set(rows.map((r) => r.symbol));
+  return {
+    share_quantity: qty,
+    dark_quantity: darkQty,
+    dark_share: qty > 0 ? darkQty / qty : null,
+    notional,
+    vwap: qty > 0 && symbols.size === 1 ? notional / qty : null,
+    trade_count: trades,
+    block_count: blocks,
+    hhi: hhi(perVenue.map((v) => v.share_quantity)),
+    venue_count: perVenue.filter((v) => v.share_quantity > 0).length,
+    symbol_count: symbols.size,
+    avg_trade_size: trades > 0 ? qty / trades : null,
+  };
+}
+
+/** Average trade size (shares per trade) on dark vs lit venues. */
+export function darkLitTradeSize(rows, venues = {}) {
+  const sums = { dark: [0, 0], lit: [0, 0] };
+  for (const r of rows) {
+    const side = isDark(r, venues) ? 'dark' : 'lit';
+    sums[side][0] += Number(r.share_quantity) || 0;
+    sums[side][1] += Number(r.trade_count) || 0;
+  }
+  const avg = ([q, n]) => (n > 0 ? q / n : null);
+  return { dark: avg(sums.dark), lit: avg(sums.lit) };
+}
+
+/** Sorted window starts present in a timeseries response ({venues: {MPID: [points]}}). */
+export function windowStarts(timeseries) {
+  const starts = new Set();
+  for (const points of Object.values(timeseries?.venues ?? {})) for (const p of points) starts.add(p.window_start);
+  return [...starts].sort();
+}
+
+/**
+ * Notional per window for the `top` venues with the most notional over the period,
+ * the others summed as "Other": {labels: [window_start], series: [{venue, is_dark, data}]}.
+ */
+export function liquidityOverTime(timeseries, venues = {}, top = 6) {
+  const labels = windowStarts(timeseries);
+  const index = new Map(labels.map((s, i) => [s, i]));
+  const perVenue = Object.entries(timeseries?.venues ?? {}).map(([venue, points]) => {
+    const data = new Array(labels.length).fill(0);
+    for (const p of points) data[index.get(p.window_start)] = Number(p.notional) || 0;
+    return { venue, is_dark: isDark({ venue }, venues), data, total: data.reduce((a, v) => a + v, 0) };
+  });
+  perVenue.sort((a, b) => b.total - a.total || a.venue.localeCompare(b.venue));
+  const series = perVenue.slice(0, top);
+  const rest = perVenue.slice(top);
+  if (rest.length) {
+    const data = labels.map((_, i) => rest.reduce((a, s) => a + s.data[i], 0));
+    series.push({ venue: `Other (${rest.length})`, is_dark: null, data, total: data.reduce((a, v) => a + v, 0) });
+  }
+  return { labels, series };
+}
+
+/** Average trade size per window, dark venues vs lit venues: {labels, dark: [], lit: []}. */
+export function tradeSizeOverTime(timeseries, venues = {}) {
+  const labels = windowStarts(timeseries);
+  const index = new Map(labels.map((s, i) => [s, i]));
+  const q = { dark: labels.map(() => 0), lit: labels.map(() => 0) };
+  const n = { dark: labels.map(() => 0), lit: labels.map(() => 0) };
+  for (const [venue, points] of Object.entries(timeseries?.venues ?? {})) {
+    const side = isDark({ venue }, venues) ? 'dark' : 'lit';
+    for (const p of points) {
+      const i = index.get(p.window_start);
+      q[side][i] += Number(p.share_quantity) || 0;
+      n[side][i] += Number(p.trade_count) || 0;
+    }
+  }
+  const avg = (side) => labels.map((_, i) => (n[side][i] > 0 ? q[side][i] / n[side][i] : null));
+  return { labels, dark: avg('dark'), lit: avg('lit') };
+}
+
+/** Every registry venue with the notional and trades it printed in `rows` (0 when none): the map's points. */
+export function venueMapPoints(registry, rows) {
+  const totals = new Map(byVenue(rows).map((v) => [v.venue, v]));
+  return registry.map((v) => ({
+    mpid: v.mpid, name: v.name, venue_type: v.venue_type, data_center: v.data_center,
+    latitude: v.latitude, longitude: v.longitude, is_dark: v.is_dark,
+    notional: totals.get(v.mpid)?.notional ?? 0,
+    trade_count: totals.get(v.mpid)?.trade_count ?? 0,
+  }));
+}
+
+/** Key of a liquidity pane (the latest pane per key wins), as in darkpool.contracts.liquidity_key. */
+export function paneKey(r) {
+  return `${r.symbol}|${r.venue}|${r.window_start}`;
+}
+
+/** Keep the newest pane per key in `store` (a Map); returns true when `record` was newer. */
+export function keepLatest(store, record) {
+  const key = paneKey(record);
+  const old = store.get(key);
+  if (old && (old.pane_index ?? 0) > (record.pane_index ?? 0)) return false;
+  store.set(key, record);
+  return true;
+}
+
+/** Panes with block prints, newest window first then most blocks: the recent block activity table. */
+export function recentBlocks(panes, limit = 12) {
+  return [...panes]
+    .filter((r) => Number(r.block_count) > 0)
+    .sort((a, b) => (b.window_start ?? '').localeCompare(a.window_start ?? '')
+      || (b.emitted_at ?? '').localeCompare(a.emitted_at ?? '')
+      || b.block_quantity - a.block_quantity)
+    .slice(0, limit);
+}
+
+/** Seconds between an ISO time and `nowMs` (null if no time). */
+export function ageSeconds(iso, nowMs = Date.now()) {
+  if (!iso) return null;
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? null : (nowMs - t) / 1000;
+}

@@ -1,0 +1,258 @@
+"""Every option of the pipeline, in one place.
+
+:func:`build_parser` defines the pipeline's own flags; :func:`parse_pipeline_args`
+turns argv into a validated, frozen :class:`PipelineConfig` plus the remaining
+arguments, which go to Beam's ``PipelineOptions`` unchanged (runner, job
+endpoint, environment, checkpointing, state backend, ...). Defaults for
+addresses and paths come from :func:`darkpool.config.load_settings` (so the
+``DARKPOOL_*`` environment variables apply); window defaults are DESIGN.md's.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from darkpool import contracts
+from darkpool.config import load_settings
+
+SOURCES = ("kafka", "file", "kafka-range")
+INPUT_SUFFIXES = (".csv", ".jsonl", ".json", ".ndjson", ".parquet")
+SHAPES = ("two-stage", "simple")
+ACCUMULATION_MODES = ("accumulating", "discarding")
+
+# Runner arguments the pipeline adds on Flink / the portable runner unless given:
+# bigger bundles let the parse step pre-aggregate more trades per element.
+PORTABLE_DEFAULT_ARGS = {"--max_bundle_size": "100000", "--max_bundle_time_millis": "1000"}
+PORTABLE_RUNNERS = ("PortableRunner", "FlinkRunner")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The pipeline's settings in human units; ``*_ms`` properties convert once."""
+
+    source: str = "kafka"
+    bootstrap_servers: str = "127.0.0.1:9092"
+    expansion_service: str = "127.0.0.1:8097"
+    group_id: str = "darkpool-pipeline"
+    trades_topic: str = contracts.TRADES_TOPIC
+    deadletter_topic: str = contracts.DEADLETTER_TOPIC
+    liquidity_topic: str = contracts.LIQUIDITY_TOPIC
+    market_topic: str = contracts.MARKET_TOPIC
+    input_file: Path | None = None
+    range_start: int | None = None  # epoch ms, kafka-range
+    range_end: int | None = None  # epoch ms, kafka-range (default: now)
+    window_minutes: float = 5.0
+    period_minutes: float = 1.0
+    allowed_lateness_minutes: float = 10.0
+    early_firing_seconds: int = 2
+    accumulation: str = "accumulating"
+    shape: str = "two-stage"
+    max_event_skew_hours: float = 24.0
+    output_path: Path | None = None  # Parquet dataset root; None = no Parquet output
+    parquet_flush_seconds: float = 10.0
+    parquet_batch_rows: int = 50_000
+    kafka_output: bool = True
+    kafka_metadata: bool = True  # read partition/offset with each record (per-partition watermarks)
+    deadletter_path: Path | None = None  # JSON-lines dead letters when not writing to Kafka
+    parallelism: int | None = None
+    detach: bool = False
+
+    @property
+    def bounded(self) -> bool:
+        """A bounded (backfill) run: a file or a fixed range of the topic."""
+        return self.source != "kafka"
+
+    @property
+    def window_ms(self) -> int:
+        return int(round(self.window_minutes * 60_000))
+
+    @property
+    def period_ms(self) -> int:
+        return int(round(self.period_minutes * 60_000))
+
+    @property
+    def allowed_lateness_ms(self) -> int:
+        return int(round(self.allowed_lateness_minutes * 60_000))
+
+    @property
+    def early_firing_ms(self) -> int:
+        return int(round(self.early_firing_seconds * 1000))
+
+    @property
+    def max_event_skew_ms(self) -> int:
+        return int(round(self.max_event_skew_hours * 3_600_000))
+
+    @property
+    def accumulating(self) -> bool:
+        """Accumulating panes (each pane = the window's full value so far)."""
+        return self.accumulation == "accumulating"
+
+    @property
+    def too_late_filter(self) -> bool:
+        """Too-late records are detected in streaming runs only (a bounded run has no late data)."""
+        return not self.bounded
+
+
+def _time_arg(text: str) -> int:
+    """An ISO-8601 timestamp or epoch milliseconds -> epoch ms (for argparse)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        return contracts.parse_event_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time or epoch ms: {text!r}") from exc
+
+
+def _positive(kind):
+    def convert(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def build_parser(prog: str = "pipeline") -> argparse.ArgumentParser:
+    """The pipeline's own flags. Anything else on the command line goes to Beam."""
+    settings = load_settings()
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Dark pool liquidity pipeline: trades -> sliding-window analytics -> Kafka and Parquet. "
+                    "Unrecognised arguments are Beam pipeline options (e.g. --runner, --job_endpoint).",
+    )
+    src = parser.add_argument_group("source")
+    src.add_argument("--source", choices=SOURCES, default="kafka",
+                     help="kafka: streaming from the trades topic; file: bounded backfill from --input; "
+                          "kafka-range: bounded backfill of the topic between --range-start and --range-end")
+    src.add_argument("--input", dest="input_file", type=Path,
+                     help="trades file for --source file: .csv (contract or seed layout), .jsonl/.json, .parquet")
+    src.add_argument("--range-start", type=_time_arg, help="kafka-range: first event time (ISO-8601 or epoch ms)")
+    src.add_argument("--range-end", type=_time_arg, help="kafka-range: end event time, exclusive (default: now)")
+    kafka = parser.add_argument_group("kafka")
+    kafka.add_argument("--bootstrap-servers", default=settings.bootstrap_servers)
+    kafka.add_argument("--expansion-service", default=settings.expansion_address,
+                       help="address of the project's running Java expansion service (KafkaIO)")
+    kafka.add_argument("--group-id", default="darkpool-pipeline", help="Kafka consumer group of the reader")
+    kafka.add_argument("--trades-topic", default=contracts.TRADES_TOPIC)
+    kafka.add_argument("--deadletter-topic", default=contracts.DEADLETTER_TOPIC)
+    kafka.add_argument("--liquidity-topic", default=contracts.LIQUIDITY_TOPIC)
+    kafka.add_argument("--market-topic", default=contracts.MARKET_TOPIC)
+    kafka.add_argument("--kafka-metadata", action=argparse.BooleanOptionalAction, default=True,
+                       help="read each record with its partition/offset (default). --no-kafka-metadata reads "
+                            "plain key/value pairs: cheaper to decode in Python, but dead letters carry no "
+                            "partition/offset (-1) and the too-late rule uses one watermark for all partitions")
+    kafka.add_argument("--kafka-output", action=argparse.BooleanOptionalAction, default=None,
+                       help="write liquidity/market/dead letters to Kafka (default: on for kafka sources, "
+                            "off for --source file)")
+    win = parser.add_argument_group("windows and triggers")
+    win.add_argument("--window-minutes", type=_positive(float), default=5.0, help="sliding window size")
+    win.add_argument("--period-minutes", type=_positive(float), default=1.0, help="sliding window period")
+    win.add_argument("--allowed-lateness-minutes", type=_non_negative_float, default=10.0)
+    win.add_argument("--early-firing-seconds", type=_positive(int), default=2,
+                     help="processing-time delay of early panes (whole seconds: Beam's trigger proto keeps seconds)")
+    win.add_argument("--accumulation", choices=ACCUMULATION_MODES, default="accumulating")
+    win.add_argument("--shape", choices=SHAPES, default="two-stage",
+                     help="two-stage: per-bundle pre-aggregation, delta panes, running totals in keyed state "
+                          "(fast); simple: every trade into the sliding windows (reference)")
+    win.add_argument("--max-event-skew-hours", type=_positive(float), default=24.0,
+                     help="reject trades whose event_time is further than this from the record timestamp")
+    out = parser.add_argument_group("output")
+    out.add_argument("--output", dest="output_path", type=Path, default=settings.parquet_dir,
+                     help="Parquet dataset root (<root>/{liquidity,market}/date=YYYY-MM-DD/*.parquet)")
+    out.add_argument("--no-parquet", action="store_true", help="do not write the Parquet dataset")
+    out.add_argument("--parquet-flush-seconds", type=_positive(float), default=10.0,
+                     help="streaming: write a Parquet file at least this often per table and date")
+    out.add_argument("--parquet-batch-rows", type=_positive(int), default=50_000,
+                     help="rows per Parquet file at most")
+    out.add_argument("--deadletter-path", type=Path,
+                     help="write dead letters as JSON lines under this folder (default for --source file: "
+                          "<output>/deadletter when Kafka output is off)")
+    run = parser.add_argument_group("runner")
+    run.add_argument("--parallelism", type=_positive(int), help="Flink parallelism (passed to the runner)")
+    run.add_argument("--detach", action="store_true",
+                     help="submit and return without waiting (streaming on Flink)")
+    return parser
+
+
+def parse_pipeline_args(
+    argv: Sequence[str] | None, parser: argparse.ArgumentParser | None = None,
+) -> tuple[PipelineConfig, list[str]]:
+    """argv -> (validated config, arguments for Beam's PipelineOptions). Exits with usage on bad input."""
+    parser = parser or build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    kafka_output = args.kafka_output if args.kafka_output is not None else args.source != "file"
+    output_path = None if args.no_parquet else args.output_path
+    deadletter_path = args.deadletter_path
+    if deadletter_path is None and not kafka_output and output_path is not None:
+        deadletter_path = output_path / "deadletter"
+    config = PipelineConfig(
+        source=args.source, bootstrap_servers=args.bootstrap_servers, expansion_service=args.expansion_service,
+        group_id=args.group_id, trades_topic=args.trades_topic, deadletter_topic=args.deadletter_topic,
+        liquidity_topic=args.liquidity_topic, market_topic=args.market_topic, input_file=args.input_file,
+        range_start=args.range_start, range_end=args.range_end,
+        window_minutes=args.window_minutes, period_minutes=args.period_minutes,
+        allowed_lateness_minutes=args.allowed_lateness_minutes, early_firing_seconds=args.early_firing_seconds,
+        accumulation=args.accumulation,
+        shape=args.shape, max_event_skew_hours=args.max_event_skew_hours, output_path=output_path,
+        parquet_flush_seconds=args.parquet_flush_seconds, parquet_batch_rows=args.parquet_batch_rows,
+        kafka_output=kafka_output, kafka_metadata=args.kafka_metadata or args.source == "file",
+        deadletter_path=deadletter_path, parallelism=args.parallelism,
+        detach=args.detach,
+    )
+    problem = validate(config)
+    if problem:
+        parser.error(problem)
+    return config, list(beam_args)
+
+
+def validate(config: PipelineConfig) -> str | None:
+    """The first inconsistency in a config, or None when it is usable."""
+    if config.period_ms <= 0 or config.window_ms <= 0:
+        return "window and period must be at least one millisecond"
+    if config.window_ms % config.period_ms:
+        return (f"--window-minutes ({config.window_minutes}) must be a multiple of --period-minutes "
+                f"({config.period_minutes})")
+    if config.source == "file":
+        if config.input_file is None:
+            return "--source file needs --input FILE"
+        if not config.input_file.is_file():
+            return f"--input {config.input_file}: no such file"
+        if config.input_file.suffix.lower() not in INPUT_SUFFIXES:
+            return f"--input {config.input_file}: not a trades file (use {', '.join(INPUT_SUFFIXES)})"
+    elif config.input_file is not None:
+        return "--input is only for --source file"
+    if config.source == "kafka-range" and config.range_start is None:
+        return "--source kafka-range needs --range-start"
+    if config.range_end is not None and config.range_start is not None and config.range_end <= config.range_start:
+        return "--range-end must be after --range-start"
+    if config.output_path is None and not config.kafka_output:
+        return "nothing to write: enable Kafka output (--kafka-output) or Parquet (drop --no-parquet)"
+    return None
+
+
+def runner_args(config: PipelineConfig, beam_args: Sequence[str]) -> list[str]:
+    """Beam arguments for this config: streaming for Kafka, parallelism, bundle defaults on Flink."""
+    args = list(beam_args)
+    given = {arg.split("=", 1)[0] for arg in args if arg.startswith("--")}
+    if not config.bounded and "--streaming" not in given:
+        args.append("--streaming")
+    if config.parallelism is not None and "--parallelism" not in given:
+        args.append(f"--parallelism={config.parallelism}")
+    runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), None)
+    if runner is None and "--runner" in args:
+        position = args.index("--runner")
+        runner = args[position + 1] if position + 1 < len(args) else None
+    if runner in PORTABLE_RUNNERS:
+        args.extend(f"{flag}={value}" for flag, value in PORTABLE_DEFAULT_ARGS.items() if flag not in given)
+    return args

@@ -1,0 +1,94 @@
+"""AccumulatePanes: turn per-symbol delta panes into accumulated market and liquidity records.
+
+The two-stage shape fires its sliding windows with *discarding* panes: each
+pane of a (symbol, window) holds only the partials that arrived since the
+previous pane (a delta). Accumulating inside the window operator would make
+every firing re-read and re-merge everything the window received so far (the
+portable Flink runner buffers a window's values and hands the whole buffer to
+Python at each firing). Instead this stateful DoFn keeps, per (symbol, window)
+in keyed state (checkpointed, garbage-collected when the window expires), the
+running {venue: statistics} totals, merges each delta once, and emits:
+
+- one darkpool.market record per pane, with the pane's timing and index;
+- one darkpool.liquidity record per venue that has new data in the pane, and
+  for every venue of the window at the ON_TIME pane (as a per-venue window
+  would fire). A venue's ``pane_index`` counts that venue's records in the
+  window, like a per-(symbol, venue) window's panes.
+
+With ``accumulating`` False (``--accumulation discarding``) the records carry
+the deltas instead of the totals.
+"""
+
+from __future__ import annotations
+
+import time
+
+import apache_beam as beam
+from apache_beam.coders import PickleCoder
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.utils.windowed_value import PaneInfoTiming
+
+from darkpool.contracts import format_event_time
+from pipeline import records
+
+LIQUIDITY_TAG = "liquidity"
+ON_TIME = "ON_TIME"
+
+
+def attach_pane(element, pane=beam.DoFn.PaneInfoParam):  # noqa: B008 - Beam idiom
+    """(symbol, delta) in a pane -> (symbol, (delta, pane timing, pane index))."""
+    symbol, delta = element
+    return symbol, (delta, PaneInfoTiming.to_string(pane.timing), pane.index)
+
+
+class AccumulatePanesFn(beam.DoFn):
+    """(symbol, (delta, timing, index)) per sliding window -> market records (main) + liquidity records (tagged)."""
+
+    TOTALS = ReadModifyWriteStateSpec("window_totals", PickleCoder())
+
+    def __init__(self, accumulating: bool) -> None:
+        self._accumulating = accumulating
+
+    def process(self, element, win=beam.DoFn.WindowParam,  # noqa: B008 - Beam idiom
+                totals_state=beam.DoFn.StateParam(TOTALS)):  # noqa: B008
+        symbol, (delta, timing, index) = element
+        saved = totals_state.read()
+        totals, venue_panes = saved if saved is not None else ({}, {})
+        records.merge_symbol_stats_into(totals, delta)
+
+        window = records.window_fields(int(win.start.micros // 1000), int(win.end.micros // 1000))
+        emitted_at = format_event_time(int(time.time() * 1000))
+        values = totals if self._accumulating else delta
+        market = dict(window)
+        market.update(records.market_values(symbol, values))
+        market.update({"pane_timing": timing, "pane_index": index, "emitted_at": emitted_at})
+        yield market
+
+        venues = sorted(totals) if timing == ON_TIME else sorted(delta)
+        for venue in venues:
+            venue_index = venue_panes.get(venue, 0)
+            venue_panes[venue] = venue_index + 1
+            stats = values.get(venue) or records.new_stats()
+            liquidity = dict(window)
+            liquidity.update(records.liquidity_values(symbol, venue, stats))
+            liquidity.update({"pane_timing": timing, "pane_index": venue_index, "emitted_at": emitted_at})
+            yield beam.pvalue.TaggedOutput(LIQUIDITY_TAG, liquidity)
+        totals_state.write((totals, venue_panes))
+
+
+class AccumulatePanes(beam.PTransform):
+    """Delta panes (symbol, {venue: stats}) -> {"liquidity": records, "market": records}."""
+
+    def __init__(self, accumulating: bool) -> None:
+        super().__init__()
+        self._accumulating = accumulating
+
+    def expand(self, deltas):
+        outputs = (
+            deltas
+            | "AttachPane" >> beam.Map(attach_pane)
+            | "RunningTotals" >> beam.ParDo(AccumulatePanesFn(self._accumulating))
+            .with_input_types(tuple[str, object])
+            .with_outputs(LIQUIDITY_TAG, main="market")
+        )
+        return {"liquidity": outputs[LIQUIDITY_TAG], "market": outputs.market}

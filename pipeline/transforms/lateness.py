@@ -1,0 +1,119 @@
+"""FilterTooLate: count and dead-letter the trades the runner would drop as too late.
+
+Beam drops data beyond the allowed lateness silently. To make
+``in = aggregated + dead-lettered + too late`` reconcile, this step decides it
+explicitly, before windowing, with the rule of :func:`pipeline.finance.is_too_late`:
+
+    a trade is too late when, at its arrival, the watermark of its source
+    partition has reached the end of its earliest window (the end of its
+    one-period slot) plus the allowed lateness.
+
+Such a trade is removed from *all* its windows (never a partial drop), counted
+(Beam counter ``too_late``) and written to the dead-letter output with reason
+``too_late``. KafkaIO's CreateTime watermark of a partition is the largest
+record timestamp read so far, so this stateful DoFn, keyed by source
+partition, keeps exactly that maximum in keyed state (it survives checkpoints
+and restarts). Watermarks flow in order behind the records, so the runner's
+watermark at the window step is never ahead of this estimate and never drops a
+trade that passed here. (Exception, documented: KafkaIO moves an idle, caught-up
+partition's watermark to the wall clock; records produced with event times far
+in the past into a live pipeline can then be dropped by the runner uncounted.)
+"""
+
+from __future__ import annotations
+
+import typing
+
+import apache_beam as beam
+import orjson
+from apache_beam.coders import VarIntCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+
+from darkpool.contracts import format_event_time
+from pipeline import finance
+from pipeline.records import (
+    T_EVENT_MS,
+    T_OFFSET,
+    T_PRICE,
+    T_QUANTITY,
+    T_RECORD_MS,
+    T_SIDE,
+    T_SYMBOL,
+    T_TRADE_ID,
+    T_VENUE,
+)
+from pipeline.transforms.parse import METRICS_NAMESPACE, REASON_TOO_LATE, deadletter_record
+
+TOO_LATE_TAG = "too_late"
+
+
+def trade_json(trade: tuple) -> bytes:
+    """The trade as a contract JSON record (re-encoded from the parsed fields)."""
+    return orjson.dumps({
+        "trade_id": trade[T_TRADE_ID], "event_time": format_event_time(trade[T_EVENT_MS]),
+        "symbol": trade[T_SYMBOL], "venue": trade[T_VENUE], "price": trade[T_PRICE],
+        "quantity": trade[T_QUANTITY], "side": trade[T_SIDE],
+    })
+
+
+class FilterTooLateFn(beam.DoFn):
+    """Per source partition: track the watermark (max record timestamp) and split off too-late trades."""
+
+    WATERMARK = ReadModifyWriteStateSpec("partition_watermark", VarIntCoder())
+
+    def __init__(self, period_ms: int, allowed_lateness_ms: int) -> None:
+        self._period_ms = period_ms
+        self._lateness_ms = allowed_lateness_ms
+
+    def setup(self) -> None:
+        self._too_late_counter = Metrics.counter(METRICS_NAMESPACE, "too_late")
+
+    def process(self, element, watermark_state=beam.DoFn.StateParam(WATERMARK)):  # noqa: B008 - Beam idiom
+        key, trades = element
+        watermark = watermark_state.read()
+        period, lateness = self._period_ms, self._lateness_ms
+        kept = []
+        too_late = 0
+        is_too_late = finance.is_too_late
+        for trade in trades:
+            if is_too_late(trade[T_EVENT_MS], watermark, period, lateness):
+                too_late += 1
+                topic, _, partition = key.rpartition("/")
+                yield beam.pvalue.TaggedOutput(TOO_LATE_TAG, deadletter_record(
+                    REASON_TOO_LATE,
+                    f"partition watermark {format_event_time(watermark)} had passed the end of its first "
+                    f"window + allowed lateness",
+                    trade_json(trade), trade[T_SYMBOL].encode(), topic, int(partition), trade[T_OFFSET],
+                    raw_encoding="json-reencoded"))
+                continue
+            kept.append(trade)
+            record_ms = trade[T_RECORD_MS]
+            if watermark is None or record_ms > watermark:
+                watermark = record_ms
+        if watermark is not None:
+            watermark_state.write(watermark)
+        if too_late:
+            self._too_late_counter.inc(too_late)
+        if kept:
+            yield key, kept
+
+
+class FilterTooLate(beam.PTransform):
+    """Split per-partition trade batches into on-time-enough batches (main) and ``too_late`` dead letters.
+
+    Input and main output: ``(partition key, [trade, ...])`` in the global window.
+    The rule is :func:`pipeline.finance.is_too_late`.
+    """
+
+    def __init__(self, period_ms: int, allowed_lateness_ms: int) -> None:
+        super().__init__()
+        self._period_ms = period_ms
+        self._lateness_ms = allowed_lateness_ms
+
+    def expand(self, batches):
+        outputs = batches | "TrackPartitionWatermark" >> beam.ParDo(
+            FilterTooLateFn(self._period_ms, self._lateness_ms)
+        ).with_input_types(tuple[str, typing.Any]).with_outputs(TOO_LATE_TAG, main="trades")
+        return {"trades": outputs.trades, "deadletter": outputs[TOO_LATE_TAG]}
+

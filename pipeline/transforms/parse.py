@@ -1,0 +1,283 @@
+"""ParseTrades: validate every raw record; valid trades out in per-partition batches, bad ones dead-lettered.
+
+The hottest code of the pipeline: every record passes through :func:`parse_trade`
+once. It uses orjson, a per-minute cache for the usual ``...T14:30:00.123Z``
+timestamps, and no exceptions on the happy path.
+
+Valid trades leave as few, large elements: one ``(partition key, [trade, ...])``
+batch per source partition per bundle (capped at ``max_batch`` trades), in the
+global window with the batch's earliest timestamp. Keeping the partition as the
+key lets the next step (:mod:`pipeline.transforms.lateness`) track each
+partition's watermark in keyed state.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from datetime import UTC, datetime
+
+import apache_beam as beam
+import orjson
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+from darkpool.contracts import TRADE_FIELDS, format_event_time, load_venues, parse_event_time
+from pipeline.records import T_EVENT_MS, T_RECORD_MS, SourceRecord
+
+DEADLETTER_TAG = "deadletter"
+METRICS_NAMESPACE = "darkpool.pipeline"
+MIN_EVENT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: anything earlier is absurd
+UNKNOWN_POSITION = -1  # partition/offset of records read without Kafka metadata
+
+# Dead-letter reasons (the `reason` field of darkpool.deadletter)
+REASON_EMPTY = "empty"
+REASON_BAD_JSON = "bad_json"
+REASON_NOT_OBJECT = "not_an_object"
+REASON_MISSING_FIELD = "missing_field"
+REASON_BAD_TYPE = "bad_type"
+REASON_NON_POSITIVE_QUANTITY = "non_positive_quantity"
+REASON_NON_POSITIVE_PRICE = "non_positive_price"
+REASON_UNKNOWN_VENUE = "unknown_venue"
+REASON_BAD_SIDE = "bad_side"
+REASON_BAD_EVENT_TIME = "bad_event_time"
+REASON_ABSURD_EVENT_TIME = "absurd_event_time"
+REASON_TOO_LATE = "too_late"  # decided later, by pipeline.transforms.lateness
+REASONS = (
+    REASON_EMPTY, REASON_BAD_JSON, REASON_NOT_OBJECT, REASON_MISSING_FIELD, REASON_BAD_TYPE,
+    REASON_NON_POSITIVE_QUANTITY, REASON_NON_POSITIVE_PRICE, REASON_UNKNOWN_VENUE, REASON_BAD_SIDE,
+    REASON_BAD_EVENT_TIME, REASON_ABSURD_EVENT_TIME, REASON_TOO_LATE,
+)
+
+
+class Rejected(Exception):  # noqa: N818 - it is an outcome, not an error of the program
+    """A record that fails validation: ``reason`` (one of REASONS) and a human ``detail``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+_second_cache: dict[str, int] = {}
+_SECOND_CACHE_LIMIT = 200_000
+
+
+def event_time_ms(text: object) -> int:
+    """Parse a trade's ISO-8601 event_time to epoch ms; fast path for ``YYYY-MM-DDTHH:MM:SS.mmmZ``.
+
+    The fast path caches the epoch of each ``YYYY-MM-DDTHH:MM:SS`` prefix (a live
+    tape repeats the same second thousands of times) and adds the milliseconds.
+    Raises Rejected(bad_type / bad_event_time) for anything else that does not parse.
+    """
+    if type(text) is not str:
+        raise Rejected(REASON_BAD_TYPE, f"event_time must be a string, got {type(text).__name__}")
+    if len(text) == 24 and text[19] == "." and text[23] == "Z":
+        prefix = text[:19]
+        base = _second_cache.get(prefix)
+        if base is None:
+            try:
+                second = datetime.strptime(prefix, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+            except ValueError as exc:
+                raise Rejected(REASON_BAD_EVENT_TIME, f"unparseable event_time {text!r}") from exc
+            if len(_second_cache) >= _SECOND_CACHE_LIMIT:
+                _second_cache.clear()
+            base = _second_cache[prefix] = int(second.timestamp()) * 1000
+        millis = text[20:23]
+        if millis.isdigit():
+            return base + int(millis)
+    try:
+        return parse_event_time(text)
+    except ValueError as exc:
+        raise Rejected(REASON_BAD_EVENT_TIME, f"unparseable event_time {text!r}") from exc
+
+
+def parse_trade(value: bytes | None, record_ms: int, offset: int, venues, max_skew_ms: int) -> tuple:
+    """Validate one trade record (JSON bytes) -> trade tuple (layout in :mod:`pipeline.records`).
+
+    ``venues`` is a set of known MPIDs; ``record_ms`` the record's timestamp;
+    an event_time further than ``max_skew_ms`` from it, or before 2000, is absurd.
+    Raises :class:`Rejected` with the reason otherwise.
+    """
+    if not value:
+        raise Rejected(REASON_EMPTY, "empty record value")
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected(REASON_BAD_JSON, str(exc)) from exc
+    if type(data) is not dict:
+        raise Rejected(REASON_NOT_OBJECT, f"a trade is a JSON object, got {type(data).__name__}")
+    try:
+        trade_id = data["trade_id"]
+        event_time = data["event_time"]
+        symbol = data["symbol"]
+        venue = data["venue"]
+        price = data["price"]
+        quantity = data["quantity"]
+        side = data["side"]
+    except KeyError:
+        missing = [name for name in TRADE_FIELDS if name not in data]
+        raise Rejected(REASON_MISSING_FIELD, f"missing {', '.join(missing)}") from None
+    if type(trade_id) is not str or type(symbol) is not str or not symbol or type(venue) is not str:
+        raise Rejected(REASON_BAD_TYPE, "trade_id, symbol and venue must be non-empty strings")
+    price_type = type(price)
+    if price_type is int:
+        price = float(price)
+    elif price_type is not float or not math.isfinite(price):
+        raise Rejected(REASON_BAD_TYPE, f"price must be a number, got {price!r}")
+    if type(quantity) is not int:
+        if type(quantity) is float and quantity.is_integer():
+            quantity = int(quantity)
+        else:
+            raise Rejected(REASON_BAD_TYPE, f"quantity must be an integer, got {quantity!r}")
+    if quantity <= 0:
+        raise Rejected(REASON_NON_POSITIVE_QUANTITY, f"quantity {quantity}")
+    if price <= 0.0:
+        raise Rejected(REASON_NON_POSITIVE_PRICE, f"price {price}")
+    if venue not in venues:
+        raise Rejected(REASON_UNKNOWN_VENUE, f"venue {venue!r} is not in the registry")
+    if side is not None and side != "B" and side != "S":
+        raise Rejected(REASON_BAD_SIDE, f"side must be 'B', 'S' or null, got {side!r}")
+    event_ms = event_time_ms(event_time)
+    if event_ms < MIN_EVENT_MS or abs(event_ms - record_ms) > max_skew_ms:
+        raise Rejected(REASON_ABSURD_EVENT_TIME,
+                       f"event_time {event_time} vs record timestamp {format_event_time(max(record_ms, 0))}")
+    return (event_ms, symbol, venue, price, quantity, side, trade_id, offset, record_ms)
+
+
+def _raw_text(raw: bytes | None) -> tuple[str | None, str]:
+    """Bytes -> (text, encoding): UTF-8 text when it decodes, base64 otherwise."""
+    if raw is None:
+        return None, "none"
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+def deadletter_record(reason: str, detail: str, value: bytes | None, key: bytes | None,
+                      topic: str, partition: int, offset: int, raw_encoding: str | None = None) -> dict:
+    """A darkpool.deadletter record (contracts.DEADLETTER_FIELDS, plus a human ``detail``)."""
+    raw_value, encoding = _raw_text(value)
+    raw_key, _ = _raw_text(key)
+    return {
+        "reason": reason,
+        "raw_value": raw_value,
+        "raw_encoding": raw_encoding or encoding,
+        "raw_key": raw_key,
+        "source_topic": topic,
+        "source_partition": partition,
+        "source_offset": offset,
+        "rejected_at": format_event_time(int(time.time() * 1000)),
+        "detail": detail,
+    }
+
+
+class ParseAndBatchFn(beam.DoFn):
+    """Raw records -> per-partition batches of trade tuples (main) + dead-letter dicts (tagged)."""
+
+    def __init__(self, max_skew_ms: int, max_batch: int = 20_000) -> None:
+        self._max_skew_ms = max_skew_ms
+        self._max_batch = max_batch
+
+    def setup(self) -> None:
+        self._venues = frozenset(load_venues())
+        self._valid_counter = Metrics.counter(METRICS_NAMESPACE, "trades_valid")
+        self._in_counter = Metrics.counter(METRICS_NAMESPACE, "records_in")
+        self._reason_counters = {
+            reason: Metrics.counter(METRICS_NAMESPACE, f"deadletter_{reason}") for reason in REASONS
+        }
+
+    def start_bundle(self) -> None:
+        self._batches: dict[int, tuple[str, list]] = {}
+        self._records = 0
+        self._rejected: dict[str, int] = {}
+
+    def process(self, record):
+        # Counted in local integers, added to the Beam counters once per bundle: a
+        # counter increment costs about as much as validating the record.
+        self._records += 1
+        try:
+            trade = parse_trade(record.value, record.timestamp, record.offset, self._venues, self._max_skew_ms)
+        except Rejected as rejected:
+            self._rejected[rejected.reason] = self._rejected.get(rejected.reason, 0) + 1
+            yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, deadletter_record(
+                rejected.reason, rejected.detail, record.value, record.key,
+                record.topic, record.partition, record.offset))
+            return
+        partition = record.partition
+        entry = self._batches.get(partition)
+        if entry is None:
+            entry = self._batches[partition] = (record.topic, [])
+        batch = entry[1]
+        batch.append(trade)
+        if len(batch) >= self._max_batch:
+            del self._batches[partition]
+            yield _batch_value(entry[0], partition, batch)
+
+    def finish_bundle(self):
+        for partition, (topic, batch) in self._batches.items():
+            yield _batch_value(topic, partition, batch)
+        self._batches = {}
+        rejected = sum(self._rejected.values())
+        self._in_counter.inc(self._records)
+        self._valid_counter.inc(self._records - rejected)
+        for reason, count in self._rejected.items():
+            self._reason_counters[reason].inc(count)
+        self._records = 0
+        self._rejected = {}
+
+
+def partition_key(topic: str, partition: int) -> str:
+    """The key of a source partition's batches (and of its watermark state): ``topic/partition``."""
+    return f"{topic}/{partition}"
+
+
+def _batch_value(topic: str, partition: int, batch: list) -> WindowedValue:
+    """A batch element in the global window, stamped with its earliest event or record time."""
+    earliest = min(min(t[T_EVENT_MS], t[T_RECORD_MS]) for t in batch)
+    return WindowedValue((partition_key(topic, partition), batch), earliest / 1000.0, (GlobalWindow(),))
+
+
+class ParseKeyValueAndBatchFn(ParseAndBatchFn):
+    """Like ParseAndBatchFn, for ``(key, value)`` elements read *without* Kafka metadata.
+
+    The record timestamp is the element's timestamp (CreateTime); partition and
+    offset are unknown (-1): all records share one watermark key, and dead
+    letters carry source_partition = source_offset = -1.
+    """
+
+    def __init__(self, topic: str, max_skew_ms: int, max_batch: int = 20_000) -> None:
+        super().__init__(max_skew_ms, max_batch)
+        self._topic = topic
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam):  # noqa: B008 - Beam idiom
+        key, value = element
+        yield from super().process(
+            SourceRecord(self._topic, UNKNOWN_POSITION, UNKNOWN_POSITION, timestamp.micros // 1000, key, value))
+
+
+class ParseTrades(beam.PTransform):
+    """Validate raw trade records: ``trades`` (per-partition batches) and ``deadletter`` (dicts).
+
+    Every input record ends up in exactly one of the two outputs; Beam counters
+    ``records_in``, ``trades_valid`` and ``deadletter_<reason>`` count them.
+    Input: SourceRecord-like rows, or with ``key_value_topic`` set, ``(key, value)``
+    pairs of that topic read without metadata.
+    """
+
+    def __init__(self, max_skew_ms: int, max_batch: int = 20_000, key_value_topic: str | None = None) -> None:
+        super().__init__()
+        self._max_skew_ms = max_skew_ms
+        self._max_batch = max_batch
+        self._key_value_topic = key_value_topic
+
+    def expand(self, records):
+        if self._key_value_topic is None:
+            fn = ParseAndBatchFn(self._max_skew_ms, self._max_batch)
+        else:
+            fn = ParseKeyValueAndBatchFn(self._key_value_topic, self._max_skew_ms, self._max_batch)
+        outputs = records | "ValidateAndBatch" >> beam.ParDo(fn).with_outputs(DEADLETTER_TAG, main="trades")
+        return {"trades": outputs.trades, "deadletter": outputs[DEADLETTER_TAG]}

@@ -1,0 +1,266 @@
+"""Sources: the trades topic through Beam's ReadFromKafka, a bounded range of it, or a trades file.
+
+All three yield records with the attributes of KafkaIO's metadata Row
+(topic, partition, offset, timestamp, key, value), so the parse step is the
+same for all.
+
+- :class:`ReadTradesFromKafka`: ``apache_beam.io.kafka.ReadFromKafka`` (Java
+  KafkaIO via the project's expansion service, started with
+  ``--experiments=use_deprecated_read`` so the reader checkpoints on Flink),
+  CreateTime timestamps (element time = trade time, watermark = per-partition
+  max record time), with metadata (partition/offset for dead letters),
+  offsets committed to the consumer group when Flink finalizes a checkpoint.
+  With ``range_start`` it is bounded: it starts at the first offset at or
+  after that time and reads as many records as the topic held then (counted
+  with confluent-kafka), keeping only records before ``range_end``. Without
+  metadata (``--no-kafka-metadata``) it yields plain (key, value) pairs, which
+  are much cheaper to decode in Python than metadata rows.
+- :class:`ReadTradesFile`: a CSV (contract columns, or the seed layout
+  ``timestamp, symbol, price, quantity, venue, side``; extra columns ignored),
+  JSON-lines or Parquet file of trades, as records of one partition in file order.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import apache_beam as beam
+import orjson
+import pyarrow.parquet as pq
+from apache_beam.io.kafka import ReadFromKafka
+from apache_beam.metrics import Metrics
+
+from darkpool.contracts import format_event_time, parse_event_time
+from darkpool.errors import DarkpoolError
+from pipeline.options import INPUT_SUFFIXES
+from pipeline.records import SourceRecord
+from pipeline.transforms.parse import METRICS_NAMESPACE, Rejected, event_time_ms
+
+FILE_FORMATS = INPUT_SUFFIXES
+PROGRESS_EVERY = 100_000
+LOG = logging.getLogger(__name__)
+
+
+# --- Kafka -----------------------------------------------------------------------------
+def count_records_since(bootstrap_servers: str, topic: str, start_ms: int, timeout: float = 15.0) -> int:
+    """How many records the topic holds from the first offset at/after ``start_ms`` to its end, now."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"darkpool-range-{time.time_ns()}",
+                         "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        topic_meta = metadata.topics.get(topic)
+        if topic_meta is None or topic_meta.error is not None or not topic_meta.partitions:
+            raise DarkpoolError(f"topic {topic} not found on {bootstrap_servers}", "create it with `darkpool topics`")
+        partitions = [TopicPartition(topic, p, start_ms) for p in sorted(topic_meta.partitions)]
+        starts = consumer.offsets_for_times(partitions, timeout=timeout)
+        total = 0
+        for start in starts:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, start.partition), timeout=timeout)
+            if start.offset >= 0:  # -1: no record at or after start_ms in this partition
+                total += max(0, high - start.offset)
+        return total
+    except KafkaException as exc:
+        raise DarkpoolError(f"cannot read offsets of {topic} from {bootstrap_servers}: {exc}",
+                            "is the broker running? (`darkpool kafka status`)") from exc
+    finally:
+        consumer.close()
+
+
+class KeepRecordsBefore(beam.DoFn):
+    """Bounded range: drop records whose timestamp is at or after ``end_ms`` (counted as outside_range).
+
+    Works on metadata rows and on (key, value) pairs alike, by the element timestamp (CreateTime).
+    """
+
+    def __init__(self, end_ms: int) -> None:
+        self._end_ms = end_ms
+
+    def setup(self) -> None:
+        self._outside = Metrics.counter(METRICS_NAMESPACE, "outside_range")
+
+    def process(self, record, timestamp=beam.DoFn.TimestampParam):  # noqa: B008 - Beam idiom
+        if timestamp.micros // 1000 < self._end_ms:
+            yield record
+        else:
+            self._outside.inc()
+
+
+class ReadTradesFromKafka(beam.PTransform):
+    """Trades topic -> KafkaIO metadata rows, streaming or (with range_start) bounded."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, group_id: str, expansion_service: str,
+                 range_start: int | None = None, range_end: int | None = None, with_metadata: bool = True) -> None:
+        super().__init__()
+        self._with_metadata = with_metadata
+        self._bootstrap_servers = bootstrap_servers
+        self._topic = topic
+        self._group_id = group_id
+        self._expansion_service = expansion_service
+        self._range_start = range_start
+        self._range_end = range_end
+
+    def expand(self, pbegin):
+        bounded = {}
+        if self._range_start is not None:
+            count = count_records_since(self._bootstrap_servers, self._topic, self._range_start)
+            if count == 0:
+                raise DarkpoolError(f"no records in {self._topic} at or after "
+                                    f"{format_event_time(self._range_start)}", "check --range-start")
+            bounded = {"start_read_time": self._range_start, "max_num_records": count}
+        records = pbegin | "ReadFromKafka" >> ReadFromKafka(
+            consumer_config={
+                "bootstrap.servers": self._bootstrap_servers,
+                "group.id": self._group_id,
+                "auto.offset.reset": "earliest",
+            },
+            topics=[self._topic],
+            timestamp_policy=ReadFromKafka.create_time_policy,
+            with_metadata=self._with_metadata,
+            commit_offset_in_finalize=not bounded,
+            expansion_service=self._expansion_service,
+            **bounded,
+        )
+        if self._range_start is not None:
+            end_ms = self._range_end if self._range_end is not None else int(time.time() * 1000)
+            records = records | "KeepRange" >> beam.ParDo(KeepRecordsBefore(end_ms))
+        return records
+
+
+# --- files -------------------------------------------------------------------------------
+def _event_time_text(value: object) -> str | None:
+    """A file's time cell -> the contract's ISO-8601 text, or the raw text when it cannot be read.
+
+    Accepts ISO-8601 (with 'Z', an offset, a space instead of 'T', or naive = UTC),
+    epoch seconds or milliseconds, and datetime values (Parquet timestamps).
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return format_event_time(int(round(aware.timestamp() * 1000)))
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                return format_event_time(parse_event_time(text))
+            except ValueError:
+                return text
+    millis = number if number >= 1e11 else number * 1000.0  # epoch ms vs epoch seconds
+    return format_event_time(int(round(millis)))
+
+
+def _number(value: object) -> object:
+    """A CSV cell -> int or float when it is one, else unchanged (validation dead-letters it)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return value
+
+
+def row_to_record(row: dict, source: str, offset: int) -> SourceRecord:
+    """A file row (contract or seed columns) -> a SourceRecord holding the trade as contract JSON."""
+    time_text = _event_time_text(row["event_time"] if "event_time" in row else row.get("timestamp"))
+    side = row.get("side")
+    trade = {
+        "trade_id": row.get("trade_id") or f"{source}-{offset}",
+        "event_time": time_text,
+        "symbol": row.get("symbol"),
+        "venue": row.get("venue"),
+        "price": _number(row.get("price")),
+        "quantity": _number(row.get("quantity")),
+        "side": side if side not in ("", None) else None,
+    }
+    try:
+        record_ms = parse_event_time(time_text) if time_text else 0
+    except ValueError:
+        record_ms = 0
+    symbol = trade["symbol"]
+    key = symbol.encode() if isinstance(symbol, str) else None
+    return SourceRecord(f"file:{source}", 0, offset, record_ms, key, orjson.dumps(trade))
+
+
+def _jsonl_record(line: bytes, source: str, offset: int) -> SourceRecord:
+    """A JSON line is the raw record value itself; its record timestamp is its event_time when readable."""
+    record_ms = 0
+    key = None
+    try:
+        data = orjson.loads(line)
+        if isinstance(data, dict):
+            key = data["symbol"].encode() if isinstance(data.get("symbol"), str) else None
+            record_ms = event_time_ms(data.get("event_time"))
+    except (orjson.JSONDecodeError, Rejected):
+        pass  # the parse step dead-letters the record with its reason
+    return SourceRecord(f"file:{source}", 0, offset, record_ms, key, line)
+
+
+def read_trade_file(path: str) -> Iterator[SourceRecord]:
+    """Every row of a trades file (CSV / JSON lines / Parquet) as a SourceRecord, in file order.
+
+    Logs progress every PROGRESS_EVERY rows.
+    """
+    for count, record in enumerate(_read_rows(Path(path)), start=1):
+        if count % PROGRESS_EVERY == 0:
+            LOG.info("backfill: read %s rows of %s", f"{count:,}", path)
+        yield record
+
+
+def _read_rows(file: Path) -> Iterator[SourceRecord]:
+    path = str(file)
+    suffix = file.suffix.lower()
+    source = file.name
+    if suffix == ".csv":
+        with open(file, newline="", encoding="utf-8") as handle:
+            for offset, row in enumerate(csv.DictReader(handle, skipinitialspace=True)):
+                cells = {k.strip(): v.strip() if isinstance(v, str) else v for k, v in row.items() if k}
+                yield row_to_record(cells, source, offset)
+    elif suffix in (".jsonl", ".json", ".ndjson"):
+        with open(file, "rb") as handle:
+            offset = 0
+            for line in handle:
+                line = line.strip()
+                if line:
+                    yield _jsonl_record(line, source, offset)
+                    offset += 1
+    elif suffix == ".parquet":
+        offset = 0
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=65_536):
+            for row in batch.to_pylist():
+                yield row_to_record(row, source, offset)
+                offset += 1
+    else:
+        raise DarkpoolError(f"{path}: unsupported trades file type {suffix!r}",
+                            f"use one of {', '.join(FILE_FORMATS)}")
+
+
+class ReadTradesFile(beam.PTransform):
+    """A trades file -> SourceRecords (one partition, file order), for bounded backfill."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._path = Path(path)
+        if self._path.suffix.lower() not in FILE_FORMATS:
+            raise DarkpoolError(f"{path}: unsupported trades file type", f"use one of {', '.join(FILE_FORMATS)}")
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "FilePath" >> beam.Create([str(self._path)])
+            | "ReadRows" >> beam.FlatMap(read_trade_file)
+        )

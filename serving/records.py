@@ -1,0 +1,160 @@
+"""Validation of the pipeline's output records as serving receives them.
+
+A record from ``darkpool.liquidity`` / ``darkpool.market`` becomes a
+:class:`Pane`: the record projected onto exactly the contract's fields
+(``LIQUIDITY_FIELDS`` / ``MARKET_FIELDS``) with its times normalised to the
+contract's ISO-8601 form, plus the parsed times the store indexes by. Types are
+checked against the contract's pyarrow schemas, so whatever the API returns
+matches its OpenAPI document. Anything else raises :class:`InvalidRecord`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from darkpool.contracts import (
+    LIQUIDITY_FIELDS,
+    LIQUIDITY_SCHEMA,
+    MARKET_FIELDS,
+    MARKET_SCHEMA,
+    PANE_TIMINGS,
+    format_event_time,
+    parse_event_time,
+)
+
+LIQUIDITY = "liquidity"
+MARKET = "market"
+KINDS = (LIQUIDITY, MARKET)
+FIELDS = {LIQUIDITY: LIQUIDITY_FIELDS, MARKET: MARKET_FIELDS}
+SCHEMAS = {LIQUIDITY: LIQUIDITY_SCHEMA, MARKET: MARKET_SCHEMA}
+FINAL_TIMINGS = frozenset({"ON_TIME", "LATE"})
+
+# Fields that may legitimately be null in a pipeline record (a ratio or a price
+# of an empty side); every other field is required and non-null.
+NULLABLE_FIELDS = frozenset({
+    "vwap", "min_price", "max_price", "avg_trade_size", "dark_share", "hhi",
+    "top_venue", "top_venue_share", "venue_type",
+})
+
+
+class InvalidRecord(ValueError):
+    """A record that does not follow the output contract; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pane:
+    """One validated output record and the values the store orders it by."""
+
+    kind: str
+    symbol: str
+    venue: str | None  # None for market records
+    window_start_ms: int
+    window_end_ms: int
+    emitted_ms: int
+    pane_index: int
+    timing: str
+    record: dict[str, Any]
+
+    @property
+    def is_final(self) -> bool:
+        """True for on-time and late panes (the watermark has passed the window end)."""
+        return self.timing in FINAL_TIMINGS
+
+    def supersedes(self, other: Pane) -> bool:
+        """Whether this pane replaces ``other`` (same key): higher pane index, then newer emission."""
+        return (self.pane_index, self.emitted_ms) >= (other.pane_index, other.emitted_ms)
+
+
+def _kind_of_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_timestamp(arrow_type):
+        return "time"
+    if pa.types.is_integer(arrow_type):
+        return "int"
+    if pa.types.is_floating(arrow_type):
+        return "float"
+    if pa.types.is_string(arrow_type):
+        return "str"
+    raise TypeError(f"unsupported contract type {arrow_type}")
+
+
+FIELD_KINDS: dict[str, dict[str, str]] = {
+    kind: {f.name: _kind_of_type(f.type) for f in schema} for kind, schema in SCHEMAS.items()
+}
+
+
+@functools.lru_cache(maxsize=65536)
+def _time(text: str) -> tuple[int, str]:
+    """ISO-8601 text -> (epoch ms, the contract's canonical text). Cached: windows repeat a lot."""
+    ms = parse_event_time(text)
+    return ms, format_event_time(ms)
+
+
+def _check_value(name: str, kind: str, value: Any) -> Any:
+    if value is None:
+        if name in NULLABLE_FIELDS:
+            return None
+        raise InvalidRecord(f"field {name!r} is null")
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise InvalidRecord(f"field {name!r} must be an integer, got {value!r}")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidRecord(f"field {name!r} must be a number, got {value!r}")
+        return float(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise InvalidRecord(f"field {name!r} must be a string, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise InvalidRecord(f"field {name!r} must be an ISO-8601 string, got {value!r}")
+    try:
+        return _time(value)[1]
+    except ValueError as exc:
+        raise InvalidRecord(f"field {name!r} is not an ISO-8601 time: {value!r}") from exc
+
+
+def to_pane(kind: str, value: dict[str, Any]) -> Pane:
+    """Validate one decoded record of ``kind`` (liquidity|market) and build its :class:`Pane`."""
+    if not isinstance(value, dict):
+        raise InvalidRecord(f"record must be a JSON object, got {type(value).__name__}")
+    kinds = FIELD_KINDS[kind]
+    missing = [name for name in FIELDS[kind] if name not in value]
+    if missing:
+        raise InvalidRecord(f"missing field(s): {', '.join(missing)}")
+    record = {name: _check_value(name, kinds[name], value[name]) for name in FIELDS[kind]}
+    if record["pane_timing"] not in PANE_TIMINGS:
+        raise InvalidRecord(f"pane_timing must be one of {', '.join(PANE_TIMINGS)}, got {record['pane_timing']!r}")
+    start_ms = _time(record["window_start"])[0]
+    end_ms = _time(record["window_end"])[0]
+    if end_ms <= start_ms:
+        raise InvalidRecord(f"window_end {record['window_end']} is not after window_start {record['window_start']}")
+    if not record["symbol"]:
+        raise InvalidRecord("symbol is empty")
+    venue = record.get("venue") if kind == LIQUIDITY else None
+    if kind == LIQUIDITY and not venue:
+        raise InvalidRecord("venue is empty")
+    return Pane(
+        kind=kind, symbol=record["symbol"], venue=venue,
+        window_start_ms=start_ms, window_end_ms=end_ms,
+        emitted_ms=_time(record["emitted_at"])[0], pane_index=record["pane_index"],
+        timing=record["pane_timing"], record=record,
+    )
+
+
+def decode_pane(kind: str, raw: bytes | None) -> Pane:
+    """Decode a Kafka record value (JSON bytes) of ``kind`` into a validated :class:`Pane`."""
+    if raw is None:
+        raise InvalidRecord("record value is empty (tombstone)")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRecord(f"value is not JSON: {exc}") from exc
+    return to_pane(kind, value)

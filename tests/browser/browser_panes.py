@@ -1,0 +1,159 @@
+"""Contract records for the browser tests: liquidity and market panes of recent windows.
+
+The panes follow darkpool.contracts (LIQUIDITY_FIELDS / MARKET_FIELDS, keys,
+ISO-8601 times) and the DESIGN.md definitions, with the market rollup computed
+from the liquidity panes of the same (window, symbol), so what the dashboard
+shows can be checked against what was produced.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+
+import orjson
+from confluent_kafka import Producer
+
+from darkpool.contracts import (
+    BLOCK_MIN_NOTIONAL,
+    BLOCK_MIN_SHARES,
+    LIQUIDITY_FIELDS,
+    MARKET_FIELDS,
+    format_event_time,
+    liquidity_key,
+    load_venues,
+    market_key,
+)
+from darkpool.stack.topics import TopicSpec, create_topics
+
+MINUTE_MS = 60_000
+WINDOW_MS = 5 * MINUTE_MS
+PRICES = {"AAPL": 189.2, "MSFT": 415.6, "NVDA": 131.4, "AMZN": 178.9, "TSLA": 242.1, "SPY": 571.3}
+
+
+@dataclass(frozen=True)
+class Topics:
+    liquidity: str
+    market: str
+
+
+def make_topics(bootstrap: str) -> Topics:
+    """Two fresh, uniquely named output topics on the real broker."""
+    suffix = uuid.uuid4().hex[:10]
+    topics = Topics(f"test.browser.{suffix}.liquidity", f"test.browser.{suffix}.market")
+    create_topics(bootstrap, {topics.liquidity: TopicSpec(2), topics.market: TopicSpec(2)})
+    return topics
+
+
+def liquidity_pane(symbol: str, venue: str, window_start_ms: int, *, trades: list[tuple[float, int]],
+                   timing: str, pane_index: int, emitted_ms: int) -> dict:
+    """One (window, symbol, venue) pane aggregated from (price, quantity) trades."""
+    venue_type = load_venues()[venue].venue_type
+    qty = sum(q for _, q in trades)
+    notional = sum(p * q for p, q in trades)
+    blocks = [(p, q) for p, q in trades if q >= BLOCK_MIN_SHARES or p * q >= BLOCK_MIN_NOTIONAL]
+    buy = sum(q for i, (_, q) in enumerate(trades) if i % 2 == 0)
+    record = {
+        "window_start": format_event_time(window_start_ms),
+        "window_end": format_event_time(window_start_ms + WINDOW_MS),
+        "symbol": symbol, "venue": venue, "venue_type": venue_type,
+        "trade_count": len(trades), "share_quantity": qty, "notional": round(notional, 4),
+        "vwap": notional / qty, "min_price": min(p for p, _ in trades), "max_price": max(p for p, _ in trades),
+        "avg_trade_size": qty / len(trades), "block_count": len(blocks),
+        "block_quantity": sum(q for _, q in blocks), "buy_quantity": buy, "sell_quantity": qty - buy,
+        "pane_timing": timing, "pane_index": pane_index, "emitted_at": format_event_time(emitted_ms),
+    }
+    assert tuple(record) == LIQUIDITY_FIELDS
+    return record
+
+
+def market_pane(panes: list[dict]) -> dict:
+    """The (window, symbol) rollup of its venues' liquidity panes, as DESIGN.md defines it."""
+    first = panes[0]
+    venues = load_venues()
+    qty = sum(p["share_quantity"] for p in panes)
+    notional = sum(p["notional"] for p in panes)
+    dark = [p for p in panes if venues[p["venue"]].is_dark]
+    lit = [p for p in panes if not venues[p["venue"]].is_dark]
+    shares = {p["venue"]: p["share_quantity"] / qty for p in panes}
+    top = max(shares, key=lambda v: (shares[v], v))
+    record = {
+        "window_start": first["window_start"], "window_end": first["window_end"], "symbol": first["symbol"],
+        "trade_count": sum(p["trade_count"] for p in panes), "share_quantity": qty, "notional": notional,
+        "vwap": notional / qty,
+        "dark_quantity": sum(p["share_quantity"] for p in dark), "lit_quantity": sum(p["share_quantity"] for p in lit),
+        "dark_notional": sum(p["notional"] for p in dark), "lit_notional": sum(p["notional"] for p in lit),
+        "dark_trade_count": sum(p["trade_count"] for p in dark), "lit_trade_count": sum(p["trade_count"] for p in lit),
+        "dark_share": sum(p["share_quantity"] for p in dark) / qty,
+        "block_count": sum(p["block_count"] for p in panes), "block_quantity": sum(p["block_quantity"] for p in panes),
+        "dark_block_count": sum(p["block_count"] for p in dark),
+        "hhi": sum((100 * s) ** 2 for s in shares.values()), "venue_count": len(panes),
+        "top_venue": top, "top_venue_share": shares[top],
+        "pane_timing": first["pane_timing"], "pane_index": first["pane_index"], "emitted_at": first["emitted_at"],
+    }
+    assert tuple(record) == MARKET_FIELDS
+    return record
+
+
+def random_trades(rng: random.Random, price: float, dark: bool) -> list[tuple[float, int]]:
+    """A heavy-tailed handful of prints around a price; dark venues print larger on average."""
+    trades = []
+    for _ in range(rng.randint(15, 60)):
+        size = int(rng.paretovariate(2.0) * (120 if dark else 100))
+        if rng.random() < 0.03:
+            size = rng.randint(BLOCK_MIN_SHARES, 4 * BLOCK_MIN_SHARES)
+        trades.append((round(price * (1 + rng.gauss(0, 0.0008)), 2), max(size, 1)))
+    return trades
+
+
+def build_session(now_ms: int, *, symbols: tuple[str, ...] = tuple(PRICES), windows: int = 20, seed: int = 7,
+                  emitted_ms: int | None = None) -> tuple[list[dict], list[dict]]:
+    """Panes of the last `windows` complete sliding windows (ON_TIME) plus the current one (EARLY).
+
+    Window ends are minute-aligned; the newest complete window ends at the last
+    full minute, the current window one minute later. Returns (liquidity, market).
+    """
+    rng = random.Random(seed)
+    emitted = now_ms if emitted_ms is None else emitted_ms
+    last_end = now_ms - now_ms % MINUTE_MS
+    registry = load_venues()
+    liquidity: list[dict] = []
+    market: list[dict] = []
+    for k in range(windows, -1, -1):
+        end = last_end - k * MINUTE_MS + (MINUTE_MS if k == 0 else 0)
+        timing = "EARLY" if k == 0 else "ON_TIME"
+        for symbol in symbols:
+            # 16 dark venues vs 7 lit ones: a dark venue prints in 22-50% of windows, a lit one in 95%,
+            # which gives dark shares of roughly 35-55% depending on the symbol
+            dark_rate = 0.22 + 0.28 * (sorted(symbols).index(symbol) / max(len(symbols) - 1, 1))
+            panes = []
+            for venue in registry.values():
+                active = rng.random() < (dark_rate if venue.is_dark else 0.95)
+                if not active:
+                    continue
+                trades = random_trades(rng, PRICES.get(symbol, 100.0), venue.is_dark)
+                panes.append(liquidity_pane(symbol, venue.mpid, end - WINDOW_MS, trades=trades, timing=timing,
+                                            pane_index=0, emitted_ms=emitted))
+            liquidity.extend(panes)
+            market.append(market_pane(panes))
+    return liquidity, market
+
+
+def produce(bootstrap: str, topics: Topics, liquidity: list[dict], market: list[dict]) -> None:
+    """Produce contract records (keys as in darkpool.contracts) and wait for the broker's acknowledgements."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    failures: list[str] = []
+
+    def report(err, _msg) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    for r in liquidity:
+        producer.produce(topics.liquidity, key=liquidity_key(r["symbol"], r["venue"], r["window_start"]).encode(),
+                         value=orjson.dumps(r), on_delivery=report)
+    for r in market:
+        producer.produce(topics.market, key=market_key(r["symbol"], r["window_start"]).encode(),
+                         value=orjson.dumps(r), on_delivery=report)
+    remaining = producer.flush(30)
+    assert remaining == 0 and not failures, f"produce failed: {remaining} unsent, errors {failures[:3]}"

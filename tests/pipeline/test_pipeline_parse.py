@@ -1,0 +1,134 @@
+"""Parse/validate tests: every dead-letter reason, the fast timestamp path, and ParseTrades in a pipeline."""
+
+from __future__ import annotations
+
+import base64
+
+import apache_beam as beam
+import orjson
+import pytest
+from apache_beam.testing.test_stream import TestStream as BeamTestStream  # not collected by pytest
+from apache_beam.transforms.window import TimestampedValue
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pipeline_testkit import T0, record, run_analytics
+
+from darkpool.contracts import format_event_time, load_venues, parse_event_time
+from pipeline.options import PipelineConfig
+from pipeline.records import T_EVENT_MS, T_PRICE, T_QUANTITY, T_SIDE
+from pipeline.transforms.parse import REASONS, Rejected, event_time_ms, parse_trade
+
+VENUES = frozenset(load_venues())
+DAY = 86_400_000
+GOOD = {"trade_id": "T-1", "event_time": format_event_time(T0), "symbol": "AAPL", "venue": "UBSA",
+        "price": 189.23, "quantity": 500, "side": "B"}
+
+
+def parse(value, record_ms=T0):
+    return parse_trade(value, record_ms, 7, VENUES, DAY)
+
+
+def encoded(**changes) -> bytes:
+    data = {**GOOD, **changes}
+    return orjson.dumps({k: v for k, v in data.items() if v is not ...})
+
+
+def test_valid_trade():
+    trade = parse(encoded())
+    assert trade[:6] == (T0, "AAPL", "UBSA", 189.23, 500, "B")
+    assert parse(encoded(side=None))[T_SIDE] is None
+    assert parse(encoded(price=190))[T_PRICE] == 190.0  # integer price is a number
+    assert parse(encoded(quantity=500.0))[T_QUANTITY] == 500  # integral float quantity
+    assert parse(encoded(event_time="2026-11-25T09:00:00-05:00"))[T_EVENT_MS] == T0
+
+
+@pytest.mark.parametrize("value,reason", [
+    (None, "empty"),
+    (b"", "empty"),
+    (b"{not json", "bad_json"),
+    (b"\xff\xfe garbage", "bad_json"),
+    (b"[1, 2, 3]", "not_an_object"),
+    (b'"a string"', "not_an_object"),
+    (encoded(side=...), "missing_field"),
+    (encoded(price=...), "missing_field"),
+    (b"{}", "missing_field"),
+    (encoded(symbol=42), "bad_type"),
+    (encoded(symbol=""), "bad_type"),
+    (encoded(trade_id=None), "bad_type"),
+    (encoded(venue=None), "bad_type"),
+    (encoded(price="189.23"), "bad_type"),
+    (encoded(price=True), "bad_type"),
+    (encoded(quantity=1.5), "bad_type"),
+    (encoded(quantity="500"), "bad_type"),
+    (encoded(event_time=1_764_000_000), "bad_type"),
+    (encoded(quantity=0), "non_positive_quantity"),
+    (encoded(quantity=-100), "non_positive_quantity"),
+    (encoded(price=0), "non_positive_price"),
+    (encoded(price=-1.5), "non_positive_price"),
+    (encoded(venue="NOPE"), "unknown_venue"),
+    (encoded(side="X"), "bad_side"),
+    (encoded(side="b"), "bad_side"),
+    (encoded(event_time="yesterday"), "bad_event_time"),
+    (encoded(event_time="2026-13-45T25:61:00.000Z"), "bad_event_time"),
+    (encoded(event_time="1999-12-31T23:59:59.999Z"), "absurd_event_time"),
+    (encoded(event_time=format_event_time(T0 + DAY + 1)), "absurd_event_time"),
+    (encoded(event_time=format_event_time(T0 - DAY - 1)), "absurd_event_time"),
+])
+def test_every_rejection_reason(value, reason):
+    with pytest.raises(Rejected) as caught:
+        parse(value)
+    assert caught.value.reason == reason
+    assert caught.value.reason in REASONS
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(946_684_800_000, 4_102_444_800_000))
+def test_fast_event_time_path_equals_the_contract_parser(epoch_ms):
+    text = format_event_time(epoch_ms)
+    assert event_time_ms(text) == parse_event_time(text) == epoch_ms
+
+
+def test_parse_trades_in_a_pipeline_routes_every_record_once():
+    config = PipelineConfig(source="file", shape="simple")  # a bounded run
+    bad_bytes = b"\xff\x00binary"
+    records = [
+        record(0, T0 + 1_000),
+        record(1, T0 + 2_000, value=b"{oops"),
+        record(2, T0 + 3_000, value=bad_bytes, partition=3),
+        record(3, T0 + 4_000, venue="NOPE"),
+        record(4, T0 + 5_000, quantity=-1),
+    ]
+    out, counters = run_analytics(beam.Create([r.value for r in records]), config, streaming=False)
+    dead = sorted(out["deadletter"], key=lambda d: d["source_offset"])
+    assert [(d["reason"], d["source_partition"], d["source_offset"]) for d in dead] == [
+        ("bad_json", 0, 1), ("bad_json", 3, 2), ("unknown_venue", 0, 3), ("non_positive_quantity", 0, 4)]
+    assert dead[0]["raw_value"] == "{oops" and dead[0]["raw_encoding"] == "utf-8"
+    assert base64.b64decode(dead[1]["raw_value"]) == bad_bytes and dead[1]["raw_encoding"] == "base64"
+    assert dead[2]["raw_key"] == "AAPL" and dead[2]["source_topic"] == "trades"
+    assert all(d["rejected_at"].endswith("Z") for d in dead)
+    assert counters["records_in"] == 5
+    assert counters["trades_valid"] == 1
+    assert counters["deadletter_bad_json"] == 2
+    assert counters["deadletter_unknown_venue"] == 1 and counters["deadletter_non_positive_quantity"] == 1
+    # the valid trade is aggregated into its 5 windows, once each (bounded run: one ON_TIME pane)
+    assert sorted({r["pane_timing"] for r in out["market"]}) == ["ON_TIME"]
+    assert sum(r["trade_count"] for r in out["market"]) == 5
+
+
+def test_key_value_records_without_kafka_metadata():
+    """--no-kafka-metadata: (key, value) pairs, record time = element time, positions unknown (-1)."""
+    def kv(offset, event_ms, **kwargs):
+        value = record(offset, event_ms, **kwargs).value.value
+        return TimestampedValue((b"AAPL", value), event_ms / 1000.0)
+
+    stream = (
+        BeamTestStream()
+        .add_elements([kv(0, T0 + 1_000), kv(1, T0 + 20 * 60_000)])
+        .add_elements([kv(2, T0 + 2_000), TimestampedValue((b"AAPL", b"{bad"), (T0 + 3_000) / 1000.0)])
+        .advance_watermark_to_infinity()
+    )
+    config = PipelineConfig(shape="two-stage", kafka_metadata=False, trades_topic="trades.kv")
+    out, _ = run_analytics(stream, config)
+    assert sorted((d["reason"], d["source_topic"], d["source_partition"], d["source_offset"])
+                  for d in out["deadletter"]) == [("bad_json", "trades.kv", -1, -1), ("too_late", "trades.kv", -1, -1)]
+    assert sum(r["trade_count"] for r in out["market"] if r["pane_timing"] == "ON_TIME") == 2 * 5
