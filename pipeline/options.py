@@ -25,7 +25,8 @@ ACCUMULATION_MODES = ("accumulating", "discarding")
 
 # Runner arguments the pipeline adds on Flink / the portable runner unless given:
 # bigger bundles let the parse step pre-aggregate more trades per element.
-PORTABLE_DEFAULT_ARGS = {"--max_bundle_size": "100000", "--max_bundle_time_millis": "1000"}
+# (Beam spells the Flink option maxBundleTimeMills: --max_bundle_time_mills)
+PORTABLE_DEFAULT_ARGS = {"--max_bundle_size": "100000", "--max_bundle_time_mills": "500"}
 PORTABLE_RUNNERS = ("PortableRunner", "FlinkRunner")
 
 

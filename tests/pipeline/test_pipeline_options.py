@@ -57,6 +57,6 @@ def test_runner_args_streaming_parallelism_and_flink_bundles():
     args = runner_args(config, beam_args)
     assert "--streaming" in args and "--parallelism=2" in args
     assert "--max_bundle_size=5000" in args and "--max_bundle_size=100000" not in args
-    assert f"--max_bundle_time_millis={PORTABLE_DEFAULT_ARGS['--max_bundle_time_millis']}" in args
+    assert f"--max_bundle_time_mills={PORTABLE_DEFAULT_ARGS['--max_bundle_time_mills']}" in args
     direct, direct_args = parse_pipeline_args(["--runner", "DirectRunner"])
     assert not any(a.startswith("--max_bundle") for a in runner_args(direct, direct_args))
