@@ -56,8 +56,11 @@ def bench_topics(settings, tag: str) -> dict[str, str]:
     return names
 
 
+EXTRA_PIPELINE_ARGS: list[str] = []  # from --pipeline-args
+
+
 def pipeline_args(topics: dict[str, str], group: str, output: str) -> list[str]:
-    return [f"--trades-topic={topics['trades']}", f"--deadletter-topic={topics['deadletter']}",
+    return [*EXTRA_PIPELINE_ARGS, f"--trades-topic={topics['trades']}", f"--deadletter-topic={topics['deadletter']}",
             f"--liquidity-topic={topics['liquidity']}", f"--market-topic={topics['market']}",
             f"--group-id={group}", f"--output={output}"]
 
@@ -224,7 +227,9 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=int, default=60)
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--pipeline-args", default="", help="extra pipeline flags, e.g. '--shape simple'")
     args = parser.parse_args()
+    EXTRA_PIPELINE_ARGS.extend(args.pipeline_args.split())
     settings = load_settings()
     for service in stack_services(settings):
         service.start()

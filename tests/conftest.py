@@ -5,7 +5,7 @@ The test stack never collides with a running `make demo`: Kafka listens on
 18097 and the worker pool on 50100, with state in .state-test/. Services are
 started on first use and left running for the next test run, unless
 DARKPOOL_TEST_STOP_STACK=1 (set by `make test`) asks to stop at the end what
-this run started.
+this run started. DARKPOOL_TEST_PORT_OFFSET=N moves every test port by N.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ TEST_ENVIRONMENT = {
     "DARKPOOL_WORKER_POOL_PORT": "50100",
     "DARKPOOL_SERVE_PORT": "15001",
 }
+# DARKPOOL_TEST_PORT_OFFSET moves every test port (e.g. two checkouts testing at once)
+_offset = int(os.environ.get("DARKPOOL_TEST_PORT_OFFSET", "0"))
+TEST_ENVIRONMENT = {key: str(int(value) + _offset) if key.endswith("_PORT") else value
+                    for key, value in TEST_ENVIRONMENT.items()}
 # set before any test module builds Settings, so every part sees the test stack
 os.environ.update(TEST_ENVIRONMENT)
 

@@ -244,10 +244,19 @@ def wait_job_running(settings: Settings, job_id: str, timeout: float = 180.0) ->
 
 
 def stop_with_savepoint(settings: Settings, job_id: str, timeout: float = 180.0, attempts: int = 3) -> str:
-    """Stop the job gracefully with a savepoint (Flink's stop, no drain); returns the savepoint path.
+    """Take a savepoint of the running job and cancel it right after; returns the savepoint path.
 
-    Waits until every task runs first, and tries again when the savepoint is
-    declined because a task was (re)starting.
+    Not Flink's stop-with-savepoint (``/jobs/<id>/stop``): on a stop, Beam's Flink
+    source wrapper (``UnboundedSourceWrapper``, KafkaIO's legacy read) leaves its
+    read loop and emits a final ``Long.MAX_VALUE`` watermark *before* the
+    savepoint barrier, so every window fires its on-time pane early and is
+    garbage-collected, and every stateful DoFn's state is cleared, before the
+    snapshot: the savepoint holds empty windows and state (data read but not yet
+    emitted is lost on resume). A savepoint taken while the job runs
+    (``cancel-job``: Flink stops periodic checkpoints, snapshots, then cancels)
+    holds the complete state. Waits until every task runs first, tries again when
+    the savepoint is declined because a task was (re)starting, and returns once
+    the job has ended.
     """
     import time
 
@@ -255,7 +264,8 @@ def stop_with_savepoint(settings: Settings, job_id: str, timeout: float = 180.0,
     failure = ""
     for _ in range(attempts):
         wait_job_running(settings, job_id)
-        trigger = rest_call(settings, "POST", f"/jobs/{job_id}/stop", {"drain": False, "targetDirectory": target})
+        trigger = rest_call(settings, "POST", f"/jobs/{job_id}/savepoints",
+                            {"cancel-job": True, "target-directory": target})
         request_id = trigger["request-id"]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -267,7 +277,21 @@ def stop_with_savepoint(settings: Settings, job_id: str, timeout: float = 180.0,
             raise DarkpoolError(f"the savepoint of job {job_id} did not complete within {timeout:.0f} s")
         operation = status.get("operation", {})
         if "failure-cause" not in operation:
+            wait_job_ended(settings, job_id, timeout)
             return operation["location"]
         failure = operation["failure-cause"].get("stack-trace", "")[:1500]
         log.warning("savepoint of job %s failed, trying again: %s", job_id, failure.splitlines()[0])
     raise DarkpoolError(f"stopping job {job_id} with a savepoint failed {attempts} times:\n{failure}")
+
+
+def wait_job_ended(settings: Settings, job_id: str, timeout: float = 180.0) -> str:
+    """Wait until the job reached a terminal state (FINISHED, CANCELED, FAILED); returns it."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = rest_get(settings, f"/jobs/{job_id}")["state"]
+        if state in TERMINAL_STATES:
+            return state
+        time.sleep(0.5)
+    raise DarkpoolError(f"job {job_id} did not end within {timeout:.0f} s")
