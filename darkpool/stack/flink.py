@@ -140,17 +140,11 @@ def _process_command(settings: Settings, entrypoint: str, which: str, log_name: 
 
 def rest_get(settings: Settings, path: str, timeout: float = 5.0) -> dict:
     """GET a Flink REST endpoint and decode its JSON."""
-    url = f"{settings.flink_rest_url}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
-            return json.loads(response.read())
-    except (urllib.error.URLError, OSError) as exc:
-        raise DarkpoolError(f"the Flink REST API at {url} does not answer ({exc})",
-                            hint="start the cluster with `darkpool stack up`") from exc
+    return rest_call(settings, "GET", path, timeout=timeout)
 
 
 def rest_call(settings: Settings, method: str, path: str, body: dict | None = None, timeout: float = 30.0) -> dict:
-    """POST/PATCH a Flink REST endpoint with a JSON body and decode its JSON answer."""
+    """Call a Flink REST endpoint (with a JSON body, if any) and decode its JSON answer."""
     url = f"{settings.flink_rest_url}{path}"
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import orjson
 from confluent_kafka import Producer
+from contract_records import market_rollup
 
 from darkpool.contracts import (
     BLOCK_MIN_NOTIONAL,
     BLOCK_MIN_SHARES,
     LIQUIDITY_FIELDS,
-    MARKET_FIELDS,
     format_event_time,
     liquidity_key,
     load_venues,
@@ -71,29 +71,7 @@ def liquidity_pane(symbol: str, venue: str, window_start_ms: int, *, trades: lis
 def market_pane(panes: list[dict]) -> dict:
     """The (window, symbol) rollup of its venues' liquidity panes, as DESIGN.md defines it."""
     first = panes[0]
-    venues = load_venues()
-    qty = sum(p["share_quantity"] for p in panes)
-    notional = sum(p["notional"] for p in panes)
-    dark = [p for p in panes if venues[p["venue"]].is_dark]
-    lit = [p for p in panes if not venues[p["venue"]].is_dark]
-    shares = {p["venue"]: p["share_quantity"] / qty for p in panes}
-    top = max(shares, key=lambda v: (shares[v], v))
-    record = {
-        "window_start": first["window_start"], "window_end": first["window_end"], "symbol": first["symbol"],
-        "trade_count": sum(p["trade_count"] for p in panes), "share_quantity": qty, "notional": notional,
-        "vwap": notional / qty,
-        "dark_quantity": sum(p["share_quantity"] for p in dark), "lit_quantity": sum(p["share_quantity"] for p in lit),
-        "dark_notional": sum(p["notional"] for p in dark), "lit_notional": sum(p["notional"] for p in lit),
-        "dark_trade_count": sum(p["trade_count"] for p in dark), "lit_trade_count": sum(p["trade_count"] for p in lit),
-        "dark_share": sum(p["share_quantity"] for p in dark) / qty,
-        "block_count": sum(p["block_count"] for p in panes), "block_quantity": sum(p["block_quantity"] for p in panes),
-        "dark_block_count": sum(p["block_count"] for p in dark),
-        "hhi": sum((100 * s) ** 2 for s in shares.values()), "venue_count": len(panes),
-        "top_venue": top, "top_venue_share": shares[top],
-        "pane_timing": first["pane_timing"], "pane_index": first["pane_index"], "emitted_at": first["emitted_at"],
-    }
-    assert tuple(record) == MARKET_FIELDS
-    return record
+    return market_rollup(panes, first["pane_timing"], first["pane_index"], first["emitted_at"])
 
 
 def random_trades(rng: random.Random, price: float, dark: bool) -> list[tuple[float, int]]:

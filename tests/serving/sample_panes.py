@@ -16,11 +16,10 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Producer
+from contract_records import market_rollup
 
 from darkpool.contracts import (
-    DARK_VENUE_TYPES,
     LIQUIDITY_FIELDS,
-    MARKET_FIELDS,
     format_event_time,
     liquidity_key,
     load_venues,
@@ -69,29 +68,7 @@ def liquidity_record(w: int, symbol: str, venue: str, pane_index: int, timing: s
 
 def market_record(rows: list[dict[str, Any]], pane_index: int, timing: str) -> dict[str, Any]:
     """The market rollup of one (window, symbol) from its liquidity rows."""
-    first = rows[0]
-    qty = sum(r["share_quantity"] for r in rows)
-    notional = sum(r["notional"] for r in rows)
-    dark = [r for r in rows if r["venue_type"] in DARK_VENUE_TYPES]
-    lit = [r for r in rows if r["venue_type"] not in DARK_VENUE_TYPES]
-    shares = {r["venue"]: r["share_quantity"] / qty for r in rows}
-    top = max(shares, key=lambda v: (shares[v], v))
-    record = {
-        "window_start": first["window_start"], "window_end": first["window_end"], "symbol": first["symbol"],
-        "trade_count": sum(r["trade_count"] for r in rows), "share_quantity": qty, "notional": notional,
-        "vwap": notional / qty,
-        "dark_quantity": sum(r["share_quantity"] for r in dark), "lit_quantity": sum(r["share_quantity"] for r in lit),
-        "dark_notional": sum(r["notional"] for r in dark), "lit_notional": sum(r["notional"] for r in lit),
-        "dark_trade_count": sum(r["trade_count"] for r in dark), "lit_trade_count": sum(r["trade_count"] for r in lit),
-        "dark_share": sum(r["share_quantity"] for r in dark) / qty,
-        "block_count": sum(r["block_count"] for r in rows), "block_quantity": sum(r["block_quantity"] for r in rows),
-        "dark_block_count": sum(r["block_count"] for r in dark),
-        "hhi": sum((100 * s) ** 2 for s in shares.values()), "venue_count": len(rows),
-        "top_venue": top, "top_venue_share": shares[top],
-        "pane_timing": timing, "pane_index": pane_index, "emitted_at": max(r["emitted_at"] for r in rows),
-    }
-    assert tuple(record) == MARKET_FIELDS
-    return record
+    return market_rollup(rows, timing, pane_index, max(r["emitted_at"] for r in rows))
 
 
 def venues_of(w: int, symbol: str) -> tuple[str, ...]:
