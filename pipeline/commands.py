@@ -58,7 +58,15 @@ def save_record(settings: Settings, name: str, record: dict) -> None:
 # --- submission -----------------------------------------------------------------
 def flink_beam_args(settings: Settings, job_name: str, savepoint: str | None = None,
                     checkpoint_seconds: int = 10) -> list[str]:
-    """Beam options for a detached streaming job on the local Flink cluster."""
+    """Beam options for a detached streaming job on the local Flink cluster.
+
+    ``--finish_bundle_before_checkpointing``: every operator finishes its bundle
+    before it forwards a checkpoint barrier, so a bundle's outputs go downstream
+    ahead of the barrier. Without it, Beam's Flink runner finishes the bundle
+    while snapshotting, keeps its outputs in the snapshot and emits them only
+    after the barrier: once more by the old job and once more by a job restored
+    from that checkpoint or savepoint, i.e. dead letters written twice.
+    """
     args = [
         "--runner=PortableRunner",
         f"--job_endpoint={settings.job_endpoint}",
@@ -70,6 +78,7 @@ def flink_beam_args(settings: Settings, job_name: str, savepoint: str | None = N
         f"--state_backend_storage_path={flink.checkpoint_dir(settings).as_uri()}",
         "--externalized_checkpoints_enabled",
         "--retain_externalized_checkpoints_on_cancellation",
+        "--finish_bundle_before_checkpointing",
         "--detach",
     ]
     if savepoint:

@@ -10,7 +10,8 @@ service and the Python SDK worker pool.
   completed a Flink checkpoint, see DESIGN.md).
 - The worker pool runs the Python SDK workers (EXTERNAL environment), so a
   submitted job keeps running after its client exits. It starts workers as
-  `python` from PATH, so the project's virtual environment goes first on PATH.
+  `python` from PATH, so the project's virtual environment goes first on PATH,
+  and with a user-state cache (darkpool.stack.worker_pool).
 """
 
 from __future__ import annotations
@@ -66,8 +67,7 @@ def worker_pool_service(settings: Settings) -> Service:
     venv_bin = str(Path(sys.executable).parent)
 
     def command() -> list[str]:
-        return [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-                f"--service_port={settings.worker_pool_port}"]
+        return [sys.executable, "-m", "darkpool.stack.worker_pool", f"--port={settings.worker_pool_port}"]
 
     def env() -> dict[str, str]:
         return {"PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}

@@ -9,7 +9,8 @@ same for all.
   ``--experiments=use_deprecated_read`` so the reader checkpoints on Flink),
   CreateTime timestamps (element time = trade time, watermark = per-partition
   max record time), with metadata (partition/offset for dead letters),
-  offsets committed to the consumer group when Flink finalizes a checkpoint.
+  offsets committed to the consumer group when Flink finalizes a checkpoint
+  (and only then: Kafka's auto-commit is switched off).
   With ``range_start`` it is bounded: it starts at the first offset at or
   after that time and reads as many records as the topic held then (counted
   with confluent-kafka), keeping only records before ``range_end``. Without
@@ -119,6 +120,11 @@ class ReadTradesFromKafka(beam.PTransform):
                 "bootstrap.servers": self._bootstrap_servers,
                 "group.id": self._group_id,
                 "auto.offset.reset": "earliest",
+                # Offsets are committed only when Flink completes a checkpoint
+                # (commit_offset_in_finalize). The cross-language ReadFromKafka does not
+                # apply KafkaIO's Java defaults, so without this the Kafka client's default
+                # (auto-commit every 5 s) commits records no checkpoint holds yet.
+                "enable.auto.commit": "false",
             },
             topics=[self._topic],
             timestamp_policy=ReadFromKafka.create_time_policy,
