@@ -33,7 +33,7 @@ import uuid
 from collections import defaultdict
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from darkpool.config import load_settings
@@ -80,13 +80,21 @@ def preload(settings, topic: str, n: int) -> float:
     return summary.acked
 
 
-def committed(settings, group: str, topic: str) -> int:
+def committed(settings, group: str, topic: str, attempts: int = 10) -> int:
+    """Sum of the group's committed offsets (retried while the broker's group coordinator is not ready)."""
     consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group,
                          "enable.auto.commit": False})
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(max(tp.offset, 0) for tp in consumer.committed(
-            [TopicPartition(topic, p) for p in parts], timeout=10))
+        for attempt in range(attempts):
+            try:
+                return sum(max(tp.offset, 0) for tp in consumer.committed(
+                    [TopicPartition(topic, p) for p in parts], timeout=10))
+            except KafkaException:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(1.0)
+        return 0
     finally:
         consumer.close()
 

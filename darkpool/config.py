@@ -45,7 +45,7 @@ class Settings:
     worker_pool_port: int = 50000
     serve_port: int = 5001
     # Flink TaskManager sizing for this 2-core, 24 GiB machine
-    taskmanager_process_memory: str = "4096m"
+    taskmanager_process_memory: str = "6144m"
     taskmanager_slots: int = 4
     taskmanager_metaspace: str = "1024m"
     jobmanager_process_memory: str = "1600m"

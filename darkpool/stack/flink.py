@@ -80,6 +80,10 @@ def flink_configuration(settings: Settings) -> dict[str, str]:
         # each Beam job loads its classes again: a larger metaspace survives resubmissions
         "taskmanager.memory.jvm-metaspace.size": settings.taskmanager_metaspace,
         "taskmanager.numberOfTaskSlots": str(settings.taskmanager_slots),
+        # Beam's Fn API (gRPC/netty) and Kafka clients use direct memory: with the defaults a
+        # TaskManager died of "OutOfMemoryError: Direct buffer memory" after about a dozen submissions
+        "taskmanager.memory.task.off-heap.size": "768m",
+        "taskmanager.memory.framework.off-heap.size": "256m",
         "parallelism.default": "1",
         "state.backend.type": "rocksdb",
         "state.backend.incremental": "true",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from darkpool.contracts import load_venues
 from feed.generator import FaultConfig, FeedConfig, TapeGenerator, TapeRecord
@@ -122,13 +122,21 @@ def topic_end(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
-def committed_offset(bootstrap: str, group: str, topic: str) -> int:
-    """Sum over partitions of the offsets a consumer group committed (KafkaIO commits on checkpoints)."""
+def committed_offset(bootstrap: str, group: str, topic: str, attempts: int = 10) -> int:
+    """Sum over partitions of the offsets a consumer group committed (KafkaIO commits on checkpoints);
+    retried while the broker's group coordinator is not ready (a fresh broker)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        return sum(max(tp.offset, 0) for tp in committed)
+        for attempt in range(attempts):
+            try:
+                committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+                return sum(max(tp.offset, 0) for tp in committed)
+            except KafkaException:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(1.0)
+        return 0
     finally:
         consumer.close()
 
