@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -227,8 +228,6 @@ def latest_checkpoint(settings: Settings, job_id: str) -> str | None:
 
 def wait_job_running(settings: Settings, job_id: str, timeout: float = 180.0) -> None:
     """Wait until the job and all its tasks run (a savepoint needs every task running)."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = rest_get(settings, f"/jobs/{job_id}")
@@ -256,8 +255,6 @@ def stop_with_savepoint(settings: Settings, job_id: str, timeout: float = 180.0,
     the savepoint is declined because a task was (re)starting, and returns once
     the job has ended.
     """
-    import time
-
     target = savepoint_dir(settings).as_uri()
     failure = ""
     for _ in range(attempts):
@@ -284,8 +281,6 @@ def stop_with_savepoint(settings: Settings, job_id: str, timeout: float = 180.0,
 
 def wait_job_ended(settings: Settings, job_id: str, timeout: float = 180.0) -> str:
     """Wait until the job reached a terminal state (FINISHED, CANCELED, FAILED); returns it."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = rest_get(settings, f"/jobs/{job_id}")["state"]
