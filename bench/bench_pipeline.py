@@ -34,13 +34,13 @@ import uuid
 from collections import defaultdict
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from darkpool.config import load_settings
 from darkpool.stack import flink
 from darkpool.stack.services import stack_services
-from darkpool.stack.topics import create_topics, product_topic_specs
+from darkpool.stack.topics import committed_offset, create_topics, product_topic_specs
 from feed.generator import FeedConfig, TapeGenerator
 from feed.publisher import publish_batches
 from pipeline.commands import submit_to_flink
@@ -81,25 +81,6 @@ def preload(settings, topic: str, n: int) -> float:
     return summary.acked
 
 
-def committed(settings, group: str, topic: str, attempts: int = 10) -> int:
-    """Sum of the group's committed offsets (retried while the broker's group coordinator is not ready)."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group,
-                         "enable.auto.commit": False})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        for attempt in range(attempts):
-            try:
-                return sum(max(tp.offset, 0) for tp in consumer.committed(
-                    [TopicPartition(topic, p) for p in parts], timeout=10))
-            except KafkaException:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(1.0)
-        return 0
-    finally:
-        consumer.close()
-
-
 def measure_throughput(settings, n_trades: int) -> dict:
     topics = bench_topics(settings, "tput")
     total = preload(settings, topics["trades"], n_trades)
@@ -113,7 +94,7 @@ def measure_throughput(settings, n_trades: int) -> dict:
     try:
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
-            done = committed(settings, group, topics["trades"])
+            done = committed_offset(settings.bootstrap_servers, group, topics["trades"])
             if not samples or done != samples[-1][1]:
                 samples.append((time.monotonic(), done))
                 rate = ((done - samples[0][1]) / (samples[-1][0] - samples[0][0])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 
 from darkpool import contracts
 from darkpool.config import Settings, load_settings
@@ -26,21 +26,9 @@ from darkpool.stack import flink
 from darkpool.stack.commands import print_status, start
 from darkpool.stack.process import Service, http_ok
 from darkpool.stack.services import app_services, stack_services
-from darkpool.stack.topics import create_topics, product_topic_specs
+from darkpool.stack.topics import create_topics, end_offset, product_topic_specs
 
 PIPELINE_JOB_NAME = "darkpool-liquidity"
-
-
-def topic_end_offsets(consumer: Consumer, topic: str) -> int:
-    """Sum of the topic's partition end offsets (records ever written)."""
-    metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
-    if metadata is None or metadata.error is not None:
-        return 0
-    total = 0
-    for partition in metadata.partitions:
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
-        total += high
-    return total
 
 
 def ensure_pipeline(settings: Settings, extra_args: list[str]) -> str:
@@ -58,15 +46,14 @@ def ensure_pipeline(settings: Settings, extra_args: list[str]) -> str:
 
 def watch(settings: Settings, interval: float) -> None:
     """Print one progress line per interval: tape in, panes out, job state, checkpoints."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "darkpool-demo-watch"})
     topics = (contracts.TRADES_TOPIC, contracts.LIQUIDITY_TOPIC, contracts.MARKET_TOPIC, contracts.DEADLETTER_TOPIC)
-    previous = {t: topic_end_offsets(consumer, t) for t in topics}
+    previous = {t: end_offset(settings.bootstrap_servers, t) for t in topics}
     last = time.monotonic()
     try:
         while True:
             time.sleep(interval)
             now = time.monotonic()
-            current = {t: topic_end_offsets(consumer, t) for t in topics}
+            current = {t: end_offset(settings.bootstrap_servers, t) for t in topics}
             rates = {t: (current[t] - previous[t]) / (now - last) for t in topics}
             previous, last = current, now
             job = "no job"
@@ -82,8 +69,6 @@ def watch(settings: Settings, interval: float) -> None:
                   f"{current[contracts.DEADLETTER_TOPIC]:>6,} | {job} | dashboard {dashboard}", flush=True)
     except KafkaException as exc:
         raise DarkpoolError(f"lost the broker: {exc}", hint="`darkpool stack status`") from exc
-    finally:
-        consumer.close()
 
 
 def run_demo(args: argparse.Namespace) -> int:

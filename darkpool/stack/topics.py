@@ -8,9 +8,10 @@ is kept for consumers that rebuild their state from the topic.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from darkpool import contracts
@@ -78,7 +79,6 @@ def create_topics(bootstrap: str, specs: dict[str, TopicSpec], timeout: float = 
 
 def describe_topics(bootstrap: str, names: list[str], timeout: float = 10.0) -> list[dict[str, object]]:
     """Partitions, end offsets (records) and cleanup policy of each named topic."""
-    from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import ConfigResource
 
     check_reachable(bootstrap)
@@ -105,3 +105,35 @@ def describe_topics(bootstrap: str, names: list[str], timeout: float = 10.0) -> 
     finally:
         consumer.close()
     return rows
+
+
+def end_offset(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
+    """Records ever written to a topic: the sum of its partitions' end offsets (0 if it does not exist)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "darkpool-offsets"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return 0
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+                   for p in metadata.partitions)
+    finally:
+        consumer.close()
+
+
+def committed_offset(bootstrap: str, group: str, topic: str, attempts: int = 10) -> int:
+    """The sum of a consumer group's committed offsets on a topic (KafkaIO commits when a checkpoint
+    completes); retried while the broker's group coordinator is not ready yet (a fresh broker)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        for attempt in range(attempts):
+            try:
+                committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+                return sum(max(tp.offset, 0) for tp in committed)
+            except KafkaException:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(1.0)
+        return 0
+    finally:
+        consumer.close()

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from darkpool.contracts import load_venues
+from darkpool.stack.topics import committed_offset, end_offset
 from feed.generator import FaultConfig, FeedConfig, TapeGenerator, TapeRecord
 
 WINDOW_MS = 5 * 60_000
@@ -113,37 +114,9 @@ def expected_panes(tape: Tape) -> tuple[pd.DataFrame, pd.DataFrame, int]:
 
 
 # --- reading what the pipeline wrote --------------------------------------------------
-def topic_end(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"end-{uuid.uuid4().hex}"})
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions)
-    finally:
-        consumer.close()
-
-
-def committed_offset(bootstrap: str, group: str, topic: str, attempts: int = 10) -> int:
-    """Sum over partitions of the offsets a consumer group committed (KafkaIO commits on checkpoints);
-    retried while the broker's group coordinator is not ready (a fresh broker)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        for attempt in range(attempts):
-            try:
-                committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-                return sum(max(tp.offset, 0) for tp in committed)
-            except KafkaException:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(1.0)
-        return 0
-    finally:
-        consumer.close()
-
-
 def wait_until_consumed(bootstrap: str, group: str, topic: str, timeout: float) -> None:
     """Wait until the group has committed the topic's end: every record went through a checkpoint."""
-    end = topic_end(bootstrap, topic)
+    end = end_offset(bootstrap, topic)
     deadline = time.monotonic() + timeout
     while (done := committed_offset(bootstrap, group, topic)) < end:
         assert time.monotonic() < deadline, f"the pipeline consumed {done} of {end} records of {topic}"
@@ -155,11 +128,11 @@ def wait_until_stable(bootstrap: str, topics: list[str], quiet_seconds: float, t
     """Wait until none of the topics grew for quiet_seconds (and each reached its minimum)."""
     minimum = minimum or {}
     deadline = time.monotonic() + timeout
-    last = {t: topic_end(bootstrap, t) for t in topics}
+    last = {t: end_offset(bootstrap, t) for t in topics}
     quiet_since = time.monotonic()
     while time.monotonic() < deadline:
         time.sleep(2.0)
-        now = {t: topic_end(bootstrap, t) for t in topics}
+        now = {t: end_offset(bootstrap, t) for t in topics}
         if now != last:
             last, quiet_since = now, time.monotonic()
         elif (time.monotonic() - quiet_since >= quiet_seconds
