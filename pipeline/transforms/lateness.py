@@ -11,8 +11,8 @@ explicitly, before windowing, with the rule of :func:`pipeline.finance.is_too_la
 Such a trade is removed from *all* its windows (never a partial drop), counted
 (Beam counter ``too_late``) and written to the dead-letter output with reason
 ``too_late``. KafkaIO's CreateTime watermark of a partition is the largest
-record timestamp read so far, so this stateful DoFn, keyed by source
-partition, keeps exactly that maximum in keyed state (it survives checkpoints
+record timestamp read so far (capped at the wall clock), so this stateful
+DoFn, keyed by source partition, keeps exactly that maximum in keyed state (it survives checkpoints
 and restarts). Watermarks flow in order behind the records, so the runner's
 watermark at the window step is never ahead of this estimate and never drops a
 trade that passed here. (Exception, documented: KafkaIO moves an idle, caught-up
@@ -22,6 +22,7 @@ in the past into a live pipeline can then be dropped by the runner uncounted.)
 
 from __future__ import annotations
 
+import time
 import typing
 
 import apache_beam as beam
@@ -76,6 +77,9 @@ class FilterTooLateFn(beam.DoFn):
         kept = []
         too_late = 0
         is_too_late = finance.is_too_late
+        # like KafkaIO's CreateTime policy, never let a future-stamped record move the watermark past now:
+        # one record stamped an hour ahead would otherwise make the next hour of trades "too late"
+        now_ms = int(time.time() * 1000)
         for trade in trades:
             if is_too_late(trade[T_EVENT_MS], watermark, period, lateness):
                 too_late += 1
@@ -88,7 +92,7 @@ class FilterTooLateFn(beam.DoFn):
                     raw_encoding="json-reencoded"))
                 continue
             kept.append(trade)
-            record_ms = trade[T_RECORD_MS]
+            record_ms = min(trade[T_RECORD_MS], now_ms)
             if watermark is None or record_ms > watermark:
                 watermark = record_ms
         if watermark is not None:
