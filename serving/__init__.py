@@ -6,8 +6,8 @@ then ``DARKPOOL_*`` environment variables, then ``serving.cfg`` in the instance
 folder, then ``config`` (tests, the CLI). It wires the store, the SSE hub, the
 metrics and the background Kafka consumer (started with the app unless
 ``CONSUMER_ENABLED`` is false), and registers the blueprints. Nothing happens at
-import time. Run it with ``darkpool serve`` (gunicorn, one worker process with
-threads, since the store lives in the process).
+import time. Run it with ``darkpool serve`` (granian by default, or gunicorn:
+one worker process with threads, since the store lives in the process).
 """
 
 from __future__ import annotations
