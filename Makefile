@@ -40,7 +40,7 @@ $(VENV)/.stamp: requirements.lock setup.py
 
 # --- JVM classpaths (Kafka broker; Beam job server + expansion service) -------
 jvm: $(CACHE)/jvm/.stamp
-$(CACHE)/jvm/.stamp: jvm/pom.xml jvm/kafka/pom.xml jvm/beam/pom.xml
+$(CACHE)/jvm/.stamp: jvm/pom.xml jvm/kafka/pom.xml jvm/beam/pom.xml jvm/transforms/pom.xml $(shell find jvm/transforms/src -type f)
 	@echo "setup: resolving JVM artifacts with Maven into $(CACHE)/jvm"
 	@rm -rf $(CACHE)/jvm/kafka $(CACHE)/jvm/beam
 	@$(MVN) -f jvm/pom.xml package

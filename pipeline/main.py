@@ -65,8 +65,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig) -> dict:
         records = pipeline | "ReadTrades" >> ReadTradesFromKafka(
             config.bootstrap_servers, config.trades_topic, config.group_id, config.expansion_service,
             range_start=config.range_start if config.source == "kafka-range" else None,
-            range_end=config.range_end if config.source == "kafka-range" else None,
-            with_metadata=config.kafka_metadata,
+            reader=config.kafka_reader,
         )
     outputs = records | "LiquidityAnalytics" >> LiquidityAnalytics(config)
 

@@ -11,6 +11,7 @@ addresses and paths come from :func:`darkpool.config.load_settings` (so the
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from darkpool import contracts
 from darkpool.config import load_settings
 
 SOURCES = ("kafka", "file", "kafka-range")
+KAFKA_READERS = ("darkpool", "beam")
 INPUT_SUFFIXES = (".csv", ".jsonl", ".json", ".ndjson", ".parquet")
 SHAPES = ("two-stage", "simple")
 ACCUMULATION_MODES = ("accumulating", "discarding")
@@ -44,7 +46,7 @@ class PipelineConfig:
     market_topic: str = contracts.MARKET_TOPIC
     input_file: Path | None = None
     range_start: int | None = None  # epoch ms, kafka-range
-    range_end: int | None = None  # epoch ms, kafka-range (default: now)
+    range_end: int | None = None  # epoch ms, kafka-range (parse_pipeline_args: default now)
     window_minutes: float = 5.0
     period_minutes: float = 1.0
     allowed_lateness_minutes: float = 10.0
@@ -56,10 +58,20 @@ class PipelineConfig:
     parquet_flush_seconds: float = 10.0
     parquet_batch_rows: int = 50_000
     kafka_output: bool = True
-    kafka_metadata: bool = True  # read partition/offset with each record (per-partition watermarks)
+    kafka_reader: str = "darkpool"  # darkpool: batched compact records (jvm/transforms); beam: ReadFromKafka rows
     deadletter_path: Path | None = None  # JSON-lines dead letters when not writing to Kafka
     parallelism: int | None = None
     detach: bool = False
+
+    @property
+    def reads_record_batches(self) -> bool:
+        """Kafka read with the darkpool reader: the parse step gets ``bytes`` record batches."""
+        return self.source != "file" and self.kafka_reader == "darkpool"
+
+    @property
+    def keep_before_ms(self) -> int | None:
+        """kafka-range: records stamped at/after this are outside the range (skipped, counted)."""
+        return self.range_end if self.source == "kafka-range" else None
 
     @property
     def bounded(self) -> bool:
@@ -149,10 +161,10 @@ def build_parser(prog: str = "pipeline") -> argparse.ArgumentParser:
     kafka.add_argument("--deadletter-topic", default=contracts.DEADLETTER_TOPIC)
     kafka.add_argument("--liquidity-topic", default=contracts.LIQUIDITY_TOPIC)
     kafka.add_argument("--market-topic", default=contracts.MARKET_TOPIC)
-    kafka.add_argument("--kafka-metadata", action=argparse.BooleanOptionalAction, default=True,
-                       help="read each record with its partition/offset (default). --no-kafka-metadata reads "
-                            "plain key/value pairs: cheaper to decode in Python, but dead letters carry no "
-                            "partition/offset (-1) and the too-late rule uses one watermark for all partitions")
+    kafka.add_argument("--kafka-reader", choices=KAFKA_READERS, default="darkpool",
+                       help="darkpool (default): KafkaIO through the project's ReadTradeRecords transform, records "
+                            "handed to Python in compact batches; beam: Beam's ReadFromKafka with metadata, one "
+                            "Row per record (same records and semantics, several times slower)")
     kafka.add_argument("--kafka-output", action=argparse.BooleanOptionalAction, default=None,
                        help="write liquidity/market/dead letters to Kafka (default: on for kafka sources, "
                             "off for --source file)")
@@ -194,6 +206,9 @@ def parse_pipeline_args(
     args, beam_args = parser.parse_known_args(argv)
     kafka_output = args.kafka_output if args.kafka_output is not None else args.source != "file"
     output_path = None if args.no_parquet else args.output_path
+    range_end = args.range_end
+    if args.source == "kafka-range" and range_end is None:
+        range_end = int(time.time() * 1000)  # the end of a range is "now" when the job is built
     deadletter_path = args.deadletter_path
     if deadletter_path is None and not kafka_output and output_path is not None:
         deadletter_path = output_path / "deadletter"
@@ -201,13 +216,13 @@ def parse_pipeline_args(
         source=args.source, bootstrap_servers=args.bootstrap_servers, expansion_service=args.expansion_service,
         group_id=args.group_id, trades_topic=args.trades_topic, deadletter_topic=args.deadletter_topic,
         liquidity_topic=args.liquidity_topic, market_topic=args.market_topic, input_file=args.input_file,
-        range_start=args.range_start, range_end=args.range_end,
+        range_start=args.range_start, range_end=range_end,
         window_minutes=args.window_minutes, period_minutes=args.period_minutes,
         allowed_lateness_minutes=args.allowed_lateness_minutes, early_firing_seconds=args.early_firing_seconds,
         accumulation=args.accumulation,
         shape=args.shape, max_event_skew_hours=args.max_event_skew_hours, output_path=output_path,
         parquet_flush_seconds=args.parquet_flush_seconds, parquet_batch_rows=args.parquet_batch_rows,
-        kafka_output=kafka_output, kafka_metadata=args.kafka_metadata or args.source == "file",
+        kafka_output=kafka_output, kafka_reader=args.kafka_reader,
         deadletter_path=deadletter_path, parallelism=args.parallelism,
         detach=args.detach,
     )

@@ -7,6 +7,8 @@ once so the rest of the code never uses a bare index.
 - :class:`SourceRecord`: what the parse step reads, with the attributes of the
   Row that ``ReadFromKafka(with_metadata=True)`` yields (topic, partition,
   offset, timestamp, key, value). File backfill and tests build the same shape.
+- Record batch: what the default Kafka reader hands Python, many records in
+  one ``bytes`` element (:func:`decode_record_batch`).
 - Trade tuple: ``(event_ms, symbol, venue, price, quantity, side, trade_id, offset, record_ms)``
   (record_ms: the source record's timestamp, which drives the watermark).
 - Venue statistics: a list indexed by the ``S_*`` constants (see :func:`new_stats`).
@@ -17,6 +19,8 @@ once so the rest of the code never uses a bare index.
 from __future__ import annotations
 
 import math
+import struct
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from darkpool.contracts import format_event_time, load_venues
@@ -32,6 +36,44 @@ class SourceRecord(NamedTuple):
     timestamp: int  # record timestamp, epoch ms (Kafka CreateTime)
     key: bytes | None
     value: bytes | None
+
+
+# --- record batches of the darkpool Kafka reader ----------------------------------
+# jvm/transforms/src/main/java/io/darkpool/beam/ReadTradeRecords.java writes them:
+# per record a big-endian header (flags, partition, offset, timestamp ms, key
+# length, value length), then the key and value bytes. Flags mark null keys/values.
+RECORD_HEADER = struct.Struct(">BiqqII")
+KEY_NULL = 1
+VALUE_NULL = 2
+
+
+def decode_record_batch(batch: bytes) -> Iterator[tuple[int, int, int, bytes | None, bytes | None]]:
+    """A batch from ReadTradeRecords -> (partition, offset, timestamp ms, key, value) per record, in order."""
+    unpack = RECORD_HEADER.unpack_from
+    header_size = RECORD_HEADER.size
+    position, end = 0, len(batch)
+    while position < end:
+        flags, partition, offset, timestamp, key_length, value_length = unpack(batch, position)
+        position += header_size
+        key = None if flags & KEY_NULL else batch[position:position + key_length]
+        position += key_length
+        value = None if flags & VALUE_NULL else batch[position:position + value_length]
+        position += value_length
+        yield partition, offset, timestamp, key, value
+
+
+def encode_record_batch(records: Iterable[SourceRecord]) -> bytes:
+    """SourceRecords -> one batch in ReadTradeRecords' layout (what the Java side sends; for tests and tools)."""
+    parts = []
+    for record in records:
+        key = record.key or b""
+        value = record.value or b""
+        flags = (KEY_NULL if record.key is None else 0) | (VALUE_NULL if record.value is None else 0)
+        parts.append(RECORD_HEADER.pack(flags, record.partition, record.offset, record.timestamp,
+                                        len(key), len(value)))
+        parts.append(key)
+        parts.append(value)
+    return b"".join(parts)
 
 
 # --- trade tuple layout ---------------------------------------------------------

@@ -23,8 +23,9 @@ from pipeline.transforms.parse import ParseTrades
 class LiquidityAnalytics(beam.PTransform):
     """Raw records -> {liquidity, market, deadletter} PCollections of dicts.
 
-    Records are SourceRecord-like rows, or ``(key, value)`` pairs when the config
-    reads Kafka without metadata (``kafka_metadata`` False, source kafka).
+    Records are SourceRecord-like rows, or ``bytes`` record batches when the
+    config reads Kafka with the ``darkpool`` reader. A kafka-range run keeps the
+    records before its range end (default: the time the pipeline is built).
     """
 
     def __init__(self, config: PipelineConfig) -> None:
@@ -34,7 +35,8 @@ class LiquidityAnalytics(beam.PTransform):
     def expand(self, records):
         config = self._config
         parsed = records | "ParseTrades" >> ParseTrades(
-            config.max_event_skew_ms, key_value_topic=None if config.kafka_metadata else config.trades_topic)
+            config.max_event_skew_ms, batch_topic=config.trades_topic if config.reads_record_batches else None,
+            keep_before_ms=config.keep_before_ms)
         trades = parsed["trades"]
         dead_letters = [parsed["deadletter"]]
         if config.too_late_filter:

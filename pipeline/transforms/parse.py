@@ -25,12 +25,11 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from darkpool.contracts import TRADE_FIELDS, format_event_time, load_venues, parse_event_time
-from pipeline.records import T_EVENT_MS, T_RECORD_MS, SourceRecord
+from pipeline.records import T_EVENT_MS, T_RECORD_MS, decode_record_batch
 
 DEADLETTER_TAG = "deadletter"
 METRICS_NAMESPACE = "darkpool.pipeline"
 MIN_EVENT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: anything earlier is absurd
-UNKNOWN_POSITION = -1  # partition/offset of records read without Kafka metadata
 
 # Dead-letter reasons (the `reason` field of darkpool.deadletter)
 REASON_EMPTY = "empty"
@@ -176,16 +175,23 @@ def deadletter_record(reason: str, detail: str, value: bytes | None, key: bytes 
 
 
 class ParseAndBatchFn(beam.DoFn):
-    """Raw records -> per-partition batches of trade tuples (main) + dead-letter dicts (tagged)."""
+    """Raw records -> per-partition batches of trade tuples (main) + dead-letter dicts (tagged).
 
-    def __init__(self, max_skew_ms: int, max_batch: int = 20_000) -> None:
+    Input: SourceRecord-like rows (KafkaIO metadata rows, file records). With
+    ``keep_before_ms`` (a bounded range of the topic), records stamped at or
+    after it are skipped and counted as ``outside_range``.
+    """
+
+    def __init__(self, max_skew_ms: int, max_batch: int = 20_000, keep_before_ms: int | None = None) -> None:
         self._max_skew_ms = max_skew_ms
         self._max_batch = max_batch
+        self._keep_before_ms = keep_before_ms
 
     def setup(self) -> None:
         self._venues = frozenset(load_venues())
         self._valid_counter = Metrics.counter(METRICS_NAMESPACE, "trades_valid")
         self._in_counter = Metrics.counter(METRICS_NAMESPACE, "records_in")
+        self._outside_counter = Metrics.counter(METRICS_NAMESPACE, "outside_range")
         self._reason_counters = {
             reason: Metrics.counter(METRICS_NAMESPACE, f"deadletter_{reason}") for reason in REASONS
         }
@@ -193,29 +199,39 @@ class ParseAndBatchFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._batches: dict[int, tuple[str, list]] = {}
         self._records = 0
+        self._outside = 0
         self._rejected: dict[str, int] = {}
 
     def process(self, record):
+        output = self._accept(record.topic, record.partition, record.offset, record.timestamp,
+                              record.key, record.value)
+        if output is not None:
+            yield output
+
+    def _accept(self, topic: str, partition: int, offset: int, record_ms: int, key: bytes | None,
+                value: bytes | None):
+        """Validate one record into its partition's batch; returns a dead letter or a full batch to emit, or None."""
         # Counted in local integers, added to the Beam counters once per bundle: a
         # counter increment costs about as much as validating the record.
+        if self._keep_before_ms is not None and record_ms >= self._keep_before_ms:
+            self._outside += 1
+            return None
         self._records += 1
         try:
-            trade = parse_trade(record.value, record.timestamp, record.offset, self._venues, self._max_skew_ms)
+            trade = parse_trade(value, record_ms, offset, self._venues, self._max_skew_ms)
         except Rejected as rejected:
             self._rejected[rejected.reason] = self._rejected.get(rejected.reason, 0) + 1
-            yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, deadletter_record(
-                rejected.reason, rejected.detail, record.value, record.key,
-                record.topic, record.partition, record.offset))
-            return
-        partition = record.partition
+            return beam.pvalue.TaggedOutput(DEADLETTER_TAG, deadletter_record(
+                rejected.reason, rejected.detail, value, key, topic, partition, offset))
         entry = self._batches.get(partition)
         if entry is None:
-            entry = self._batches[partition] = (record.topic, [])
+            entry = self._batches[partition] = (topic, [])
         batch = entry[1]
         batch.append(trade)
         if len(batch) >= self._max_batch:
             del self._batches[partition]
-            yield _batch_value(entry[0], partition, batch)
+            return _batch_value(topic, partition, batch)
+        return None
 
     def finish_bundle(self):
         for partition, (topic, batch) in self._batches.items():
@@ -226,8 +242,27 @@ class ParseAndBatchFn(beam.DoFn):
         self._valid_counter.inc(self._records - rejected)
         for reason, count in self._rejected.items():
             self._reason_counters[reason].inc(count)
+        if self._outside:
+            self._outside_counter.inc(self._outside)
         self._records = 0
+        self._outside = 0
         self._rejected = {}
+
+
+class ParseRecordBatchesFn(ParseAndBatchFn):
+    """Like ParseAndBatchFn, for the ``bytes`` record batches of the ``darkpool`` Kafka reader (one topic)."""
+
+    def __init__(self, topic: str, max_skew_ms: int, max_batch: int = 20_000,
+                 keep_before_ms: int | None = None) -> None:
+        super().__init__(max_skew_ms, max_batch, keep_before_ms)
+        self._topic = topic
+
+    def process(self, batch: bytes):
+        accept, topic = self._accept, self._topic
+        for partition, offset, record_ms, key, value in decode_record_batch(batch):
+            output = accept(topic, partition, offset, record_ms, key, value)
+            if output is not None:
+                yield output
 
 
 def partition_key(topic: str, partition: int) -> str:
@@ -241,43 +276,28 @@ def _batch_value(topic: str, partition: int, batch: list) -> WindowedValue:
     return WindowedValue((partition_key(topic, partition), batch), earliest / 1000.0, (GlobalWindow(),))
 
 
-class ParseKeyValueAndBatchFn(ParseAndBatchFn):
-    """Like ParseAndBatchFn, for ``(key, value)`` elements read *without* Kafka metadata.
-
-    The record timestamp is the element's timestamp (CreateTime); partition and
-    offset are unknown (-1): all records share one watermark key, and dead
-    letters carry source_partition = source_offset = -1.
-    """
-
-    def __init__(self, topic: str, max_skew_ms: int, max_batch: int = 20_000) -> None:
-        super().__init__(max_skew_ms, max_batch)
-        self._topic = topic
-
-    def process(self, element, timestamp=beam.DoFn.TimestampParam):  # noqa: B008 - Beam idiom
-        key, value = element
-        yield from super().process(
-            SourceRecord(self._topic, UNKNOWN_POSITION, UNKNOWN_POSITION, timestamp.micros // 1000, key, value))
-
-
 class ParseTrades(beam.PTransform):
     """Validate raw trade records: ``trades`` (per-partition batches) and ``deadletter`` (dicts).
 
-    Every input record ends up in exactly one of the two outputs; Beam counters
+    Every input record ends up in exactly one of the two outputs (or, with
+    ``keep_before_ms``, is counted as ``outside_range``); Beam counters
     ``records_in``, ``trades_valid`` and ``deadletter_<reason>`` count them.
-    Input: SourceRecord-like rows, or with ``key_value_topic`` set, ``(key, value)``
-    pairs of that topic read without metadata.
+    Input: SourceRecord-like rows, or with ``batch_topic`` set, the ``bytes``
+    record batches of that topic from the ``darkpool`` Kafka reader.
     """
 
-    def __init__(self, max_skew_ms: int, max_batch: int = 20_000, key_value_topic: str | None = None) -> None:
+    def __init__(self, max_skew_ms: int, max_batch: int = 20_000, batch_topic: str | None = None,
+                 keep_before_ms: int | None = None) -> None:
         super().__init__()
         self._max_skew_ms = max_skew_ms
         self._max_batch = max_batch
-        self._key_value_topic = key_value_topic
+        self._batch_topic = batch_topic
+        self._keep_before_ms = keep_before_ms
 
     def expand(self, records):
-        if self._key_value_topic is None:
-            fn = ParseAndBatchFn(self._max_skew_ms, self._max_batch)
+        if self._batch_topic is None:
+            fn = ParseAndBatchFn(self._max_skew_ms, self._max_batch, self._keep_before_ms)
         else:
-            fn = ParseKeyValueAndBatchFn(self._key_value_topic, self._max_skew_ms, self._max_batch)
+            fn = ParseRecordBatchesFn(self._batch_topic, self._max_skew_ms, self._max_batch, self._keep_before_ms)
         outputs = records | "ValidateAndBatch" >> beam.ParDo(fn).with_outputs(DEADLETTER_TAG, main="trades")
         return {"trades": outputs.trades, "deadletter": outputs[DEADLETTER_TAG]}

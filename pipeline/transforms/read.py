@@ -1,24 +1,26 @@
-"""Sources: the trades topic through Beam's ReadFromKafka, a bounded range of it, or a trades file.
+"""Sources: the trades topic through KafkaIO, a bounded range of it, or a trades file.
 
-All three yield records with the attributes of KafkaIO's metadata Row
-(topic, partition, offset, timestamp, key, value), so the parse step is the
-same for all.
+- :class:`ReadTradesFromKafka`: Java KafkaIO through the project's expansion
+  service (started with ``--experiments=use_deprecated_read`` so the reader
+  checkpoints on Flink), CreateTime timestamps (element time = record time,
+  watermark = per-partition max record time), offsets committed to the
+  consumer group when Flink finalizes a checkpoint (and only then: Kafka's
+  auto-commit is switched off). Two readers, same records:
 
-- :class:`ReadTradesFromKafka`: ``apache_beam.io.kafka.ReadFromKafka`` (Java
-  KafkaIO via the project's expansion service, started with
-  ``--experiments=use_deprecated_read`` so the reader checkpoints on Flink),
-  CreateTime timestamps (element time = trade time, watermark = per-partition
-  max record time), with metadata (partition/offset for dead letters),
-  offsets committed to the consumer group when Flink finalizes a checkpoint
-  (and only then: Kafka's auto-commit is switched off).
+  - ``darkpool`` (default): the project's ``ReadTradeRecords`` transform
+    (jvm/transforms), KafkaIO handing Python one element per batch of records
+    in a compact binary layout (:func:`pipeline.records.decode_record_batch`) with each record's
+    partition, offset and timestamp;
+  - ``beam``: Beam's own ``apache_beam.io.kafka.ReadFromKafka`` with metadata:
+    one schema Row per record (:class:`~pipeline.records.SourceRecord` attributes).
+    Same semantics, several times the cost per record.
+
   With ``range_start`` it is bounded: it starts at the first offset at or
   after that time and reads as many records as the topic held then (counted
-  with confluent-kafka), keeping only records before ``range_end``. Without
-  metadata (``--no-kafka-metadata``) it yields plain (key, value) pairs, which
-  are much cheaper to decode in Python than metadata rows.
+  with confluent-kafka); the parse step keeps only records before ``range_end``.
 - :class:`ReadTradesFile`: a CSV (contract columns, or the seed layout
   ``timestamp, symbol, price, quantity, venue, side``; extra columns ignored),
-  JSON-lines or Parquet file of trades, as records of one partition in file order.
+  JSON-lines or Parquet file of trades, as SourceRecords of one partition in file order.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import csv
 import datetime as dt
 import logging
 import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,17 +37,20 @@ import apache_beam as beam
 import orjson
 import pyarrow.parquet as pq
 from apache_beam.io.kafka import ReadFromKafka
-from apache_beam.metrics import Metrics
+from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
 
 from darkpool.contracts import format_event_time, parse_event_time
 from darkpool.errors import DarkpoolError
-from pipeline.options import INPUT_SUFFIXES
+from pipeline.options import INPUT_SUFFIXES, KAFKA_READERS
 from pipeline.records import SourceRecord
-from pipeline.transforms.parse import METRICS_NAMESPACE, Rejected, event_time_ms
+from pipeline.transforms.parse import Rejected, event_time_ms
 
 FILE_FORMATS = INPUT_SUFFIXES
 PROGRESS_EVERY = 100_000
 LOG = logging.getLogger(__name__)
+
+# jvm/transforms/.../ReadTradeRecords.java (its batch layout: pipeline.records.decode_record_batch)
+READ_TRADE_RECORD_BATCHES_URN = "darkpool:transform:read_trade_record_batches:v1"
 
 
 # --- Kafka -----------------------------------------------------------------------------
@@ -74,69 +80,75 @@ def count_records_since(bootstrap_servers: str, topic: str, start_ms: int, timeo
         consumer.close()
 
 
-class KeepRecordsBefore(beam.DoFn):
-    """Bounded range: drop records whose timestamp is at or after ``end_ms`` (counted as outside_range).
-
-    Works on metadata rows and on (key, value) pairs alike, by the element timestamp (CreateTime).
-    """
-
-    def __init__(self, end_ms: int) -> None:
-        self._end_ms = end_ms
-
-    def setup(self) -> None:
-        self._outside = Metrics.counter(METRICS_NAMESPACE, "outside_range")
-
-    def process(self, record, timestamp=beam.DoFn.TimestampParam):  # noqa: B008 - Beam idiom
-        if timestamp.micros // 1000 < self._end_ms:
-            yield record
-        else:
-            self._outside.inc()
+# The expansion payload of ReadTradeRecords (Java setters setConsumerConfig, setTopics, ...).
+# Functional NamedTuple syntax: the field types must be real typing objects for Beam's schema
+# inference (this module's `from __future__ import annotations` would make class-syntax ones strings).
+ReadTradeRecordsPayload = typing.NamedTuple("ReadTradeRecordsPayload", [  # noqa: UP014
+    ("consumer_config", typing.Mapping[str, str]),
+    ("topics", typing.List[str]),  # noqa: UP006
+    ("start_read_time", typing.Optional[int]),  # noqa: UP045
+    ("max_num_records", typing.Optional[int]),  # noqa: UP045
+    ("commit_offset_in_finalize", bool),
+])
 
 
 class ReadTradesFromKafka(beam.PTransform):
-    """Trades topic -> KafkaIO metadata rows, streaming or (with range_start) bounded."""
+    """Trades topic -> raw records, streaming or (with range_start) bounded.
+
+    ``reader="darkpool"``: ``bytes`` batches (:func:`pipeline.records.decode_record_batch`);
+    ``reader="beam"``: KafkaIO metadata rows. Records at or after the range end
+    are dropped by the parse step (``ParseTrades(keep_before_ms=...)``), not here.
+    """
 
     def __init__(self, bootstrap_servers: str, topic: str, group_id: str, expansion_service: str,
-                 range_start: int | None = None, range_end: int | None = None, with_metadata: bool = True) -> None:
+                 range_start: int | None = None, reader: str = "darkpool") -> None:
         super().__init__()
-        self._with_metadata = with_metadata
+        if reader not in KAFKA_READERS:
+            raise ValueError(f"unknown Kafka reader {reader!r}; use one of {KAFKA_READERS}")
+        self._reader = reader
         self._bootstrap_servers = bootstrap_servers
         self._topic = topic
         self._group_id = group_id
         self._expansion_service = expansion_service
         self._range_start = range_start
-        self._range_end = range_end
 
     def expand(self, pbegin):
-        bounded = {}
+        start_read_time = max_num_records = None
         if self._range_start is not None:
-            count = count_records_since(self._bootstrap_servers, self._topic, self._range_start)
-            if count == 0:
+            max_num_records = count_records_since(self._bootstrap_servers, self._topic, self._range_start)
+            if max_num_records == 0:
                 raise DarkpoolError(f"no records in {self._topic} at or after "
                                     f"{format_event_time(self._range_start)}", "check --range-start")
-            bounded = {"start_read_time": self._range_start, "max_num_records": count}
-        records = pbegin | "ReadFromKafka" >> ReadFromKafka(
-            consumer_config={
-                "bootstrap.servers": self._bootstrap_servers,
-                "group.id": self._group_id,
-                "auto.offset.reset": "earliest",
-                # Offsets are committed only when Flink completes a checkpoint
-                # (commit_offset_in_finalize). The cross-language ReadFromKafka does not
-                # apply KafkaIO's Java defaults, so without this the Kafka client's default
-                # (auto-commit every 5 s) commits records no checkpoint holds yet.
-                "enable.auto.commit": "false",
-            },
+            start_read_time = self._range_start
+        consumer_config = {
+            "bootstrap.servers": self._bootstrap_servers,
+            "group.id": self._group_id,
+            "auto.offset.reset": "earliest",
+            # Offsets are committed only when Flink completes a checkpoint
+            # (commit_offset_in_finalize). The cross-language ReadFromKafka does not
+            # apply KafkaIO's Java defaults, so without this the Kafka client's default
+            # (auto-commit every 5 s) commits records no checkpoint holds yet.
+            "enable.auto.commit": "false",
+        }
+        commit = self._range_start is None
+        if self._reader == "darkpool":
+            payload = ReadTradeRecordsPayload(
+                consumer_config=consumer_config, topics=[self._topic], start_read_time=start_read_time,
+                max_num_records=max_num_records, commit_offset_in_finalize=commit)
+            return pbegin | "ReadTradeRecords" >> ExternalTransform(
+                READ_TRADE_RECORD_BATCHES_URN, NamedTupleBasedPayloadBuilder(payload), self._expansion_service)
+        bounded = {}
+        if self._range_start is not None:
+            bounded = {"start_read_time": start_read_time, "max_num_records": max_num_records}
+        return pbegin | "ReadFromKafka" >> ReadFromKafka(
+            consumer_config=consumer_config,
             topics=[self._topic],
             timestamp_policy=ReadFromKafka.create_time_policy,
-            with_metadata=self._with_metadata,
-            commit_offset_in_finalize=not bounded,
+            with_metadata=True,
+            commit_offset_in_finalize=commit,
             expansion_service=self._expansion_service,
             **bounded,
         )
-        if self._range_start is not None:
-            end_ms = self._range_end if self._range_end is not None else int(time.time() * 1000)
-            records = records | "KeepRange" >> beam.ParDo(KeepRecordsBefore(end_ms))
-        return records
 
 
 # --- files -------------------------------------------------------------------------------

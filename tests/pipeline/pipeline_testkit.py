@@ -17,9 +17,9 @@ import pandas as pd
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms.window import TimestampedValue
 
-from darkpool.contracts import format_event_time, load_venues, parse_event_time
+from darkpool.contracts import TRADES_TOPIC, format_event_time, load_venues, parse_event_time
 from pipeline.main import metric_totals
-from pipeline.records import SourceRecord
+from pipeline.records import SourceRecord, encode_record_batch
 from pipeline.transforms.analytics import LiquidityAnalytics
 
 T0 = parse_event_time("2026-11-25T14:00:00.000Z")  # a multiple of 5 minutes
@@ -54,7 +54,7 @@ def trade_value(offset: int, event_ms: int, symbol: str = "AAPL", venue: str = "
 
 
 def record(offset: int, event_ms: int, symbol: str = "AAPL", venue: str = "UBSA", quantity: int = 100,
-           price: float = 10.0, side: str | None = "B", partition: int = 0, topic: str = "trades",
+           price: float = 10.0, side: str | None = "B", partition: int = 0, topic: str = TRADES_TOPIC,
            value: bytes | None = None) -> TimestampedValue:
     """A Kafka-like source record (record timestamp = event time), timestamped for a TestStream."""
     if value is None:
@@ -64,12 +64,20 @@ def record(offset: int, event_ms: int, symbol: str = "AAPL", venue: str = "UBSA"
 
 
 def run_analytics(source, config, streaming: bool = True) -> tuple[dict[str, list], dict[str, int]]:
-    """Run LiquidityAnalytics over ``source`` (a TestStream or a Create) -> (outputs, Beam counters)."""
+    """Run LiquidityAnalytics over ``source`` (a TestStream or a Create) -> (outputs, Beam counters).
+
+    ``source`` yields SourceRecords; with the default Kafka reader each goes in
+    as a one-record batch (element timestamp kept), as the Java reader sends them.
+    """
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = streaming
     pipeline = beam.Pipeline(options=options)
     token = uuid.uuid4().hex
-    outputs = pipeline | "Source" >> source | "Analytics" >> LiquidityAnalytics(config)
+    records = pipeline | "Source" >> source
+    if config.reads_record_batches:
+        # what the default (darkpool) Kafka reader hands the pipeline: records in ReadTradeRecords' batch layout
+        records = records | "AsRecordBatches" >> beam.Map(lambda r: encode_record_batch([r]))
+    outputs = records | "Analytics" >> LiquidityAnalytics(config)
     for name in ("liquidity", "market", "deadletter"):
         _ = outputs[name] | f"Collect{name}" >> beam.ParDo(Collect(f"{token}/{name}"))
     result = pipeline.run()

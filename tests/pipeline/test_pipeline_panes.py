@@ -17,7 +17,7 @@ import pytest
 from apache_beam.testing.test_stream import TestStream as BeamTestStream  # not collected by pytest
 from pipeline_testkit import MINUTE, SECOND, T0, final_panes, panes, recompute, record, run_analytics
 
-from darkpool.contracts import format_event_time, parse_event_time
+from darkpool.contracts import TRADES_TOPIC, format_event_time, parse_event_time
 from pipeline.options import PipelineConfig
 
 SHAPES = ("simple", "two-stage")
@@ -97,7 +97,7 @@ def test_late_panes_within_lateness_and_too_late_dropped_and_counted(shape):
     # the too-late trade is dead-lettered (and counted), with its source position
     [dead] = out["deadletter"]
     assert (dead["reason"], dead["source_topic"], dead["source_partition"], dead["source_offset"]) == (
-        "too_late", "trades", 0, 4)
+        "too_late", TRADES_TOPIC, 0, 4)
     assert '"quantity":7' in dead["raw_value"]
     # in = aggregated + dead-lettered: 5 of the 6 records reach the final panes, each in 5 windows
     finals = final_panes(out["market"], ("symbol", "window_start"))

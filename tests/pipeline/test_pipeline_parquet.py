@@ -89,7 +89,7 @@ def test_streaming_pipeline_writes_one_row_per_pane_partitioned_by_date(tmp_path
         .advance_processing_time(20)
         .advance_watermark_to_infinity()
     )
-    config = PipelineConfig(shape="simple", early_firing_seconds=2, output_path=tmp_path)
+    config = PipelineConfig(shape="simple", early_firing_seconds=2, output_path=tmp_path, kafka_reader="beam")
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = True
     with beam.Pipeline(options=options) as pipeline:

@@ -7,16 +7,25 @@ import base64
 import apache_beam as beam
 import orjson
 import pytest
+from apache_beam.pvalue import TaggedOutput
 from apache_beam.testing.test_stream import TestStream as BeamTestStream  # not collected by pytest
-from apache_beam.transforms.window import TimestampedValue
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pipeline_testkit import T0, record, run_analytics
+from pipeline_testkit import MINUTE, T0, record, run_analytics
 
-from darkpool.contracts import format_event_time, load_venues, parse_event_time
+from darkpool.contracts import TRADES_TOPIC, format_event_time, load_venues, parse_event_time
 from pipeline.options import PipelineConfig
-from pipeline.records import T_EVENT_MS, T_PRICE, T_QUANTITY, T_SIDE
-from pipeline.transforms.parse import REASONS, Rejected, event_time_ms, parse_trade
+from pipeline.records import (
+    T_EVENT_MS,
+    T_OFFSET,
+    T_PRICE,
+    T_QUANTITY,
+    T_SIDE,
+    SourceRecord,
+    decode_record_batch,
+    encode_record_batch,
+)
+from pipeline.transforms.parse import REASONS, ParseRecordBatchesFn, Rejected, event_time_ms, parse_trade
 
 VENUES = frozenset(load_venues())
 DAY = 86_400_000
@@ -104,7 +113,7 @@ def test_parse_trades_in_a_pipeline_routes_every_record_once():
         ("bad_json", 0, 1), ("bad_json", 3, 2), ("unknown_venue", 0, 3), ("non_positive_quantity", 0, 4)]
     assert dead[0]["raw_value"] == "{oops" and dead[0]["raw_encoding"] == "utf-8"
     assert base64.b64decode(dead[1]["raw_value"]) == bad_bytes and dead[1]["raw_encoding"] == "base64"
-    assert dead[2]["raw_key"] == "AAPL" and dead[2]["source_topic"] == "trades"
+    assert dead[2]["raw_key"] == "AAPL" and dead[2]["source_topic"] == TRADES_TOPIC
     assert all(d["rejected_at"].endswith("Z") for d in dead)
     assert counters["records_in"] == 5
     assert counters["trades_valid"] == 1
@@ -115,20 +124,70 @@ def test_parse_trades_in_a_pipeline_routes_every_record_once():
     assert sum(r["trade_count"] for r in out["market"]) == 5
 
 
-def test_key_value_records_without_kafka_metadata():
-    """--no-kafka-metadata: (key, value) pairs, record time = element time, positions unknown (-1)."""
-    def kv(offset, event_ms, **kwargs):
-        value = record(offset, event_ms, **kwargs).value.value
-        return TimestampedValue((b"AAPL", value), event_ms / 1000.0)
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**31 - 1), st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1),
+                          st.none() | st.binary(max_size=40), st.none() | st.binary(max_size=400)), max_size=30))
+def test_record_batch_layout_round_trips(rows):
+    """The darkpool reader's batch layout: every record back in order, null keys/values kept apart from empty ones."""
+    records = [SourceRecord(TRADES_TOPIC, *row) for row in rows]
+    decoded = list(decode_record_batch(encode_record_batch(records)))
+    assert decoded == [(r.partition, r.offset, r.timestamp, r.key, r.value) for r in records]
 
-    stream = (
+
+def test_a_record_batch_is_split_into_per_partition_trade_batches_and_dead_letters():
+    """A Java reader batch (two partitions, bad records) -> one trade batch per partition + dead letters."""
+    records = [record(0, T0 + 1_000, partition=0).value, record(7, T0 + 2_000, partition=1).value,
+               record(1, T0 + 3_000, partition=0, value=b"{oops").value, record(2, T0 + 4_000, partition=0).value,
+               SourceRecord(TRADES_TOPIC, 1, 8, T0 + 5_000, None, None)]
+    fn = ParseRecordBatchesFn(TRADES_TOPIC, max_skew_ms=3_600_000)
+    fn.setup()
+    fn.start_bundle()
+    emitted = list(fn.process(encode_record_batch(records))) + list(fn.finish_bundle())
+    dead = sorted((o.value["reason"], o.value["source_partition"], o.value["source_offset"], o.value["raw_value"])
+                  for o in emitted if isinstance(o, TaggedOutput))
+    assert dead == [("bad_json", 0, 1, "{oops"), ("empty", 1, 8, None)]
+    batches = {o.value[0]: o for o in emitted if not isinstance(o, TaggedOutput)}
+    assert sorted(batches) == [f"{TRADES_TOPIC}/0", f"{TRADES_TOPIC}/1"]
+    assert [t[T_OFFSET] for t in batches[f"{TRADES_TOPIC}/0"].value[1]] == [0, 2]
+    assert [t[T_OFFSET] for t in batches[f"{TRADES_TOPIC}/1"].value[1]] == [7]
+    # each batch carries its earliest record time, so nothing in it is behind its element timestamp
+    assert batches[f"{TRADES_TOPIC}/0"].timestamp.micros == (T0 + 1_000) * 1000
+
+
+def stream_of_mixed_records() -> BeamTestStream:
+    return (
         BeamTestStream()
-        .add_elements([kv(0, T0 + 1_000), kv(1, T0 + 20 * 60_000)])
-        .add_elements([kv(2, T0 + 2_000), TimestampedValue((b"AAPL", b"{bad"), (T0 + 3_000) / 1000.0)])
+        .advance_watermark_to(T0 / 1000)
+        .add_elements([record(0, T0 + 1_000), record(1, T0 + 20 * MINUTE, partition=1),
+                       record(2, T0 + 2_000, venue="NOPE")])
+        .add_elements([record(3, T0 + 3_000), record(4, T0 + 4_000, value=b"{bad")])
         .advance_watermark_to_infinity()
     )
-    config = PipelineConfig(shape="two-stage", kafka_metadata=False, trades_topic="trades.kv")
-    out, _ = run_analytics(stream, config)
-    assert sorted((d["reason"], d["source_topic"], d["source_partition"], d["source_offset"])
-                  for d in out["deadletter"]) == [("bad_json", "trades.kv", -1, -1), ("too_late", "trades.kv", -1, -1)]
-    assert sum(r["trade_count"] for r in out["market"] if r["pane_timing"] == "ON_TIME") == 2 * 5
+
+
+def without_times(rows: list[dict]) -> list[tuple]:
+    return sorted(tuple(sorted((k, v) for k, v in row.items() if k not in ("emitted_at", "rejected_at")))
+                  for row in rows)
+
+
+def test_beam_reader_rows_and_darkpool_batches_give_the_same_outputs():
+    """--kafka-reader beam (one metadata Row per record) and the default batches: identical records."""
+    batched, _ = run_analytics(stream_of_mixed_records(), PipelineConfig(kafka_reader="darkpool"))
+    rows, _ = run_analytics(stream_of_mixed_records(), PipelineConfig(kafka_reader="beam"))
+    for name in ("liquidity", "market", "deadletter"):
+        assert without_times(batched[name]) == without_times(rows[name])
+    assert sorted((d["reason"], d["source_offset"]) for d in batched["deadletter"]) == [
+        ("bad_json", 4), ("unknown_venue", 2)]
+    assert sum(r["trade_count"] for r in batched["market"] if r["pane_timing"] == "ON_TIME") == 3 * 5
+
+
+def test_kafka_range_keeps_only_records_before_its_end():
+    """--source kafka-range: records stamped at/after --range-end are skipped and counted as outside_range."""
+    config = PipelineConfig(source="kafka-range", range_start=T0, range_end=T0 + 2 * MINUTE)
+    records = [record(0, T0 + 1_000), record(1, T0 + 2 * MINUTE - 1), record(2, T0 + 2 * MINUTE),
+               record(3, T0 + 3 * MINUTE)]
+    out, counters = run_analytics(beam.Create([r.value for r in records]), config, streaming=False)
+    assert counters["records_in"] == 2 and counters["outside_range"] == 2
+    finals = [r for r in out["market"] if r["window_start"].endswith("14:00:00.000Z")]
+    assert [r["trade_count"] for r in finals] == [2]
+
