@@ -1,13 +1,11 @@
 """CombineFns: per-venue and per-symbol statistics that merge correctly in any order.
 
-Three CombineFns over two accumulator shapes (layouts in :mod:`pipeline.records`):
+Two CombineFns over two accumulator shapes (layouts in :mod:`pipeline.records`):
 
 - :class:`VenueStatsFn`: trades -> venue statistics (the reference, "simple" shape).
 - :class:`SymbolStatsFn`: trades -> {venue: statistics} for one symbol, so the
   market rollup (HHI, dark share, top venue) is computed from the same trades
   in the same window, exactly.
-- :class:`SymbolStatsMergeFn`: {venue: statistics} partials -> their sum (the
-  two-stage shape's per-bundle partials into window panes).
 
 ``merge_accumulators`` never mutates its inputs except the fresh accumulator it
 returns, so any split and merge order gives the same counts and quantities
@@ -65,10 +63,3 @@ class SymbolStatsFn(beam.CombineFn):
     def extract_output(self, accumulator: dict) -> dict:
         return accumulator
 
-
-class SymbolStatsMergeFn(SymbolStatsFn):
-    """Symbol statistics partials ({venue: stats}) -> their sum."""
-
-    def add_input(self, accumulator: dict, partial: dict) -> dict:
-        records.merge_symbol_stats_into(accumulator, partial)
-        return accumulator

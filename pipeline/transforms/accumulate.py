@@ -35,14 +35,12 @@ LIQUIDITY_TAG = "liquidity"
 ON_TIME = "ON_TIME"
 
 
-def attach_pane(element, pane=beam.DoFn.PaneInfoParam):  # noqa: B008 - Beam idiom
-    """(symbol, delta) in a pane -> (symbol, (delta, pane timing, pane index))."""
-    symbol, delta = element
-    return symbol, (delta, PaneInfoTiming.to_string(pane.timing), pane.index)
-
-
 class AccumulatePanesFn(beam.DoFn):
-    """(symbol, (delta, timing, index)) per sliding window -> market records (main) + liquidity records (tagged)."""
+    """(symbol, [partial, ...]) per sliding-window pane -> market records (main) + liquidity records (tagged).
+
+    Consumes the GroupByKey's output directly (a stateful DoFn must start its
+    stage: fused with the grouping's consumer, each pane crosses one fewer stage).
+    """
 
     TOTALS = ReadModifyWriteStateSpec("window_totals", PickleCoder())
 
@@ -50,8 +48,13 @@ class AccumulatePanesFn(beam.DoFn):
         self._accumulating = accumulating
 
     def process(self, element, win=beam.DoFn.WindowParam,  # noqa: B008 - Beam idiom
+                pane=beam.DoFn.PaneInfoParam,  # noqa: B008
                 totals_state=beam.DoFn.StateParam(TOTALS)):  # noqa: B008
-        symbol, (delta, timing, index) = element
+        symbol, partials = element
+        timing, index = PaneInfoTiming.to_string(pane.timing), pane.index
+        delta: dict = {}
+        for partial in partials:
+            records.merge_symbol_stats_into(delta, partial)
         saved = totals_state.read()
         totals, venue_panes = saved if saved is not None else ({}, {})
         records.merge_symbol_stats_into(totals, delta)
@@ -77,7 +80,7 @@ class AccumulatePanesFn(beam.DoFn):
 
 
 class AccumulatePanes(beam.PTransform):
-    """Delta panes (symbol, {venue: stats}) -> {"liquidity": records, "market": records}."""
+    """Grouped delta panes (symbol, [{venue: stats}, ...]) -> {"liquidity": records, "market": records}."""
 
     def __init__(self, accumulating: bool) -> None:
         super().__init__()
@@ -86,7 +89,6 @@ class AccumulatePanes(beam.PTransform):
     def expand(self, deltas):
         outputs = (
             deltas
-            | "AttachPane" >> beam.Map(attach_pane)
             | "RunningTotals" >> beam.ParDo(AccumulatePanesFn(self._accumulating))
             .with_input_types(tuple[str, object])
             .with_outputs(LIQUIDITY_TAG, main="market")

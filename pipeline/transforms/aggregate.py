@@ -12,11 +12,13 @@ Two shapes, same results (tests hold them to it):
   (symbol, period slot) into ``{venue: statistics}`` partials (no trade leaves
   the Python step one by one; a partial is stamped inside its period, so it
   lands in exactly the size/period windows of its trades). The partials go
-  into the sliding windows with *discarding* panes, combined per symbol (one
-  shuffle, a few elements per symbol and bundle), and
-  :class:`~pipeline.transforms.accumulate.AccumulatePanes` adds each delta pane
-  to running totals in keyed state and emits the market record and the
-  per-venue liquidity records. Each trade is aggregated once, and each firing
+  into the sliding windows with *discarding* panes, grouped per symbol (one
+  shuffle, a few elements per symbol and bundle; a GroupByKey, not a
+  CombinePerKey, so the stateful step below consumes the grouping directly and
+  a pane crosses one Python stage fewer on its way to Kafka), and
+  :class:`~pipeline.transforms.accumulate.AccumulatePanes` merges each pane's
+  partials into a delta, adds it to running totals in keyed state and emits
+  the market record and the per-venue liquidity records. Each trade is aggregated once, and each firing
   costs one state read and write per (symbol, window) instead of re-merging
   everything the window received.
 
@@ -31,7 +33,7 @@ import apache_beam as beam
 from apache_beam.transforms.window import TimestampedValue
 
 from pipeline import records
-from pipeline.combiners import SymbolStatsFn, SymbolStatsMergeFn, VenueStatsFn
+from pipeline.combiners import SymbolStatsFn, VenueStatsFn
 from pipeline.options import PipelineConfig
 from pipeline.records import T_EVENT_MS, T_PRICE, T_QUANTITY, T_SIDE, T_SYMBOL, T_VENUE
 from pipeline.transforms.accumulate import AccumulatePanes
@@ -125,6 +127,6 @@ class ComputeLiquidity(beam.PTransform):
             batches
             | "PreAggregate" >> beam.ParDo(PreAggregateFn(self._config.period_ms))
             | "Windows" >> SlidingEventTimeWindows(self._config, deltas=True)
-            | "SymbolDeltas" >> beam.CombinePerKey(SymbolStatsMergeFn())
+            | "SymbolDeltas" >> beam.GroupByKey()
         )
         return deltas | "AccumulatePanes" >> AccumulatePanes(self._config.accumulating)

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.combiners import SymbolStatsFn, SymbolStatsMergeFn, VenueStatsFn
+from pipeline import records
+from pipeline.combiners import SymbolStatsFn, VenueStatsFn
 from pipeline.records import S_NOTIONAL
 
 VENUES = ["UBSA", "MSPL", "XNAS", "CDRG", "IEXG"]
@@ -74,15 +75,23 @@ def test_symbol_stats_any_split_and_merge_order(trades, cuts, seed):
 
 @settings(max_examples=100, deadline=None)
 @given(trades_strategy, st.lists(st.integers(0, 100), max_size=6), st.integers(0, 1_000), st.integers(0, 1_000))
-def test_merge_fns_over_partials_equal_direct_combination(trades, cuts, partial_cuts, seed):
-    """Partials (as the two-stage shape makes them) combined by the Merge fns = combining the trades."""
+def test_partials_merged_pane_by_pane_equal_direct_combination(trades, cuts, partial_cuts, seed):
+    """Partials (as the two-stage shape makes them), arriving in any order and grouped into any panes,
+    merged into a pane delta and the delta into running totals (as AccumulatePanesFn does) = combining the trades."""
     rng = random.Random(partial_cuts)
     partials, start = [], 0
     while start < len(trades):
         end = start + rng.randint(1, 8)
         partials.append(single_pass(SymbolStatsFn(), trades[start:end]))
         start = end
-    got = combine_split(SymbolStatsMergeFn(), partials, cuts, seed)
+    random.Random(seed).shuffle(partials)
+    bounds = sorted({0, len(partials), *(c % (len(partials) + 1) for c in cuts)})
+    got: dict = {}
+    for low, high in zip(bounds, bounds[1:], strict=False):
+        delta: dict = {}
+        for partial in partials[low:high]:
+            records.merge_symbol_stats_into(delta, partial)
+        records.merge_symbol_stats_into(got, delta)
     want = single_pass(SymbolStatsFn(), trades)
     assert set(got) == set(want)
     for venue in want:
