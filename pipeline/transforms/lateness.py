@@ -31,7 +31,7 @@ from apache_beam.coders import VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
-from darkpool.contracts import format_event_time
+from darkpool.contracts import format_event_time, load_venues
 from pipeline import finance
 from pipeline.records import (
     T_EVENT_MS,
@@ -44,7 +44,15 @@ from pipeline.records import (
     T_TRADE_ID,
     T_VENUE,
 )
-from pipeline.transforms.parse import METRICS_NAMESPACE, REASON_TOO_LATE, deadletter_record
+from pipeline.transforms.parse import (
+    DEADLETTER_TAG,
+    METRICS_NAMESPACE,
+    REASON_TOO_LATE,
+    ParseTally,
+    deadletter_record,
+    parse_record_batch,
+    partition_key,
+)
 
 TOO_LATE_TAG = "too_late"
 
@@ -56,6 +64,33 @@ def trade_json(trade: tuple) -> bytes:
         "symbol": trade[T_SYMBOL], "venue": trade[T_VENUE], "price": trade[T_PRICE],
         "quantity": trade[T_QUANTITY], "side": trade[T_SIDE],
     })
+
+
+def split_too_late(topic: str, partition: int, trades: list, watermark: int | None, period_ms: int,
+                   allowed_lateness_ms: int, now_ms: int) -> tuple[list, list[dict], int | None]:
+    """One partition's trades in arrival order -> (kept trades, too-late dead letters, new partition watermark).
+
+    The watermark advances with each kept trade's record time, capped at ``now_ms``:
+    like KafkaIO's CreateTime policy, a future-stamped record never moves it past now
+    (one record stamped an hour ahead would otherwise make the next hour of trades too late).
+    """
+    kept: list = []
+    dead: list[dict] = []
+    is_too_late = finance.is_too_late
+    for trade in trades:
+        if is_too_late(trade[T_EVENT_MS], watermark, period_ms, allowed_lateness_ms):
+            dead.append(deadletter_record(
+                REASON_TOO_LATE,
+                f"partition watermark {format_event_time(watermark)} had passed the end of its first "
+                f"window + allowed lateness",
+                trade_json(trade), trade[T_SYMBOL].encode(), topic, partition, trade[T_OFFSET],
+                raw_encoding="json-reencoded"))
+            continue
+        kept.append(trade)
+        record_ms = min(trade[T_RECORD_MS], now_ms)
+        if watermark is None or record_ms > watermark:
+            watermark = record_ms
+    return kept, dead, watermark
 
 
 class FilterTooLateFn(beam.DoFn):
@@ -72,35 +107,65 @@ class FilterTooLateFn(beam.DoFn):
 
     def process(self, element, watermark_state=beam.DoFn.StateParam(WATERMARK)):  # noqa: B008 - Beam idiom
         key, trades = element
-        watermark = watermark_state.read()
-        period, lateness = self._period_ms, self._lateness_ms
-        kept = []
-        too_late = 0
-        is_too_late = finance.is_too_late
-        # like KafkaIO's CreateTime policy, never let a future-stamped record move the watermark past now:
-        # one record stamped an hour ahead would otherwise make the next hour of trades "too late"
-        now_ms = int(time.time() * 1000)
-        for trade in trades:
-            if is_too_late(trade[T_EVENT_MS], watermark, period, lateness):
-                too_late += 1
-                topic, _, partition = key.rpartition("/")
-                yield beam.pvalue.TaggedOutput(TOO_LATE_TAG, deadletter_record(
-                    REASON_TOO_LATE,
-                    f"partition watermark {format_event_time(watermark)} had passed the end of its first "
-                    f"window + allowed lateness",
-                    trade_json(trade), trade[T_SYMBOL].encode(), topic, int(partition), trade[T_OFFSET],
-                    raw_encoding="json-reencoded"))
-                continue
-            kept.append(trade)
-            record_ms = min(trade[T_RECORD_MS], now_ms)
-            if watermark is None or record_ms > watermark:
-                watermark = record_ms
+        topic, _, partition = key.rpartition("/")
+        kept, dead, watermark = split_too_late(topic, int(partition), trades, watermark_state.read(),
+                                               self._period_ms, self._lateness_ms, int(time.time() * 1000))
         if watermark is not None:
             watermark_state.write(watermark)
-        if too_late:
-            self._too_late_counter.inc(too_late)
+        if dead:
+            self._too_late_counter.inc(len(dead))
+            for record in dead:
+                yield beam.pvalue.TaggedOutput(TOO_LATE_TAG, record)
         if kept:
             yield key, kept
+
+
+class ParseAndFilterPartitionBatchFn(beam.DoFn):
+    """(partition, record batch) from the darkpool Kafka reader -> parsed, too-late-checked trades, in one step.
+
+    Keyed by source partition, so it parses the raw batch and tracks the
+    partition's watermark in the same stateful step: the trades never cross a
+    shuffle between parsing and the too-late rule, and a record passes one
+    Python stage fewer on its way to the windows. Main output: ``(partition
+    key, [trade, ...])``; tagged ``deadletter``: parse rejections and too-late
+    trades. ``too_late_filter`` False (bounded runs) skips the rule.
+    """
+
+    WATERMARK = ReadModifyWriteStateSpec("partition_watermark", VarIntCoder())
+
+    def __init__(self, topic: str, max_skew_ms: int, period_ms: int, allowed_lateness_ms: int,
+                 too_late_filter: bool = True, keep_before_ms: int | None = None) -> None:
+        self._topic = topic
+        self._max_skew_ms = max_skew_ms
+        self._period_ms = period_ms
+        self._lateness_ms = allowed_lateness_ms
+        self._too_late_filter = too_late_filter
+        self._keep_before_ms = keep_before_ms
+
+    def setup(self) -> None:
+        self._venues = frozenset(load_venues())
+        self._tally = ParseTally()
+        self._too_late_counter = Metrics.counter(METRICS_NAMESPACE, "too_late")
+
+    def process(self, element, watermark_state=beam.DoFn.StateParam(WATERMARK)):  # noqa: B008 - Beam idiom
+        partition, batch = element
+        trades, dead = parse_record_batch(batch, self._topic, self._venues, self._max_skew_ms, self._tally,
+                                          self._keep_before_ms)
+        self._tally.flush()
+        for record in dead:
+            yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, record)
+        if self._too_late_filter and trades:
+            trades, too_late, watermark = split_too_late(
+                self._topic, partition, trades, watermark_state.read(), self._period_ms, self._lateness_ms,
+                int(time.time() * 1000))
+            if watermark is not None:
+                watermark_state.write(watermark)
+            if too_late:
+                self._too_late_counter.inc(len(too_late))
+                for record in too_late:
+                    yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, record)
+        if trades:
+            yield partition_key(self._topic, partition), trades
 
 
 class FilterTooLate(beam.PTransform):
@@ -121,3 +186,22 @@ class FilterTooLate(beam.PTransform):
         ).with_input_types(tuple[str, typing.Any]).with_outputs(TOO_LATE_TAG, main="trades")
         return {"trades": outputs.trades, "deadletter": outputs[TOO_LATE_TAG]}
 
+
+
+class ParseAndFilterPartitionBatches(beam.PTransform):
+    """(partition, record batch) -> ``trades`` (per-partition trade batches) and ``deadletter`` (dicts).
+
+    The darkpool Kafka reader's path: ParseTrades and FilterTooLate in one keyed step
+    (:class:`ParseAndFilterPartitionBatchFn`). Counters as both of them.
+    """
+
+    def __init__(self, topic: str, max_skew_ms: int, period_ms: int, allowed_lateness_ms: int,
+                 too_late_filter: bool = True, keep_before_ms: int | None = None) -> None:
+        super().__init__()
+        self._fn = ParseAndFilterPartitionBatchFn(topic, max_skew_ms, period_ms, allowed_lateness_ms,
+                                                  too_late_filter, keep_before_ms)
+
+    def expand(self, batches):
+        outputs = batches | "ParseAndTrackPartitionWatermark" >> beam.ParDo(self._fn).with_input_types(
+            tuple[int, bytes]).with_outputs(DEADLETTER_TAG, main="trades")
+        return {"trades": outputs.trades, "deadletter": outputs[DEADLETTER_TAG]}

@@ -174,6 +174,65 @@ def deadletter_record(reason: str, detail: str, value: bytes | None, key: bytes 
     }
 
 
+class ParseTally:
+    """Outcome counts of the parse step in plain integers, added to the Beam counters by :meth:`flush`.
+
+    (A Beam counter increment costs about as much as validating a record, so
+    DoFns count locally and flush once per bundle or batch.) Create it in a
+    DoFn's ``setup``.
+    """
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.outside = 0
+        self.rejected: dict[str, int] = {}
+        self._in_counter = Metrics.counter(METRICS_NAMESPACE, "records_in")
+        self._valid_counter = Metrics.counter(METRICS_NAMESPACE, "trades_valid")
+        self._outside_counter = Metrics.counter(METRICS_NAMESPACE, "outside_range")
+        self._reason_counters = {
+            reason: Metrics.counter(METRICS_NAMESPACE, f"deadletter_{reason}") for reason in REASONS
+        }
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def flush(self) -> None:
+        """Add the counts to the Beam counters (records_in, trades_valid, deadletter_<reason>, outside_range)."""
+        rejected = sum(self.rejected.values())
+        if self.records:
+            self._in_counter.inc(self.records)
+            self._valid_counter.inc(self.records - rejected)
+        for reason, count in self.rejected.items():
+            self._reason_counters[reason].inc(count)
+        if self.outside:
+            self._outside_counter.inc(self.outside)
+        self.records = 0
+        self.outside = 0
+        self.rejected = {}
+
+
+def parse_record_batch(batch: bytes, topic: str, venues, max_skew_ms: int, tally: ParseTally,
+                       keep_before_ms: int | None = None) -> tuple[list, list[dict]]:
+    """A darkpool reader record batch -> (valid trade tuples in arrival order, dead-letter dicts); counts into tally.
+
+    Records stamped at/after ``keep_before_ms`` (a bounded range's end) are skipped and counted as outside.
+    """
+    trades: list = []
+    dead: list[dict] = []
+    append = trades.append
+    for partition, offset, record_ms, key, value in decode_record_batch(batch):
+        if keep_before_ms is not None and record_ms >= keep_before_ms:
+            tally.outside += 1
+            continue
+        tally.records += 1
+        try:
+            append(parse_trade(value, record_ms, offset, venues, max_skew_ms))
+        except Rejected as rejected:
+            tally.reject(rejected.reason)
+            dead.append(deadletter_record(rejected.reason, rejected.detail, value, key, topic, partition, offset))
+    return trades, dead
+
+
 class ParseAndBatchFn(beam.DoFn):
     """Raw records -> per-partition batches of trade tuples (main) + dead-letter dicts (tagged).
 
@@ -189,80 +248,39 @@ class ParseAndBatchFn(beam.DoFn):
 
     def setup(self) -> None:
         self._venues = frozenset(load_venues())
-        self._valid_counter = Metrics.counter(METRICS_NAMESPACE, "trades_valid")
-        self._in_counter = Metrics.counter(METRICS_NAMESPACE, "records_in")
-        self._outside_counter = Metrics.counter(METRICS_NAMESPACE, "outside_range")
-        self._reason_counters = {
-            reason: Metrics.counter(METRICS_NAMESPACE, f"deadletter_{reason}") for reason in REASONS
-        }
+        self._tally = ParseTally()
 
     def start_bundle(self) -> None:
         self._batches: dict[int, tuple[str, list]] = {}
-        self._records = 0
-        self._outside = 0
-        self._rejected: dict[str, int] = {}
 
     def process(self, record):
-        output = self._accept(record.topic, record.partition, record.offset, record.timestamp,
-                              record.key, record.value)
-        if output is not None:
-            yield output
-
-    def _accept(self, topic: str, partition: int, offset: int, record_ms: int, key: bytes | None,
-                value: bytes | None):
-        """Validate one record into its partition's batch; returns a dead letter or a full batch to emit, or None."""
-        # Counted in local integers, added to the Beam counters once per bundle: a
-        # counter increment costs about as much as validating the record.
-        if self._keep_before_ms is not None and record_ms >= self._keep_before_ms:
-            self._outside += 1
-            return None
-        self._records += 1
+        tally = self._tally
+        if self._keep_before_ms is not None and record.timestamp >= self._keep_before_ms:
+            tally.outside += 1
+            return
+        tally.records += 1
+        partition = record.partition
         try:
-            trade = parse_trade(value, record_ms, offset, self._venues, self._max_skew_ms)
+            trade = parse_trade(record.value, record.timestamp, record.offset, self._venues, self._max_skew_ms)
         except Rejected as rejected:
-            self._rejected[rejected.reason] = self._rejected.get(rejected.reason, 0) + 1
-            return beam.pvalue.TaggedOutput(DEADLETTER_TAG, deadletter_record(
-                rejected.reason, rejected.detail, value, key, topic, partition, offset))
+            tally.reject(rejected.reason)
+            yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, deadletter_record(
+                rejected.reason, rejected.detail, record.value, record.key, record.topic, partition, record.offset))
+            return
         entry = self._batches.get(partition)
         if entry is None:
-            entry = self._batches[partition] = (topic, [])
+            entry = self._batches[partition] = (record.topic, [])
         batch = entry[1]
         batch.append(trade)
         if len(batch) >= self._max_batch:
             del self._batches[partition]
-            return _batch_value(topic, partition, batch)
-        return None
+            yield _batch_value(entry[0], partition, batch)
 
     def finish_bundle(self):
         for partition, (topic, batch) in self._batches.items():
             yield _batch_value(topic, partition, batch)
         self._batches = {}
-        rejected = sum(self._rejected.values())
-        self._in_counter.inc(self._records)
-        self._valid_counter.inc(self._records - rejected)
-        for reason, count in self._rejected.items():
-            self._reason_counters[reason].inc(count)
-        if self._outside:
-            self._outside_counter.inc(self._outside)
-        self._records = 0
-        self._outside = 0
-        self._rejected = {}
-
-
-class ParseRecordBatchesFn(ParseAndBatchFn):
-    """Like ParseAndBatchFn, for the ``bytes`` record batches of the ``darkpool`` Kafka reader (one topic)."""
-
-    def __init__(self, topic: str, max_skew_ms: int, max_batch: int = 20_000,
-                 keep_before_ms: int | None = None) -> None:
-        super().__init__(max_skew_ms, max_batch, keep_before_ms)
-        self._topic = topic
-
-    def process(self, batch: bytes):
-        accept, topic = self._accept, self._topic
-        for partition, offset, record_ms, key, value in decode_record_batch(batch):
-            output = accept(topic, partition, offset, record_ms, key, value)
-            if output is not None:
-                yield output
+        self._tally.flush()
 
 
 def partition_key(topic: str, partition: int) -> str:
@@ -282,22 +300,14 @@ class ParseTrades(beam.PTransform):
     Every input record ends up in exactly one of the two outputs (or, with
     ``keep_before_ms``, is counted as ``outside_range``); Beam counters
     ``records_in``, ``trades_valid`` and ``deadletter_<reason>`` count them.
-    Input: SourceRecord-like rows, or with ``batch_topic`` set, the ``bytes``
-    record batches of that topic from the ``darkpool`` Kafka reader.
+    Input: SourceRecord-like rows (Beam's ReadFromKafka, files). The darkpool
+    Kafka reader's batches take :class:`~pipeline.transforms.lateness.ParseAndFilterPartitionBatches`.
     """
 
-    def __init__(self, max_skew_ms: int, max_batch: int = 20_000, batch_topic: str | None = None,
-                 keep_before_ms: int | None = None) -> None:
+    def __init__(self, max_skew_ms: int, max_batch: int = 20_000, keep_before_ms: int | None = None) -> None:
         super().__init__()
-        self._max_skew_ms = max_skew_ms
-        self._max_batch = max_batch
-        self._batch_topic = batch_topic
-        self._keep_before_ms = keep_before_ms
+        self._fn = ParseAndBatchFn(max_skew_ms, max_batch, keep_before_ms)
 
     def expand(self, records):
-        if self._batch_topic is None:
-            fn = ParseAndBatchFn(self._max_skew_ms, self._max_batch, self._keep_before_ms)
-        else:
-            fn = ParseRecordBatchesFn(self._batch_topic, self._max_skew_ms, self._max_batch, self._keep_before_ms)
-        outputs = records | "ValidateAndBatch" >> beam.ParDo(fn).with_outputs(DEADLETTER_TAG, main="trades")
+        outputs = records | "ValidateAndBatch" >> beam.ParDo(self._fn).with_outputs(DEADLETTER_TAG, main="trades")
         return {"trades": outputs.trades, "deadletter": outputs[DEADLETTER_TAG]}

@@ -8,8 +8,9 @@
   auto-commit is switched off). Two readers, same records:
 
   - ``darkpool`` (default): the project's ``ReadTradeRecords`` transform
-    (jvm/transforms), KafkaIO handing Python one element per batch of records
-    in a compact binary layout (:func:`pipeline.records.decode_record_batch`) with each record's
+    (jvm/transforms), KafkaIO handing Python one ``(partition, bytes)`` element
+    per partition per bundle, the records in a compact binary layout
+    (:func:`pipeline.records.decode_record_batch`) with each record's
     partition, offset and timestamp;
   - ``beam``: Beam's own ``apache_beam.io.kafka.ReadFromKafka`` with metadata:
     one schema Row per record (:class:`~pipeline.records.SourceRecord` attributes).
@@ -50,7 +51,7 @@ PROGRESS_EVERY = 100_000
 LOG = logging.getLogger(__name__)
 
 # jvm/transforms/.../ReadTradeRecords.java (its batch layout: pipeline.records.decode_record_batch)
-READ_TRADE_RECORD_BATCHES_URN = "darkpool:transform:read_trade_record_batches:v1"
+READ_TRADE_RECORD_BATCHES_URN = "darkpool:transform:read_trade_record_batches:v2"
 
 
 # --- Kafka -----------------------------------------------------------------------------
@@ -95,7 +96,7 @@ ReadTradeRecordsPayload = typing.NamedTuple("ReadTradeRecordsPayload", [  # noqa
 class ReadTradesFromKafka(beam.PTransform):
     """Trades topic -> raw records, streaming or (with range_start) bounded.
 
-    ``reader="darkpool"``: ``bytes`` batches (:func:`pipeline.records.decode_record_batch`);
+    ``reader="darkpool"``: ``(partition, bytes)`` batches (:func:`pipeline.records.decode_record_batch`);
     ``reader="beam"``: KafkaIO metadata rows. Records at or after the range end
     are dropped by the parse step (``ParseTrades(keep_before_ms=...)``), not here.
     """

@@ -76,7 +76,7 @@ def run_analytics(source, config, streaming: bool = True) -> tuple[dict[str, lis
     records = pipeline | "Source" >> source
     if config.reads_record_batches:
         # what the default (darkpool) Kafka reader hands the pipeline: records in ReadTradeRecords' batch layout
-        records = records | "AsRecordBatches" >> beam.Map(lambda r: encode_record_batch([r]))
+        records = records | "AsRecordBatches" >> beam.Map(lambda r: (r.partition, encode_record_batch([r])))
     outputs = records | "Analytics" >> LiquidityAnalytics(config)
     for name in ("liquidity", "market", "deadletter"):
         _ = outputs[name] | f"Collect{name}" >> beam.ParDo(Collect(f"{token}/{name}"))

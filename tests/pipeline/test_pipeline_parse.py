@@ -25,7 +25,8 @@ from pipeline.records import (
     decode_record_batch,
     encode_record_batch,
 )
-from pipeline.transforms.parse import REASONS, ParseRecordBatchesFn, Rejected, event_time_ms, parse_trade
+from pipeline.transforms.lateness import ParseAndFilterPartitionBatchFn
+from pipeline.transforms.parse import REASONS, Rejected, event_time_ms, parse_trade
 
 VENUES = frozenset(load_venues())
 DAY = 86_400_000
@@ -134,24 +135,38 @@ def test_record_batch_layout_round_trips(rows):
     assert decoded == [(r.partition, r.offset, r.timestamp, r.key, r.value) for r in records]
 
 
-def test_a_record_batch_is_split_into_per_partition_trade_batches_and_dead_letters():
-    """A Java reader batch (two partitions, bad records) -> one trade batch per partition + dead letters."""
-    records = [record(0, T0 + 1_000, partition=0).value, record(7, T0 + 2_000, partition=1).value,
-               record(1, T0 + 3_000, partition=0, value=b"{oops").value, record(2, T0 + 4_000, partition=0).value,
-               SourceRecord(TRADES_TOPIC, 1, 8, T0 + 5_000, None, None)]
-    fn = ParseRecordBatchesFn(TRADES_TOPIC, max_skew_ms=3_600_000)
+class _WatermarkState:
+    """A ReadModifyWrite state cell for calling the keyed DoFn directly."""
+
+    def __init__(self, value=None) -> None:
+        self.value = value
+
+    def read(self):
+        return self.value
+
+    def write(self, value) -> None:
+        self.value = value
+
+
+def test_a_partition_batch_is_parsed_and_checked_against_the_partition_watermark_in_one_step():
+    """A Java reader batch of one partition -> its trades (arrival order), dead letters, the watermark advanced."""
+    records = [record(0, T0 + 1_000, partition=1).value, record(1, T0 + 3_000, partition=1, value=b"{oops").value,
+               record(2, T0 + 20 * MINUTE, partition=1).value, record(3, T0 + 2_000, partition=1).value,
+               SourceRecord(TRADES_TOPIC, 1, 4, T0 + 5_000, None, None)]
+    fn = ParseAndFilterPartitionBatchFn(TRADES_TOPIC, max_skew_ms=3_600_000, period_ms=MINUTE,
+                                        allowed_lateness_ms=10 * MINUTE)
     fn.setup()
-    fn.start_bundle()
-    emitted = list(fn.process(encode_record_batch(records))) + list(fn.finish_bundle())
+    state = _WatermarkState()
+    emitted = list(fn.process((1, encode_record_batch(records)), watermark_state=state))
     dead = sorted((o.value["reason"], o.value["source_partition"], o.value["source_offset"], o.value["raw_value"])
                   for o in emitted if isinstance(o, TaggedOutput))
-    assert dead == [("bad_json", 0, 1, "{oops"), ("empty", 1, 8, None)]
-    batches = {o.value[0]: o for o in emitted if not isinstance(o, TaggedOutput)}
-    assert sorted(batches) == [f"{TRADES_TOPIC}/0", f"{TRADES_TOPIC}/1"]
-    assert [t[T_OFFSET] for t in batches[f"{TRADES_TOPIC}/0"].value[1]] == [0, 2]
-    assert [t[T_OFFSET] for t in batches[f"{TRADES_TOPIC}/1"].value[1]] == [7]
-    # each batch carries its earliest record time, so nothing in it is behind its element timestamp
-    assert batches[f"{TRADES_TOPIC}/0"].timestamp.micros == (T0 + 1_000) * 1000
+    # offset 3 (14:00:02) arrives after 14:20 moved the partition watermark past 14:01 + 10 min: too late
+    assert [d[:3] for d in dead] == [("bad_json", 1, 1), ("empty", 1, 4), ("too_late", 1, 3)]
+    assert dead[0][3] == "{oops" and dead[1][3] is None
+    [(key, trades)] = [o for o in emitted if not isinstance(o, TaggedOutput)]
+    assert key == f"{TRADES_TOPIC}/1"
+    assert [t[T_OFFSET] for t in trades] == [0, 2]
+    assert state.value == T0 + 20 * MINUTE
 
 
 def stream_of_mixed_records() -> BeamTestStream:

@@ -7,7 +7,9 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import org.apache.beam.sdk.coders.ByteArrayCoder;
+import org.apache.beam.sdk.coders.KvCoder;
 import org.apache.beam.sdk.coders.NullableCoder;
+import org.apache.beam.sdk.coders.VarIntCoder;
 import org.apache.beam.sdk.expansion.ExternalTransformRegistrar;
 import org.apache.beam.sdk.io.kafka.KafkaIO;
 import org.apache.beam.sdk.io.kafka.KafkaRecord;
@@ -17,6 +19,7 @@ import org.apache.beam.sdk.transforms.ExternalTransformBuilder;
 import org.apache.beam.sdk.transforms.PTransform;
 import org.apache.beam.sdk.transforms.ParDo;
 import org.apache.beam.sdk.transforms.windowing.BoundedWindow;
+import org.apache.beam.sdk.values.KV;
 import org.apache.beam.sdk.values.PBegin;
 import org.apache.beam.sdk.values.PCollection;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
@@ -41,13 +44,16 @@ import org.joda.time.Instant;
  * </pre>
  *
  * <p>Flags: {@link #KEY_NULL} and {@link #VALUE_NULL} mark a null key or value (sent as no bytes).
- * A batch holds the records of one bundle (at most {@link #MAX_BATCH_RECORDS} records or about
- * {@link #MAX_BATCH_BYTES} bytes) and carries the earliest timestamp it holds. Python decodes it
- * in {@code pipeline.transforms.read}. Registered in the expansion service under {@link #URN}.
+ * An element is {@code KV(partition, batch)}: the records of one source partition in one bundle
+ * (at most {@link #MAX_BATCH_RECORDS} records or about {@link #MAX_BATCH_BYTES} bytes), stamped
+ * with the earliest timestamp it holds. Keyed by partition, Python can parse the batch in the
+ * same keyed step that tracks the partition's watermark (one Python stage, no trade crossing a
+ * shuffle). Python decodes it with {@code pipeline.records.decode_record_batch}. Registered in the
+ * expansion service under {@link #URN}.
  */
-public final class ReadTradeRecords extends PTransform<PBegin, PCollection<byte[]>> {
+public final class ReadTradeRecords extends PTransform<PBegin, PCollection<KV<Integer, byte[]>>> {
 
-  public static final String URN = "darkpool:transform:read_trade_record_batches:v1";
+  public static final String URN = "darkpool:transform:read_trade_record_batches:v2";
   public static final int RECORD_HEADER_BYTES = 29;
   public static final int MAX_BATCH_RECORDS = 4096;
   public static final int MAX_BATCH_BYTES = 1 << 20;
@@ -76,7 +82,7 @@ public final class ReadTradeRecords extends PTransform<PBegin, PCollection<byte[
   }
 
   @Override
-  public PCollection<byte[]> expand(PBegin input) {
+  public PCollection<KV<Integer, byte[]>> expand(PBegin input) {
     KafkaIO.Read<byte[], byte[]> read =
         KafkaIO.<byte[], byte[]>read()
             .withTopics(topics)
@@ -98,7 +104,7 @@ public final class ReadTradeRecords extends PTransform<PBegin, PCollection<byte[
     return input
         .apply("ReadFromKafka", read)
         .apply("BatchRecords", ParDo.of(new BatchRecordsFn()))
-        .setCoder(ByteArrayCoder.of());
+        .setCoder(KvCoder.of(VarIntCoder.of(), ByteArrayCoder.of()));
   }
 
   /** Appends one record (header, key, value) to a batch; see the class comment for the layout. */
@@ -122,22 +128,26 @@ public final class ReadTradeRecords extends PTransform<PBegin, PCollection<byte[
     batch.write(valueBytes, 0, valueBytes.length);
   }
 
+  /** One partition's batch under construction. */
+  private static final class PartitionBatch {
+    final ByteArrayOutputStream bytes = new ByteArrayOutputStream(1 << 16);
+    int records;
+    Instant earliest;
+  }
+
   /**
-   * KafkaRecords -> batches of at most {@link #MAX_BATCH_RECORDS} records / about {@link
-   * #MAX_BATCH_BYTES} bytes, one batch at least per bundle, each stamped with the earliest
-   * timestamp it holds (never later than any record in it, so nothing becomes late).
+   * KafkaRecords -> (partition, batch) per source partition, at most {@link #MAX_BATCH_RECORDS}
+   * records / about {@link #MAX_BATCH_BYTES} bytes, one batch at least per partition per bundle,
+   * each stamped with the earliest timestamp it holds (never later than any record in it, so
+   * nothing becomes late).
    */
-  static final class BatchRecordsFn extends DoFn<KafkaRecord<byte[], byte[]>, byte[]> {
-    private transient ByteArrayOutputStream batch;
-    private transient int records;
-    private transient Instant earliest;
+  static final class BatchRecordsFn extends DoFn<KafkaRecord<byte[], byte[]>, KV<Integer, byte[]>> {
+    private transient Map<Integer, PartitionBatch> batches;
     private transient BoundedWindow window;
 
     @StartBundle
     public void startBundle() {
-      batch = new ByteArrayOutputStream(1 << 16);
-      records = 0;
-      earliest = null;
+      batches = new HashMap<>();
       window = null;
     }
 
@@ -146,25 +156,28 @@ public final class ReadTradeRecords extends PTransform<PBegin, PCollection<byte[
         @Element KafkaRecord<byte[], byte[]> record,
         @Timestamp Instant timestamp,
         BoundedWindow elementWindow,
-        OutputReceiver<byte[]> out) {
+        OutputReceiver<KV<Integer, byte[]>> out) {
+      int partition = record.getPartition();
+      PartitionBatch batch = batches.computeIfAbsent(partition, p -> new PartitionBatch());
       appendRecord(
-          batch, record.getPartition(), record.getOffset(), timestamp.getMillis(),
+          batch.bytes, partition, record.getOffset(), timestamp.getMillis(),
           record.getKV().getKey(), record.getKV().getValue());
-      records++;
-      if (earliest == null || timestamp.isBefore(earliest)) {
-        earliest = timestamp;
+      batch.records++;
+      if (batch.earliest == null || timestamp.isBefore(batch.earliest)) {
+        batch.earliest = timestamp;
       }
       window = elementWindow;
-      if (records >= MAX_BATCH_RECORDS || batch.size() >= MAX_BATCH_BYTES) {
-        out.outputWithTimestamp(batch.toByteArray(), earliest);
-        startBundle();
+      if (batch.records >= MAX_BATCH_RECORDS || batch.bytes.size() >= MAX_BATCH_BYTES) {
+        out.outputWithTimestamp(KV.of(partition, batch.bytes.toByteArray()), batch.earliest);
+        batches.remove(partition);
       }
     }
 
     @FinishBundle
     public void finishBundle(FinishBundleContext context) {
-      if (records > 0) {
-        context.output(batch.toByteArray(), earliest, window);
+      for (Map.Entry<Integer, PartitionBatch> entry : batches.entrySet()) {
+        PartitionBatch batch = entry.getValue();
+        context.output(KV.of(entry.getKey(), batch.bytes.toByteArray()), batch.earliest, window);
       }
       startBundle();
     }
@@ -211,9 +224,9 @@ public final class ReadTradeRecords extends PTransform<PBegin, PCollection<byte[
 
   /** Builds the transform from an expansion request's payload. */
   public static final class Builder
-      implements ExternalTransformBuilder<Configuration, PBegin, PCollection<byte[]>> {
+      implements ExternalTransformBuilder<Configuration, PBegin, PCollection<KV<Integer, byte[]>>> {
     @Override
-    public PTransform<PBegin, PCollection<byte[]>> buildExternal(Configuration config) {
+    public PTransform<PBegin, PCollection<KV<Integer, byte[]>>> buildExternal(Configuration config) {
       return new ReadTradeRecords(config);
     }
   }
