@@ -25,14 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from apache_beam.coders import BytesCoder, RowCoder, TupleCoder
+from apache_beam.coders import RowCoder
 from apache_beam.typehints.schemas import named_tuple_to_schema
 
 from darkpool.contracts import format_event_time, load_venues
 from pipeline.main import run
-from pipeline.records import SourceRecord
+from pipeline.records import SourceRecord, decode_record_batch, encode_record_batch
 from pipeline.transforms.aggregate import PreAggregateFn
-from pipeline.transforms.lateness import FilterTooLateFn
+from pipeline.transforms.lateness import FilterTooLateFn, ParseAndFilterPartitionBatchFn
 from pipeline.transforms.parse import ParseAndBatchFn, parse_trade
 
 DAY_MS = 86_400_000
@@ -99,9 +99,20 @@ def step_costs(values: list[tuple[int, bytes]]) -> list[tuple[str, float]]:
                              np.int32(0), "CreateTime") for i, (ts, v) in enumerate(values)]
     row_coder = RowCoder(named_tuple_to_schema(KafkaMetadataRow))
     encoded_rows = [row_coder.encode(r) for r in rows]
-    kv_coder = TupleCoder([BytesCoder(), BytesCoder()])
-    encoded_kvs = [kv_coder.encode((b"SYM", v)) for _, v in values]
     records = [SourceRecord("darkpool.trades", i % 4, i, ts, b"SYM", v) for i, (ts, v) in enumerate(values)]
+    # what the default (darkpool) reader hands Python: per partition, batches of at most 4,096 records
+    by_partition: dict[int, list] = {}
+    for record in records:
+        by_partition.setdefault(record.partition, []).append(record)
+    record_batches = [(partition, encode_record_batch(part[i:i + 4096]))
+                      for partition, part in by_partition.items() for i in range(0, len(part), 4096)]
+    batch_fn = ParseAndFilterPartitionBatchFn("darkpool.trades", DAY_MS, 60_000, 600_000)
+    batch_fn.setup()
+
+    def parse_and_filter_batches():
+        states = {}
+        return [out for partition, batch in record_batches
+                for out in batch_fn.process((partition, batch), states.setdefault(partition, _State()))]
 
     parse_fn = ParseAndBatchFn(DAY_MS)
     parse_fn.setup()
@@ -124,17 +135,27 @@ def step_costs(values: list[tuple[int, bytes]]) -> list[tuple[str, float]]:
         return [kept for batch in batches for kept in filter_fn.process(batch, states.setdefault(batch[0], _State()))]
 
     kept = filter_all()
-    partials = sum(len(list(pre.process(batch))) for batch in kept)
+
+    def pre_aggregate_bundle():
+        pre.start_bundle()
+        for batch in kept:
+            pre.process(batch)
+        return list(pre.finish_bundle())
+
+    partials = len(pre_aggregate_bundle())
     return [
         ("decode KafkaIO metadata Row (with_metadata)",
          best_us(lambda: [row_coder.decode(e) for e in encoded_rows], n)),
-        ("decode key/value pair (--no-kafka-metadata)", best_us(lambda: [kv_coder.decode(e) for e in encoded_kvs], n)),
+        ("decode the darkpool reader's record batches (default)",
+         best_us(lambda: [r for _, b in record_batches for r in decode_record_batch(b)], n)),
         ("orjson.loads alone", best_us(lambda: [orjson.loads(v) for _, v in values], n)),
         ("parse_trade (JSON + validation + event time)",
          best_us(lambda: [parse_trade(v, ts, 0, venues, DAY_MS) for ts, v in values], n)),
         ("ParseAndBatchFn per record (incl. parse_trade)", best_us(parse_bundle, n)),
         ("FilterTooLateFn per trade", best_us(filter_all, n)),
-        ("PreAggregateFn per trade", best_us(lambda: [list(pre.process(b)) for b in kept], n)),
+        ("ParseAndFilterPartitionBatchFn per record (default reader: decode + parse + too-late rule)",
+         best_us(parse_and_filter_batches, n)),
+        ("PreAggregateFn per trade (one bundle)", best_us(pre_aggregate_bundle, n)),
         (f"-> elements after pre-aggregation: {partials} for {n} trades", n / max(partials, 1)),
     ]
 

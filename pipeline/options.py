@@ -25,10 +25,16 @@ INPUT_SUFFIXES = (".csv", ".jsonl", ".json", ".ndjson", ".parquet")
 SHAPES = ("two-stage", "simple")
 ACCUMULATION_MODES = ("accumulating", "discarding")
 
-# Runner arguments the pipeline adds on Flink / the portable runner unless given:
-# bigger bundles let the parse step pre-aggregate more trades per element.
-# (Beam spells the Flink option maxBundleTimeMills: --max_bundle_time_mills)
-PORTABLE_DEFAULT_ARGS = {"--max_bundle_size": "100000", "--max_bundle_time_mills": "500"}
+# Runner arguments the pipeline adds on Flink / the portable runner unless given
+# (measured with bench/bench_pipeline.py; see docs/pipeline.md "Performance notes"):
+# - bundles close after 200 ms (or 100,000 elements): every Python stage on a trade's
+#   way holds its outputs until its bundle ends, so this bounds the latency each adds;
+#   500 ms gave more throughput but a p99 over 5 s at 5,000 trades/s.
+#   (Beam spells the Flink option maxBundleTimeMills: --max_bundle_time_mills)
+# - two Python SDK worker processes per TaskManager: the stages share them, so the
+#   burst of panes at each early firing no longer waits for the GIL behind parsing.
+PORTABLE_DEFAULT_ARGS = {"--max_bundle_size": "100000", "--max_bundle_time_mills": "200",
+                         "--sdk_worker_parallelism": "2"}
 PORTABLE_RUNNERS = ("PortableRunner", "FlinkRunner")
 
 

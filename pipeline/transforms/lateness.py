@@ -1,4 +1,4 @@
-"""FilterTooLate: count and dead-letter the trades the runner would drop as too late.
+"""The too-late rule: count and dead-letter the trades the runner would drop as too late.
 
 Beam drops data beyond the allowed lateness silently. To make
 ``in = aggregated + dead-lettered + too late`` reconcile, this step decides it
@@ -18,6 +18,13 @@ watermark at the window step is never ahead of this estimate and never drops a
 trade that passed here. (Exception, documented: KafkaIO moves an idle, caught-up
 partition's watermark to the wall clock; records produced with event times far
 in the past into a live pipeline can then be dropped by the runner uncounted.)
+
+Two transforms apply it (same rule, :func:`split_too_late`):
+
+- :class:`ParseAndFilterPartitionBatches`: for the default Kafka reader's
+  ``(partition, record batch)`` elements, parsing and the rule in one keyed step;
+- :class:`FilterTooLate`: after :class:`~pipeline.transforms.parse.ParseTrades`
+  (Beam's ReadFromKafka rows, or a file in a test), keyed by ``topic/partition``.
 """
 
 from __future__ import annotations

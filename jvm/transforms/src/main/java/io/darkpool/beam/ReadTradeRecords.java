@@ -9,7 +9,7 @@ import java.util.Map;
 import org.apache.beam.sdk.coders.ByteArrayCoder;
 import org.apache.beam.sdk.coders.KvCoder;
 import org.apache.beam.sdk.coders.NullableCoder;
-import org.apache.beam.sdk.coders.VarIntCoder;
+import org.apache.beam.sdk.coders.VarLongCoder;
 import org.apache.beam.sdk.expansion.ExternalTransformRegistrar;
 import org.apache.beam.sdk.io.kafka.KafkaIO;
 import org.apache.beam.sdk.io.kafka.KafkaRecord;
@@ -51,7 +51,7 @@ import org.joda.time.Instant;
  * shuffle). Python decodes it with {@code pipeline.records.decode_record_batch}. Registered in the
  * expansion service under {@link #URN}.
  */
-public final class ReadTradeRecords extends PTransform<PBegin, PCollection<KV<Integer, byte[]>>> {
+public final class ReadTradeRecords extends PTransform<PBegin, PCollection<KV<Long, byte[]>>> {
 
   public static final String URN = "darkpool:transform:read_trade_record_batches:v2";
   public static final int RECORD_HEADER_BYTES = 29;
@@ -82,7 +82,7 @@ public final class ReadTradeRecords extends PTransform<PBegin, PCollection<KV<In
   }
 
   @Override
-  public PCollection<KV<Integer, byte[]>> expand(PBegin input) {
+  public PCollection<KV<Long, byte[]>> expand(PBegin input) {
     KafkaIO.Read<byte[], byte[]> read =
         KafkaIO.<byte[], byte[]>read()
             .withTopics(topics)
@@ -104,7 +104,7 @@ public final class ReadTradeRecords extends PTransform<PBegin, PCollection<KV<In
     return input
         .apply("ReadFromKafka", read)
         .apply("BatchRecords", ParDo.of(new BatchRecordsFn()))
-        .setCoder(KvCoder.of(VarIntCoder.of(), ByteArrayCoder.of()));
+        .setCoder(KvCoder.of(VarLongCoder.of(), ByteArrayCoder.of()));
   }
 
   /** Appends one record (header, key, value) to a batch; see the class comment for the layout. */
@@ -141,7 +141,7 @@ public final class ReadTradeRecords extends PTransform<PBegin, PCollection<KV<In
    * each stamped with the earliest timestamp it holds (never later than any record in it, so
    * nothing becomes late).
    */
-  static final class BatchRecordsFn extends DoFn<KafkaRecord<byte[], byte[]>, KV<Integer, byte[]>> {
+  static final class BatchRecordsFn extends DoFn<KafkaRecord<byte[], byte[]>, KV<Long, byte[]>> {
     private transient Map<Integer, PartitionBatch> batches;
     private transient BoundedWindow window;
 
@@ -156,7 +156,7 @@ public final class ReadTradeRecords extends PTransform<PBegin, PCollection<KV<In
         @Element KafkaRecord<byte[], byte[]> record,
         @Timestamp Instant timestamp,
         BoundedWindow elementWindow,
-        OutputReceiver<KV<Integer, byte[]>> out) {
+        OutputReceiver<KV<Long, byte[]>> out) {
       int partition = record.getPartition();
       PartitionBatch batch = batches.computeIfAbsent(partition, p -> new PartitionBatch());
       appendRecord(
@@ -168,7 +168,7 @@ public final class ReadTradeRecords extends PTransform<PBegin, PCollection<KV<In
       }
       window = elementWindow;
       if (batch.records >= MAX_BATCH_RECORDS || batch.bytes.size() >= MAX_BATCH_BYTES) {
-        out.outputWithTimestamp(KV.of(partition, batch.bytes.toByteArray()), batch.earliest);
+        out.outputWithTimestamp(KV.of((long) partition, batch.bytes.toByteArray()), batch.earliest);
         batches.remove(partition);
       }
     }
@@ -177,7 +177,7 @@ public final class ReadTradeRecords extends PTransform<PBegin, PCollection<KV<In
     public void finishBundle(FinishBundleContext context) {
       for (Map.Entry<Integer, PartitionBatch> entry : batches.entrySet()) {
         PartitionBatch batch = entry.getValue();
-        context.output(KV.of(entry.getKey(), batch.bytes.toByteArray()), batch.earliest, window);
+        context.output(KV.of((long) entry.getKey(), batch.bytes.toByteArray()), batch.earliest, window);
       }
       startBundle();
     }
@@ -224,9 +224,9 @@ public final class ReadTradeRecords extends PTransform<PBegin, PCollection<KV<In
 
   /** Builds the transform from an expansion request's payload. */
   public static final class Builder
-      implements ExternalTransformBuilder<Configuration, PBegin, PCollection<KV<Integer, byte[]>>> {
+      implements ExternalTransformBuilder<Configuration, PBegin, PCollection<KV<Long, byte[]>>> {
     @Override
-    public PTransform<PBegin, PCollection<KV<Integer, byte[]>>> buildExternal(Configuration config) {
+    public PTransform<PBegin, PCollection<KV<Long, byte[]>>> buildExternal(Configuration config) {
       return new ReadTradeRecords(config);
     }
   }
