@@ -7,8 +7,8 @@ once so the rest of the code never uses a bare index.
 - :class:`SourceRecord`: what the parse step reads, with the attributes of the
   Row that ``ReadFromKafka(with_metadata=True)`` yields (topic, partition,
   offset, timestamp, key, value). File backfill and tests build the same shape.
-- Record batch: what the default Kafka reader hands Python, many records in
-  one ``bytes`` element (:func:`decode_record_batch`).
+- Record batch: what the default Kafka reader hands Python, one source
+  partition's records in one ``(partition, bytes)`` element (:func:`decode_record_batch`).
 - Trade tuple: ``(event_ms, symbol, venue, price, quantity, side, trade_id, offset, record_ms)``
   (record_ms: the source record's timestamp, which drives the watermark).
 - Venue statistics: a list indexed by the ``S_*`` constants (see :func:`new_stats`).
