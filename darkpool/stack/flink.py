@@ -86,6 +86,9 @@ def flink_configuration(settings: Settings) -> dict[str, str]:
         "taskmanager.memory.task.off-heap.size": "768m",
         "taskmanager.memory.framework.off-heap.size": "256m",
         "parallelism.default": "1",
+        # a network buffer is shipped when full or after this long: Flink's default (100 ms) adds
+        # up to that at each of the pipeline's shuffles; the pipeline's elements are few and large
+        "execution.buffer-timeout.interval": "10 ms",
         "state.backend.type": "rocksdb",
         "state.backend.incremental": "true",
         "state.checkpoints.dir": checkpoint_dir(settings).as_uri(),
