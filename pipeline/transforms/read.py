@@ -98,7 +98,7 @@ class ReadTradesFromKafka(beam.PTransform):
 
     ``reader="darkpool"``: ``(partition, bytes)`` batches (:func:`pipeline.records.decode_record_batch`);
     ``reader="beam"``: KafkaIO metadata rows. Records at or after the range end
-    are dropped by the parse step (``ParseTrades(keep_before_ms=...)``), not here.
+    are dropped by the parse step (its ``keep_before_ms``), not here.
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, group_id: str, expansion_service: str,
