@@ -100,6 +100,19 @@ def split_too_late(topic: str, partition: int, trades: list, watermark: int | No
     return kept, dead, watermark
 
 
+def filter_too_late(topic: str, partition: int, trades: list, watermark_state, period_ms: int,
+                    allowed_lateness_ms: int, too_late_counter) -> tuple[list, list[dict]]:
+    """:func:`split_too_late` against a partition's watermark in keyed state: reads and updates the
+    state, counts the too-late trades; returns (kept trades, too-late dead letters)."""
+    kept, dead, watermark = split_too_late(topic, partition, trades, watermark_state.read(), period_ms,
+                                           allowed_lateness_ms, int(time.time() * 1000))
+    if watermark is not None:
+        watermark_state.write(watermark)
+    if dead:
+        too_late_counter.inc(len(dead))
+    return kept, dead
+
+
 class FilterTooLateFn(beam.DoFn):
     """Per source partition: track the watermark (max record timestamp) and split off too-late trades."""
 
@@ -115,14 +128,10 @@ class FilterTooLateFn(beam.DoFn):
     def process(self, element, watermark_state=beam.DoFn.StateParam(WATERMARK)):  # noqa: B008 - Beam idiom
         key, trades = element
         topic, _, partition = key.rpartition("/")
-        kept, dead, watermark = split_too_late(topic, int(partition), trades, watermark_state.read(),
-                                               self._period_ms, self._lateness_ms, int(time.time() * 1000))
-        if watermark is not None:
-            watermark_state.write(watermark)
-        if dead:
-            self._too_late_counter.inc(len(dead))
-            for record in dead:
-                yield beam.pvalue.TaggedOutput(TOO_LATE_TAG, record)
+        kept, dead = filter_too_late(topic, int(partition), trades, watermark_state, self._period_ms,
+                                     self._lateness_ms, self._too_late_counter)
+        for record in dead:
+            yield beam.pvalue.TaggedOutput(TOO_LATE_TAG, record)
         if kept:
             yield key, kept
 
@@ -162,15 +171,10 @@ class ParseAndFilterPartitionBatchFn(beam.DoFn):
         for record in dead:
             yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, record)
         if self._too_late_filter and trades:
-            trades, too_late, watermark = split_too_late(
-                self._topic, partition, trades, watermark_state.read(), self._period_ms, self._lateness_ms,
-                int(time.time() * 1000))
-            if watermark is not None:
-                watermark_state.write(watermark)
-            if too_late:
-                self._too_late_counter.inc(len(too_late))
-                for record in too_late:
-                    yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, record)
+            trades, too_late = filter_too_late(self._topic, partition, trades, watermark_state, self._period_ms,
+                                               self._lateness_ms, self._too_late_counter)
+            for record in too_late:
+                yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, record)
         if trades:
             yield partition_key(self._topic, partition), trades
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import math
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import apache_beam as beam
@@ -211,16 +212,15 @@ class ParseTally:
         self.rejected = {}
 
 
-def parse_record_batch(batch: bytes, topic: str, venues, max_skew_ms: int, tally: ParseTally,
-                       keep_before_ms: int | None = None) -> tuple[list, list[dict]]:
-    """A darkpool reader record batch -> (valid trade tuples in arrival order, dead-letter dicts); counts into tally.
-
-    Records stamped at/after ``keep_before_ms`` (a bounded range's end) are skipped and counted as outside.
-    """
+def parse_records(records: Iterable[tuple], topic: str, venues, max_skew_ms: int, tally: ParseTally,
+                  keep_before_ms: int | None = None) -> tuple[list, list[dict]]:
+    """(partition, offset, record ms, key, value) records of a topic -> (valid trade tuples in arrival order,
+    dead-letter dicts); counts into tally. Records stamped at/after ``keep_before_ms`` (a bounded
+    range's end) are skipped and counted as outside."""
     trades: list = []
     dead: list[dict] = []
     append = trades.append
-    for partition, offset, record_ms, key, value in decode_record_batch(batch):
+    for partition, offset, record_ms, key, value in records:
         if keep_before_ms is not None and record_ms >= keep_before_ms:
             tally.outside += 1
             continue
@@ -231,6 +231,12 @@ def parse_record_batch(batch: bytes, topic: str, venues, max_skew_ms: int, tally
             tally.reject(rejected.reason)
             dead.append(deadletter_record(rejected.reason, rejected.detail, value, key, topic, partition, offset))
     return trades, dead
+
+
+def parse_record_batch(batch: bytes, topic: str, venues, max_skew_ms: int, tally: ParseTally,
+                       keep_before_ms: int | None = None) -> tuple[list, list[dict]]:
+    """A darkpool reader record batch -> :func:`parse_records` of its records."""
+    return parse_records(decode_record_batch(batch), topic, venues, max_skew_ms, tally, keep_before_ms)
 
 
 class ParseAndBatchFn(beam.DoFn):
@@ -254,19 +260,14 @@ class ParseAndBatchFn(beam.DoFn):
         self._batches: dict[int, tuple[str, list]] = {}
 
     def process(self, record):
-        tally = self._tally
-        if self._keep_before_ms is not None and record.timestamp >= self._keep_before_ms:
-            tally.outside += 1
-            return
-        tally.records += 1
         partition = record.partition
-        try:
-            trade = parse_trade(record.value, record.timestamp, record.offset, self._venues, self._max_skew_ms)
-        except Rejected as rejected:
-            tally.reject(rejected.reason)
-            yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, deadletter_record(
-                rejected.reason, rejected.detail, record.value, record.key, record.topic, partition, record.offset))
+        trades, dead = parse_records(((partition, record.offset, record.timestamp, record.key, record.value),),
+                                     record.topic, self._venues, self._max_skew_ms, self._tally, self._keep_before_ms)
+        for letter in dead:
+            yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, letter)
+        if not trades:
             return
+        trade = trades[0]
         entry = self._batches.get(partition)
         if entry is None:
             entry = self._batches[partition] = (record.topic, [])
