@@ -70,12 +70,24 @@ def server_properties(settings: Settings) -> str:
     ])
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: 16 bytes, base64url without padding, never starting with '-'.
+
+    Kafka's own ``Uuid.randomUuid`` avoids a leading '-' for the same reason: the storage tool's
+    argument parser would read such an id as an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _cluster_id(settings: Settings) -> str:
     """A stable KRaft cluster id for this state folder (created once)."""
     path = kafka_dir(settings) / "cluster.id"
     if path.exists():
         return path.read_text().strip()
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = new_cluster_id()
     path.write_text(cluster_id)
     return cluster_id
 
@@ -99,7 +111,7 @@ def prepare(settings: Settings) -> Path:
     if not (directory / "data" / "meta.properties").exists():
         # no --standalone: controller.quorum.voters already names the single voter
         argv = [java_executable(), *_java_opts(settings)[2:], "-cp", jvm.classpath(settings, "kafka"),
-                "kafka.tools.StorageTool", "format", "-t", _cluster_id(settings), "-c", str(properties),
+                "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id(settings)}", "-c", str(properties),
                 "--ignore-formatted"]
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if result.returncode != 0:

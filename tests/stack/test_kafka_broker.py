@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, Producer
 
 from darkpool.config import load_settings
 from darkpool.errors import DarkpoolError
-from darkpool.stack.kafka import broker_service
+from darkpool.stack.kafka import broker_service, new_cluster_id, prepare
 from darkpool.stack.topics import TopicSpec, create_topics
 
 
@@ -79,3 +79,19 @@ def test_start_reports_a_taken_port(private_broker) -> None:
         with pytest.raises(DarkpoolError, match=f"port {settings.host}:{settings.kafka_port} is already in use"):
             broker.start()
     assert broker.pid() is None
+
+
+def test_new_cluster_ids_never_start_with_a_dash() -> None:
+    ids = {new_cluster_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    assert all(len(cluster_id) == 22 and not cluster_id.startswith("-") for cluster_id in ids)
+
+
+def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(tmp_path: Path) -> None:
+    """A state folder from before the fix may hold such an id; the storage tool must take it."""
+    settings = load_settings(state_dir=tmp_path / "state", kafka_port=29092, kafka_controller_port=29093)
+    (settings.state_dir / "kafka").mkdir(parents=True)
+    (settings.state_dir / "kafka" / "cluster.id").write_text("-" + new_cluster_id()[1:])
+    prepare(settings)
+    meta = (settings.state_dir / "kafka" / "data" / "meta.properties").read_text()
+    assert "cluster.id=-" in meta
