@@ -26,6 +26,7 @@ from pathlib import Path
 from darkpool.config import Settings, load_settings
 from darkpool.errors import DarkpoolError
 from darkpool.stack import flink
+from darkpool.stack.beam import expansion_service, job_server_service
 from darkpool.stack.process import port_open
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,12 @@ def _check_stack(settings: Settings) -> None:
         if not port_open(settings.host, port):
             raise DarkpoolError(f"{what} does not answer on {settings.host}:{port}",
                                 hint="start the local stack with `darkpool stack up`")
+    for service in (job_server_service(settings), expansion_service(settings)):
+        stale = service.stale_code()
+        if stale is not None:
+            raise DarkpoolError(f"{service.name} runs older code than {stale}, which changed after it started "
+                                "(`make setup` rebuilt the project's JVM transforms)",
+                                hint="`darkpool stack up` restarts it with the new jars")
 
 
 def submit_to_flink(settings: Settings, job_name: str, pipeline_args: Sequence[str],

@@ -45,6 +45,7 @@ def job_server_service(settings: Settings) -> Service:
         ready=lambda: port_open(settings.host, settings.job_server_port),
         description="Beam 2.62.0 Flink job server (portable runner endpoint)",
         extra_ports=(settings.job_server_artifact_port, settings.job_server_expansion_port), start_timeout=90,
+        code_files=lambda: jvm.jars(settings, "beam"),
     )
 
 
@@ -59,7 +60,7 @@ def expansion_service(settings: Settings) -> Service:
         name="beam-expansion-service", port=settings.expansion_port, settings=settings, command=command,
         ready=lambda: port_open(settings.host, settings.expansion_port),
         description="Beam Java expansion service for KafkaIO (EMBEDDED, legacy unbounded reader)",
-        start_timeout=90,
+        start_timeout=90, code_files=lambda: jvm.jars(settings, "beam"),
     )
 
 

@@ -42,6 +42,11 @@ def classpath(settings: Settings, module: str) -> str:
     return str(directory / "*")
 
 
+def jars(settings: Settings, module: str) -> list[Path]:
+    """The jar files of a Maven module's classpath (empty before `make setup`)."""
+    return sorted((settings.jvm_lib_dir / module).glob("*.jar"))
+
+
 def flink_home() -> Path:
     """The Apache Flink 1.19.3 distribution shipped by the apache-flink-libraries package."""
     try:

@@ -19,7 +19,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,8 +97,10 @@ class Service:
     """A local background process with a pid file, a log file and a readiness probe.
 
     ``command`` builds the argv (called at start, so it may prepare config
-    files); ``ready`` returns True once the service answers; ``prepare`` runs
-    once before the first start (e.g. storage formatting).
+    files); ``ready`` returns True once the service answers. ``code_files``
+    lists the files the process loads at start (its jars): when one is newer
+    than the running process, the process runs stale code and ``start``
+    restarts it.
     """
 
     name: str
@@ -113,6 +115,7 @@ class Service:
     extra_ports: Sequence[int] = ()
     owns_port: bool = True  # False for a process reached through another's port (the TaskManager)
     settle_seconds: float = 0.0  # for a process without a port: how long it must stay up to count as started
+    code_files: Callable[[], Iterable[Path]] = field(default=lambda: ())
 
     @property
     def pid_file(self) -> Path:
@@ -140,9 +143,26 @@ class Service:
         return ServiceStatus(self.name, self.port, pid, pid is not None, answering and pid is not None,
                              detail, self.log_file)
 
+    def stale_code(self) -> Path | None:
+        """The newest of ``code_files`` when it changed after the running process started, else None."""
+        if self.pid() is None:
+            return None
+        try:
+            started = self.pid_file.stat().st_mtime  # written right after the process was spawned
+        except OSError:
+            return None
+        changed = [(path.stat().st_mtime, path) for path in self.code_files() if path.exists()]
+        newest = max(changed, default=None)
+        return newest[1] if newest is not None and newest[0] > started else None
+
     def start(self) -> ServiceStatus:
-        """Start the process unless it already runs; wait until it answers."""
+        """Start the process unless it already runs current code; wait until it answers."""
         pid = self.pid()
+        stale = self.stale_code()
+        if stale is not None:
+            log.warning("restarting %s (pid %d): %s changed after it started", self.name, pid, stale)
+            self.stop()
+            pid = None
         if pid is not None:
             log.info("%s already running (pid %d)", self.name, pid)
             self._wait_ready(pid)

@@ -145,8 +145,8 @@ class ReadTradesFromKafka(beam.PTransform):
                 raise DarkpoolError(
                     f"the expansion service at {self._expansion_service} does not know the project's "
                     f"ReadTradeRecords transform ({READ_TRADE_RECORD_BATCHES_URN})",
-                    "it was started before `make setup` built jvm/transforms: restart it "
-                    "(`darkpool stack down && darkpool stack up`), or use --kafka-reader beam") from None
+                    "it was started before `make setup` built jvm/transforms: `darkpool stack up` "
+                    "restarts it with the new jars, or use --kafka-reader beam") from None
         bounded = {}
         if self._range_start is not None:
             bounded = {"start_read_time": start_read_time, "max_num_records": max_num_records}
