@@ -151,9 +151,13 @@ class Service:
             started = self.pid_file.stat().st_mtime  # written right after the process was spawned
         except OSError:
             return None
-        changed = [(path.stat().st_mtime, path) for path in self.code_files() if path.exists()]
-        newest = max(changed, default=None)
-        return newest[1] if newest is not None and newest[0] > started else None
+        newest: tuple[float, Path] | None = None
+        for path in self.code_files():
+            with contextlib.suppress(OSError):  # a jar may vanish while `make setup` recopies them
+                modified = path.stat().st_mtime
+                if modified > started and (newest is None or modified > newest[0]):
+                    newest = (modified, path)
+        return newest[1] if newest is not None else None
 
     def start(self) -> ServiceStatus:
         """Start the process unless it already runs current code; wait until it answers."""
