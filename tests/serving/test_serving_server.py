@@ -138,8 +138,10 @@ def test_disconnected_stream_client_is_released(server) -> None:
     assert wait_stream_clients(base, 0) == 0  # earlier tests' streams are gone
     response = requests.get(f"{base}/api/v1/stream", stream=True, timeout=10)
     assert response.status_code == 200
-    assert next(response.iter_lines()) == b"retry: 3000"
-    assert stream_clients(base) == 1
+    lines = response.iter_lines()
+    assert next(lines) == b"retry: 3000"
+    clients = wait_stream_clients(base, 1)
+    assert clients == 1, f"{clients} stream clients counted while a stream is open; it then sent {next(lines)!r}"
     response.close()
     assert wait_stream_clients(base, 0) == 0  # heartbeats every 1 s here
 
