@@ -242,9 +242,12 @@ def parse_record_batch(batch: bytes, topic: str, venues, max_skew_ms: int, tally
 class ParseAndBatchFn(beam.DoFn):
     """Raw records -> per-partition batches of trade tuples (main) + dead-letter dicts (tagged).
 
-    Input: SourceRecord-like rows (KafkaIO metadata rows, file records). With
-    ``keep_before_ms`` (a bounded range of the topic), records stamped at or
-    after it are skipped and counted as ``outside_range``.
+    Input: SourceRecord-like rows (KafkaIO metadata rows, file records). Records
+    are collected per source partition and parsed a chunk at a time with
+    :func:`parse_records` (at ``max_batch`` records, or when the bundle ends):
+    no per-record call setup on this path. With ``keep_before_ms`` (a bounded
+    range of the topic), records stamped at or after it are skipped and counted
+    as ``outside_range``.
     """
 
     def __init__(self, max_skew_ms: int, max_batch: int = 20_000, keep_before_ms: int | None = None) -> None:
@@ -257,31 +260,36 @@ class ParseAndBatchFn(beam.DoFn):
         self._tally = ParseTally()
 
     def start_bundle(self) -> None:
-        self._batches: dict[int, tuple[str, list]] = {}
+        self._pending: dict[tuple[str, int], list[tuple]] = {}
 
     def process(self, record):
-        partition = record.partition
-        trades, dead = parse_records(((partition, record.offset, record.timestamp, record.key, record.value),),
-                                     record.topic, self._venues, self._max_skew_ms, self._tally, self._keep_before_ms)
-        for letter in dead:
-            yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, letter)
-        if not trades:
-            return
-        trade = trades[0]
-        entry = self._batches.get(partition)
-        if entry is None:
-            entry = self._batches[partition] = (record.topic, [])
-        batch = entry[1]
-        batch.append(trade)
-        if len(batch) >= self._max_batch:
-            del self._batches[partition]
-            yield _batch_value(entry[0], partition, batch)
+        source = (record.topic, record.partition)
+        pending = self._pending.get(source)
+        if pending is None:
+            pending = self._pending[source] = []
+        pending.append((record.partition, record.offset, record.timestamp, record.key, record.value))
+        if len(pending) >= self._max_batch:
+            del self._pending[source]
+            yield from self._parse_chunk(source, pending)
 
     def finish_bundle(self):
-        for partition, (topic, batch) in self._batches.items():
-            yield _batch_value(topic, partition, batch)
-        self._batches = {}
+        for source, pending in self._pending.items():
+            yield from self._parse_chunk(source, pending)
+        self._pending = {}
         self._tally.flush()
+
+    def _parse_chunk(self, source: tuple[str, int], pending: list[tuple]):
+        """One partition's pending records -> its dead letters, then its batch of trades (if any), each
+        in the global window, stamped with the chunk's earliest record time."""
+        topic, partition = source
+        trades, dead = parse_records(pending, topic, self._venues, self._max_skew_ms, self._tally,
+                                     self._keep_before_ms)
+        if dead:
+            earliest = min(record[2] for record in pending) / 1000.0
+            for letter in dead:
+                yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, WindowedValue(letter, earliest, (GlobalWindow(),)))
+        if trades:
+            yield _batch_value(topic, partition, trades)
 
 
 def partition_key(topic: str, partition: int) -> str:
