@@ -96,6 +96,12 @@ def _check_stack(settings: Settings) -> None:
         if not port_open(settings.host, port):
             raise DarkpoolError(f"{what} does not answer on {settings.host}:{port}",
                                 hint="start the local stack with `darkpool stack up`")
+    check_beam_services_current(settings)
+
+
+def check_beam_services_current(settings: Settings) -> None:
+    """Refuse to expand or submit through a Beam service that runs jars older than `.cache/jvm/beam`
+    (it would not know the project's transforms: "Unknown urn")."""
     for service in (job_server_service(settings), expansion_service(settings)):
         stale = service.stale_code()
         if stale is not None:
@@ -141,6 +147,7 @@ def _run(args: argparse.Namespace, pipeline_args: list[str]) -> int:
     if args.runner == "direct":
         from pipeline.main import run  # noqa: PLC0415
 
+        check_beam_services_current(settings)  # a kafka-range run expands KafkaIO through the service
         result = run(pipeline_args)
         print(f"pipeline finished: {getattr(result, 'state', 'DONE')}")
         return 0

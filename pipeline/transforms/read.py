@@ -136,17 +136,8 @@ class ReadTradesFromKafka(beam.PTransform):
             payload = ReadTradeRecordsPayload(
                 consumer_config=consumer_config, topics=[self._topic], start_read_time=start_read_time,
                 max_num_records=max_num_records, commit_offset_in_finalize=commit)
-            try:
-                return pbegin | "ReadTradeRecords" >> ExternalTransform(
-                    READ_TRADE_RECORD_BATCHES_URN, NamedTupleBasedPayloadBuilder(payload), self._expansion_service)
-            except RuntimeError as exc:
-                if f"Unknown urn: {READ_TRADE_RECORD_BATCHES_URN}" not in str(exc):
-                    raise
-                raise DarkpoolError(
-                    f"the expansion service at {self._expansion_service} does not know the project's "
-                    f"ReadTradeRecords transform ({READ_TRADE_RECORD_BATCHES_URN})",
-                    "it was started before `make setup` built jvm/transforms: `darkpool stack up` "
-                    "restarts it with the new jars, or use --kafka-reader beam") from None
+            return pbegin | "ReadTradeRecords" >> ExternalTransform(
+                READ_TRADE_RECORD_BATCHES_URN, NamedTupleBasedPayloadBuilder(payload), self._expansion_service)
         bounded = {}
         if self._range_start is not None:
             bounded = {"start_read_time": start_read_time, "max_num_records": max_num_records}
