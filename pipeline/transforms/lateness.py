@@ -62,6 +62,8 @@ from pipeline.transforms.parse import (
 )
 
 TOO_LATE_TAG = "too_late"
+# per source partition: the latest record time seen (the partition watermark estimate)
+PARTITION_WATERMARK = ReadModifyWriteStateSpec("partition_watermark", VarIntCoder())
 
 
 def trade_json(trade: tuple) -> bytes:
@@ -116,8 +118,6 @@ def filter_too_late(topic: str, partition: int, trades: list, watermark_state, p
 class FilterTooLateFn(beam.DoFn):
     """Per source partition: track the watermark (max record timestamp) and split off too-late trades."""
 
-    WATERMARK = ReadModifyWriteStateSpec("partition_watermark", VarIntCoder())
-
     def __init__(self, period_ms: int, allowed_lateness_ms: int) -> None:
         self._period_ms = period_ms
         self._lateness_ms = allowed_lateness_ms
@@ -125,7 +125,7 @@ class FilterTooLateFn(beam.DoFn):
     def setup(self) -> None:
         self._too_late_counter = Metrics.counter(METRICS_NAMESPACE, "too_late")
 
-    def process(self, element, watermark_state=beam.DoFn.StateParam(WATERMARK)):  # noqa: B008 - Beam idiom
+    def process(self, element, watermark_state=beam.DoFn.StateParam(PARTITION_WATERMARK)):  # noqa: B008 - Beam idiom
         key, trades = element
         topic, _, partition = key.rpartition("/")
         kept, dead = filter_too_late(topic, int(partition), trades, watermark_state, self._period_ms,
@@ -147,8 +147,6 @@ class ParseAndFilterPartitionBatchFn(beam.DoFn):
     trades. ``too_late_filter`` False (bounded runs) skips the rule.
     """
 
-    WATERMARK = ReadModifyWriteStateSpec("partition_watermark", VarIntCoder())
-
     def __init__(self, topic: str, max_skew_ms: int, period_ms: int, allowed_lateness_ms: int,
                  too_late_filter: bool = True, keep_before_ms: int | None = None) -> None:
         self._topic = topic
@@ -163,11 +161,10 @@ class ParseAndFilterPartitionBatchFn(beam.DoFn):
         self._tally = ParseTally()
         self._too_late_counter = Metrics.counter(METRICS_NAMESPACE, "too_late")
 
-    def process(self, element, watermark_state=beam.DoFn.StateParam(WATERMARK)):  # noqa: B008 - Beam idiom
+    def process(self, element, watermark_state=beam.DoFn.StateParam(PARTITION_WATERMARK)):  # noqa: B008 - Beam idiom
         partition, batch = element
         trades, dead = parse_record_batch(batch, self._topic, self._venues, self._max_skew_ms, self._tally,
                                           self._keep_before_ms)
-        self._tally.flush()
         for record in dead:
             yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, record)
         if self._too_late_filter and trades:
@@ -177,6 +174,9 @@ class ParseAndFilterPartitionBatchFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, record)
         if trades:
             yield partition_key(self._topic, partition), trades
+
+    def finish_bundle(self) -> None:
+        self._tally.flush()
 
 
 class FilterTooLate(beam.PTransform):
@@ -196,7 +196,6 @@ class FilterTooLate(beam.PTransform):
             FilterTooLateFn(self._period_ms, self._lateness_ms)
         ).with_input_types(tuple[str, typing.Any]).with_outputs(TOO_LATE_TAG, main="trades")
         return {"trades": outputs.trades, "deadletter": outputs[TOO_LATE_TAG]}
-
 
 
 class ParseAndFilterPartitionBatches(beam.PTransform):
