@@ -111,8 +111,10 @@ def step_costs(values: list[tuple[int, bytes]]) -> list[tuple[str, float]]:
 
     def parse_and_filter_batches():
         states = {}
-        return [out for partition, batch in record_batches
-                for out in batch_fn.process((partition, batch), states.setdefault(partition, _State()))]
+        out = [out for partition, batch in record_batches
+               for out in batch_fn.process((partition, batch), states.setdefault(partition, _State()))]
+        batch_fn.finish_bundle()  # the parse counters
+        return out
 
     parse_fn = ParseAndBatchFn(DAY_MS)
     parse_fn.setup()

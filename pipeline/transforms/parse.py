@@ -220,16 +220,19 @@ def parse_records(records: Iterable[tuple], topic: str, venues, max_skew_ms: int
     trades: list = []
     dead: list[dict] = []
     append = trades.append
+    seen = outside = 0
     for partition, offset, record_ms, key, value in records:
+        seen += 1
         if keep_before_ms is not None and record_ms >= keep_before_ms:
-            tally.outside += 1
+            outside += 1
             continue
-        tally.records += 1
         try:
             append(parse_trade(value, record_ms, offset, venues, max_skew_ms))
         except Rejected as rejected:
             tally.reject(rejected.reason)
             dead.append(deadletter_record(rejected.reason, rejected.detail, value, key, topic, partition, offset))
+    tally.records += seen - outside
+    tally.outside += outside
     return trades, dead
 
 
