@@ -110,17 +110,80 @@ def check_beam_services_current(settings: Settings) -> None:
                                 hint="`darkpool stack up` restarts it with the new jars")
 
 
+def parallelism_of(pipeline_args: Sequence[str]) -> int | None:
+    """The ``--parallelism`` given in a pipeline argv (``--parallelism N`` or ``--parallelism=N``), if any."""
+    value: str | None = None
+    for position, arg in enumerate(pipeline_args):
+        if arg == "--parallelism" and position + 1 < len(pipeline_args):
+            value = pipeline_args[position + 1]
+        elif arg.startswith("--parallelism="):
+            value = arg.split("=", 1)[1]
+    return int(value) if value is not None else None
+
+
+def without_parallelism(pipeline_args: Sequence[str]) -> list[str]:
+    """The argv without its ``--parallelism`` flags."""
+    args: list[str] = []
+    skip = False
+    for arg in pipeline_args:
+        if skip:
+            skip = False
+        elif arg == "--parallelism":
+            skip = True
+        elif not arg.startswith("--parallelism="):
+            args.append(arg)
+    return args
+
+
+def with_parallelism(pipeline_args: Sequence[str], parallelism: int) -> list[str]:
+    """The argv with its ``--parallelism`` (if any) replaced by ``parallelism``."""
+    return [*without_parallelism(pipeline_args), f"--parallelism={parallelism}"]
+
+
+def scaling_args(settings: Settings, parallelism: int) -> list[str]:
+    """Beam's Flink options for the job's parallelism and its fixed max parallelism (key groups).
+
+    Keyed state (windows, the per-partition too-late watermark) is stored in
+    ``max_parallelism`` key groups; a savepoint restores at any parallelism up to it,
+    because only whole key groups move between subtasks. The bound is fixed (Settings),
+    never derived from the first run's parallelism, so rescaling stays possible.
+    """
+    if not 1 <= parallelism <= settings.flink_max_parallelism:
+        raise DarkpoolError(f"parallelism {parallelism} is outside 1..{settings.flink_max_parallelism}",
+                            hint="the max parallelism is fixed for every job (DARKPOOL_FLINK_MAX_PARALLELISM)")
+    return [f"--parallelism={parallelism}", f"--max_parallelism={settings.flink_max_parallelism}"]
+
+
+def check_slots(settings: Settings, parallelism: int) -> None:
+    """Refuse a parallelism the cluster's free slots cannot hold (the job would wait forever)."""
+    overview = flink.rest_get(settings, "/overview")
+    available = overview.get("slots-available", 0)
+    if parallelism > available:
+        raise DarkpoolError(
+            f"parallelism {parallelism} needs {parallelism} free task slots; the cluster has {available} "
+            f"({overview.get('taskmanagers', 0)} TaskManagers, {overview.get('slots-total', 0)} slots in all)",
+            hint="add TaskManagers with `darkpool stack up --taskmanagers N` "
+                 f"({settings.taskmanager_slots} slots each) or choose a lower --parallelism")
+
+
 def submit_to_flink(settings: Settings, job_name: str, pipeline_args: Sequence[str],
                     savepoint: str | None = None, timeout: float = 300.0) -> str:
-    """Submit the pipeline to the local Flink cluster, detached; returns the Flink job id."""
+    """Submit the pipeline to the local Flink cluster, detached; returns the Flink job id.
+
+    The parallelism is the argv's ``--parallelism`` (default 1); the max parallelism is
+    always ``settings.flink_max_parallelism``.
+    """
     from pipeline.main import run  # noqa: PLC0415 (Beam imports are slow; only when submitting)
 
     _check_stack(settings)
+    parallelism = parallelism_of(pipeline_args) or 1
+    check_slots(settings, parallelism)
     if flink.running_job_ids(settings, job_name):
         raise DarkpoolError(f"a job named {job_name!r} is already running on Flink",
                             hint=f"stop it first (`darkpool jobs stop {job_name}`) or choose --job-name")
     before = {job["jid"] for job in flink.list_jobs(settings)}
-    argv = [*pipeline_args, *flink_beam_args(settings, job_name, savepoint)]
+    argv = [*without_parallelism(pipeline_args), *flink_beam_args(settings, job_name, savepoint),
+            *scaling_args(settings, parallelism)]
     log.info("submitting %s to %s", job_name, settings.job_endpoint)
     run(argv)
     deadline = time.monotonic() + timeout
@@ -133,6 +196,7 @@ def submit_to_flink(settings: Settings, job_name: str, pipeline_args: Sequence[s
                                     hint=f"{settings.flink_rest_url}/#/job/completed/{job_id}/exceptions")
             save_record(settings, job_name, {
                 "name": job_name, "pipeline_args": list(pipeline_args), "flink_job_id": job_id,
+                "parallelism": parallelism, "max_parallelism": settings.flink_max_parallelism,
                 "submitted_at": datetime.now(UTC).isoformat(), "restored_from": savepoint, "savepoint": None,
             })
             return job_id
@@ -206,8 +270,14 @@ def _jobs(args: argparse.Namespace) -> int:
         restore = args.from_path or record.get("savepoint") or latest_retained_checkpoint(settings, record)
         if restore is None:
             raise DarkpoolError(f"job {args.job!r} has no savepoint or retained checkpoint to resume from")
-        print(f"resuming {args.job} from {restore} ...", flush=True)
-        job_id = submit_to_flink(settings, args.job, record["pipeline_args"], savepoint=restore)
+        pipeline_args = record["pipeline_args"]
+        if args.parallelism is not None:
+            pipeline_args = with_parallelism(pipeline_args, args.parallelism)
+        before = parallelism_of(record["pipeline_args"]) or 1
+        after = parallelism_of(pipeline_args) or 1
+        scaled = f", parallelism {before} -> {after}" if after != before else f", parallelism {after}"
+        print(f"resuming {args.job} from {restore}{scaled} ...", flush=True)
+        job_id = submit_to_flink(settings, args.job, pipeline_args, savepoint=restore)
         print(f"resumed {args.job}: Flink job {job_id}")
         return 0
     raise DarkpoolError(f"unknown action {args.action!r}")
@@ -238,6 +308,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     jobs.add_argument("action", choices=["list", "stop", "resume", "cancel"], nargs="?", default="list")
     jobs.add_argument("job", nargs="?", help="job name (e.g. darkpool-liquidity) or Flink job id")
     jobs.add_argument("--from", dest="from_path", help="resume: a savepoint or checkpoint path to restore")
+    jobs.add_argument("--parallelism", type=int, metavar="N",
+                      help="resume: run at this parallelism from now on (the state is redistributed; "
+                           "1..the fixed max parallelism)")
     jobs.set_defaults(func=_jobs)
 
 

@@ -10,6 +10,7 @@ from darkpool import contracts
 from darkpool.config import Settings, load_settings
 from darkpool.errors import DarkpoolError
 from darkpool.stack import topics as topic_admin
+from darkpool.stack.flink import taskmanager_index, taskmanager_services
 from darkpool.stack.process import Service, ServiceStatus
 from darkpool.stack.services import app_services, stack_services
 
@@ -21,14 +22,27 @@ GROUPS = {
 }
 GROUP_HELP = {
     "kafka": "the Apache Kafka broker (KRaft, single node)",
-    "flink": "the Flink session cluster (JobManager with web UI, one TaskManager)",
+    "flink": "the Flink session cluster (JobManager with web UI, N TaskManagers: --taskmanagers, default 1)",
     "beam": "Beam's Flink job server, KafkaIO expansion service and Python worker pool",
 }
 
 
 def _services(settings: Settings, names: Sequence[str] | None = None) -> list[Service]:
+    """The stack's services, or those of a group (a name covers its numbered siblings: flink-taskmanager-2)."""
     services = stack_services(settings)
-    return [s for s in services if names is None or s.name in names]
+    return [s for s in services
+            if names is None or s.name in names or any(s.name.startswith(f"{n}-") for n in names)]
+
+
+def scale_down(settings: Settings) -> None:
+    """Stop the TaskManagers numbered above ``settings.taskmanagers`` (after `up --taskmanagers N`).
+
+    A running job loses the slots of a stopped TaskManager and restarts from its last
+    checkpoint on the remaining ones (or waits for slots, if too few are left).
+    """
+    for service in taskmanager_services(settings):
+        if taskmanager_index(service.name) > settings.taskmanagers and service.stop():
+            print(f"{service.name}: stopped (scaled down to {settings.taskmanagers} TaskManagers)", flush=True)
 
 
 def _state(status: ServiceStatus) -> str:
@@ -77,11 +91,15 @@ def show_logs(services: Sequence[Service], lines: int, follow: bool) -> int:
 
 
 def _lifecycle(args: argparse.Namespace, names: Sequence[str] | None) -> int:
-    settings = load_settings()
+    taskmanagers = getattr(args, "taskmanagers", None)
+    settings = load_settings(taskmanagers=taskmanagers)
     services = _services(settings, names)
     # the whole-stack view also covers the demo's feed and serving processes
     apps = app_services(settings) if names is None else []
     if args.action in ("start", "up"):
+        if taskmanagers is not None:
+            scale_down(settings)
+            services = _services(settings, names)
         start(settings, services)
         print()
         print_status(settings, services)
@@ -125,6 +143,19 @@ def _topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _taskmanagers_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--taskmanagers", type=_positive_int, metavar="N",
+                        help="start/up: run N Flink TaskManagers (default: DARKPOOL_TASKMANAGERS, else 1); "
+                             "with fewer than run now, the extra ones are stopped")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     for group, names in GROUPS.items():
         parser = subparsers.add_parser(group, help=f"start/stop/status/logs of {GROUP_HELP[group]}",
@@ -133,6 +164,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument("service", nargs="?", help="for logs: one service of the group")
         parser.add_argument("-n", "--lines", type=int, default=40, help="log lines to show (default 40)")
         parser.add_argument("-f", "--follow", action="store_true", help="follow the log")
+        if group == "flink":
+            _taskmanagers_flag(parser)
         parser.set_defaults(func=lambda args, names=names: _lifecycle(args, names))
 
     stack = subparsers.add_parser(
@@ -143,6 +176,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stack.add_argument("service", nargs="?", help="for logs: the service (e.g. kafka, flink-taskmanager)")
     stack.add_argument("-n", "--lines", type=int, default=40, help="log lines to show (default 40)")
     stack.add_argument("-f", "--follow", action="store_true", help="follow the log")
+    _taskmanagers_flag(stack)
     stack.set_defaults(func=lambda args: _lifecycle(args, None))
 
     topics = subparsers.add_parser("topics", help="create or describe the product's Kafka topics",

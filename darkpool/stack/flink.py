@@ -1,4 +1,4 @@
-"""A Flink 1.19.3 session cluster: one JobManager (web UI + REST) and one TaskManager.
+"""A Flink 1.19.3 session cluster: one JobManager (web UI + REST) and N TaskManagers (default 1).
 
 The distribution comes from the apache-flink-libraries package. The processes
 are started the way Flink's own scripts start them: the memory settings are
@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 from darkpool.config import Settings
@@ -86,6 +87,10 @@ def flink_configuration(settings: Settings) -> dict[str, str]:
         "taskmanager.memory.task.off-heap.size": "768m",
         "taskmanager.memory.framework.off-heap.size": "256m",
         "parallelism.default": "1",
+        # key groups: fixed, so a savepoint restores at any parallelism up to it (`jobs resume --parallelism`)
+        "pipeline.max-parallelism": str(settings.flink_max_parallelism),
+        # a job's slots spread over all TaskManagers instead of filling the first one
+        "cluster.evenly-spread-out-slots": "true",
         # a network buffer is shipped when full or after this long: Flink's default (100 ms) adds
         # up to that at each of the pipeline's shuffles; the pipeline's elements are few and large
         "execution.buffer-timeout.interval": "10 ms",
@@ -167,13 +172,6 @@ def rest_call(settings: Settings, method: str, path: str, body: dict | None = No
                             hint="start the cluster with `darkpool stack up`") from exc
 
 
-def taskmanagers_registered(settings: Settings) -> int:
-    try:
-        return len(rest_get(settings, "/taskmanagers", timeout=2).get("taskmanagers", []))
-    except DarkpoolError:
-        return 0
-
-
 def jobmanager_service(settings: Settings) -> Service:
     return Service(
         name="flink-jobmanager", port=settings.flink_rest_port, settings=settings,
@@ -186,17 +184,68 @@ def jobmanager_service(settings: Settings) -> Service:
     )
 
 
-def taskmanager_service(settings: Settings) -> Service:
+def taskmanager_name(index: int) -> str:
+    """The service name of the index-th TaskManager: flink-taskmanager, flink-taskmanager-2, ..."""
+    return "flink-taskmanager" if index == 1 else f"flink-taskmanager-{index}"
+
+
+def taskmanager_index(name: str) -> int:
+    """The inverse of :func:`taskmanager_name`: 1 for flink-taskmanager, N for flink-taskmanager-N."""
+    suffix = name.removeprefix("flink-taskmanager").removeprefix("-")
+    return int(suffix) if suffix.isdigit() else 1
+
+
+def registered_taskmanager_ids(settings: Settings) -> set[str]:
+    """The resource ids of the TaskManagers registered with the JobManager (empty when it does not answer)."""
+    try:
+        return {tm["id"] for tm in rest_get(settings, "/taskmanagers", timeout=2).get("taskmanagers", [])}
+    except DarkpoolError:
+        return set()
+
+
+def taskmanager_service(settings: Settings, index: int = 1) -> Service:
+    """The index-th TaskManager (1-based): its own resource id, log file and temporary folders.
+
+    Each start draws a fresh resource id (kept in <run>/<name>.id), so readiness means
+    *this* process registered, not an earlier one the JobManager has not yet declared lost.
+    """
+    name = taskmanager_name(index)
+    id_file = settings.run_dir / f"{name}.id"
+
+    def command() -> list[str]:
+        resource_id = f"{name}-{uuid.uuid4().hex[:8]}"
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(resource_id)
+        tmp = flink_dir(settings) / "tmp" / name
+        tmp.mkdir(parents=True, exist_ok=True)
+        return [*_process_command(settings, "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
+                                  "GET_TM_RESOURCE_PARAMS", f"{name}.log"),
+                "-D", f"taskmanager.resource-id={resource_id}", "-D", f"io.tmp.dirs={tmp}"]
+
+    def ready() -> bool:
+        try:
+            resource_id = id_file.read_text().strip()
+        except OSError:
+            return False
+        return resource_id in registered_taskmanager_ids(settings)
+
     return Service(
-        name="flink-taskmanager", port=settings.flink_rest_port, settings=settings,
-        command=lambda: _process_command(
-            settings, "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
-            "GET_TM_RESOURCE_PARAMS", "flink-taskmanager.log"),
-        ready=lambda: taskmanagers_registered(settings) > 0,
-        description=f"Flink TaskManager ({settings.taskmanager_slots} slots, "
+        name=name, port=settings.flink_rest_port, settings=settings, command=command, ready=ready,
+        description=f"Flink TaskManager {index} ({settings.taskmanager_slots} slots, "
                     f"{settings.taskmanager_process_memory} process memory)",
         owns_port=False, start_timeout=120,
     )
+
+
+def taskmanager_services(settings: Settings) -> list[Service]:
+    """TaskManagers 1..``settings.taskmanagers``, plus any further one still running from an earlier
+    `darkpool stack up --taskmanagers N` (so `stack down` and `stack status` never lose one)."""
+    count = max(1, settings.taskmanagers)
+    for pid_file in settings.run_dir.glob("flink-taskmanager-*.pid"):
+        count = max(count, taskmanager_index(pid_file.stem))
+    services = [taskmanager_service(settings, index) for index in range(1, count + 1)]
+    # beyond the configured count, only those that run
+    return [s for i, s in enumerate(services, start=1) if i <= settings.taskmanagers or s.pid() is not None]
 
 
 # --- jobs on the session cluster ---------------------------------------------

@@ -6,7 +6,7 @@ import sys
 
 from darkpool.config import Settings
 from darkpool.stack.beam import expansion_service, job_server_service, worker_pool_service
-from darkpool.stack.flink import jobmanager_service, taskmanager_service
+from darkpool.stack.flink import jobmanager_service, taskmanager_services
 from darkpool.stack.kafka import broker_service
 from darkpool.stack.process import Service, http_ok
 
@@ -16,11 +16,11 @@ def _darkpool_cli() -> list[str]:
 
 
 def stack_services(settings: Settings) -> list[Service]:
-    """Kafka, Flink JobManager and TaskManager, Beam job server, expansion service, worker pool."""
+    """Kafka, Flink JobManager and TaskManagers, Beam job server, expansion service, worker pool."""
     return [
         broker_service(settings),
         jobmanager_service(settings),
-        taskmanager_service(settings),
+        *taskmanager_services(settings),
         job_server_service(settings),
         expansion_service(settings),
         worker_pool_service(settings),

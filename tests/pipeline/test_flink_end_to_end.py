@@ -13,129 +13,16 @@ same final panes (nothing lost, nothing counted twice).
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
-import duckdb
 import pytest
-from flink_support import (
-    Tape,
-    assert_panes_match,
-    build_tape,
-    expected_panes,
-    final_panes,
-    read_topic,
-    wait_until_consumed,
-    wait_until_stable,
-)
+from flink_support import PipelineRun, Tape, build_tape, wait_until_consumed
 
 from darkpool.config import Settings
 from darkpool.stack import flink
 from darkpool.stack.services import service_by_name
-from darkpool.stack.topics import TopicSpec, create_topics
-from feed.publisher import publish
-from pipeline.commands import submit_to_flink
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
-
-LIQUIDITY_KEY = ["window_start", "symbol", "venue"]
-MARKET_KEY = ["window_start", "symbol"]
-
-
-class PipelineRun:
-    """One pipeline job on unique topics, its Parquet folder, and how to check its outputs."""
-
-    def __init__(self, settings: Settings, tmp_path: Path) -> None:
-        self.settings = settings
-        prefix = f"e2e.{uuid.uuid4().hex[:8]}"
-        self.topics = {name: f"{prefix}.{name}" for name in ("trades", "deadletter", "liquidity", "market")}
-        create_topics(settings.bootstrap_servers, {
-            self.topics["trades"]: TopicSpec(2), self.topics["deadletter"]: TopicSpec(1),
-            self.topics["liquidity"]: TopicSpec(2), self.topics["market"]: TopicSpec(2)})
-        self.parquet = tmp_path / "parquet"
-        self.job_name = f"e2e-{prefix.split('.')[1]}"
-        self.args = [
-            f"--trades-topic={self.topics['trades']}", f"--deadletter-topic={self.topics['deadletter']}",
-            f"--liquidity-topic={self.topics['liquidity']}", f"--market-topic={self.topics['market']}",
-            f"--group-id={self.job_name}", f"--output={self.parquet}", "--parquet-flush-seconds=3",
-        ]
-
-    def publish(self, records) -> None:
-        summary = publish(records, self.settings.bootstrap_servers, self.topics["trades"], create_topic=False)
-        assert summary.failed == 0 and summary.acked == summary.sent
-
-    def submit(self, savepoint: str | None = None) -> str:
-        return submit_to_flink(self.settings, self.job_name, self.args, savepoint=savepoint)
-
-    def settle(self, tape: Tape) -> None:
-        """Wait until every trade went through a checkpoint, then until the outputs stop changing."""
-        wait_until_consumed(self.settings.bootstrap_servers, self.job_name, self.topics["trades"], timeout=420)
-        dead = tape.count("malformed") + tape.count("late")
-        wait_until_stable(self.settings.bootstrap_servers,
-                          [self.topics["liquidity"], self.topics["market"], self.topics["deadletter"]],
-                          quiet_seconds=20, timeout=420, minimum={self.topics["deadletter"]: dead})
-
-    def cancel(self) -> None:
-        for job_id in flink.running_job_ids(self.settings, self.job_name):
-            flink.cancel_job(self.settings, job_id)
-
-    def check_against(self, tape: Tape, check_parquet: bool = True) -> dict[str, int]:
-        bootstrap = self.settings.bootstrap_servers
-        expected_liquidity, expected_market, aggregated = expected_panes(tape)
-
-        liquidity = final_panes(read_topic(bootstrap, self.topics["liquidity"]), LIQUIDITY_KEY)
-        assert_panes_match(liquidity, expected_liquidity, LIQUIDITY_KEY,
-                           exact=["trade_count", "share_quantity", "block_count", "block_quantity",
-                                  "buy_quantity", "sell_quantity"],
-                           relative=["notional", "vwap", "min_price", "max_price"])
-        market = final_panes(read_topic(bootstrap, self.topics["market"]), MARKET_KEY)
-        assert_panes_match(market, expected_market, MARKET_KEY,
-                           exact=["trade_count", "share_quantity", "dark_quantity", "venue_count"],
-                           relative=["notional", "hhi", "dark_share"])
-
-        # the Kafka sinks are at-least-once: after a recovery, records replayed from the last checkpoint are
-        # dead-lettered again; a dead letter is identified by its source position
-        dead = {(row["source_partition"], row["source_offset"]): row
-                for row in read_topic(bootstrap, self.topics["deadletter"])}.values()
-        reasons = [row["reason"] for row in dead]
-        too_late = reasons.count("too_late")
-        assert too_late == tape.count("late")
-        assert len(reasons) - too_late == tape.count("malformed")
-        assert all(row["source_topic"] == self.topics["trades"] for row in dead)
-
-        # every trade lands in exactly window/period = 5 windows: in = aggregated + dead-lettered + too late
-        assert int(liquidity["trade_count"].sum()) == 5 * aggregated
-        assert len(tape.records) == aggregated + (len(reasons) - too_late) + too_late
-
-        if check_parquet:
-            self._check_parquet(liquidity, market)
-        return {"in": len(tape.records), "aggregated": aggregated, "dead_lettered": len(reasons) - too_late,
-                "too_late": too_late, "liquidity_panes": len(liquidity), "market_panes": len(market)}
-
-    def _check_parquet(self, liquidity, market) -> None:
-        deadline = time.monotonic() + 60
-        while True:  # the sink writes a file per flush interval: wait for the last one
-            try:
-                rows = duckdb.sql(f"""
-                    SELECT epoch_ms(window_start) AS window_start, symbol, venue, trade_count, share_quantity
-                    FROM read_parquet('{self.parquet}/liquidity/*/*.parquet', hive_partitioning = true)
-                    QUALIFY row_number() OVER (PARTITION BY window_start, symbol, venue
-                                               ORDER BY pane_index DESC, emitted_at DESC) = 1""").df()
-            except duckdb.IOException:
-                rows = None
-            if rows is not None and len(rows) == len(liquidity):
-                break
-            assert time.monotonic() < deadline, "the Parquet dataset did not catch up with the topic"
-            time.sleep(2)
-        merged = rows.merge(liquidity, on=LIQUIDITY_KEY, suffixes=("_parquet", "_kafka"))
-        assert len(merged) == len(liquidity)
-        assert (merged["trade_count_parquet"] == merged["trade_count_kafka"]).all()
-        assert (merged["share_quantity_parquet"] == merged["share_quantity_kafka"]).all()
-        markets = duckdb.sql(f"SELECT count(DISTINCT (window_start, symbol)) AS n FROM read_parquet("
-                             f"'{self.parquet}/market/*/*.parquet', hive_partitioning = true)").fetchall()[0][0]
-        assert markets == len(market)
-        assert not list(self.parquet.rglob("*.tmp*")), "a half-written file is visible"
-
 
 @pytest.fixture
 def pipeline_run(flink_stack: Settings, tmp_path: Path):
