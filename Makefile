@@ -13,9 +13,9 @@ export PIP_CACHE_DIR := $(CURDIR)/$(CACHE)/pip
 export npm_config_cache := $(CURDIR)/$(CACHE)/npm
 MVN := mvn -B -q -Dmaven.repo.local=$(CURDIR)/$(CACHE)/m2
 
-.PHONY: setup demo test bench lint clean-state apt python jvm dashboard
+.PHONY: setup demo test bench lint clean-state apt python jvm dashboard k8s-tools
 
-setup: apt python jvm dashboard
+setup: apt python jvm dashboard k8s-tools
 	@echo "setup: done (python env .venv, JVM classpaths $(CACHE)/jvm, dashboard build)"
 
 # --- system packages (Debian): Chromium for the browser tests -------------------
@@ -52,6 +52,49 @@ dashboard:
 serving/static/.stamp: $(shell find dashboard -type f -not -path '*/node_modules/*' -not -path '*/dist/*' 2>/dev/null)
 	@echo "setup: building the dashboard (npm ci + vite build)"
 	@cd dashboard && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
+	@touch $@
+
+# --- Kubernetes control plane and operators for the k8s tests (docs/kubernetes.md) -------------
+# kubectl (kustomize inside), etcd, kube-apiserver and kube-controller-manager built from the Go module
+# proxy (tools/k8s, tools/etcd: go.mod + go.sum pinned); the Flink Kubernetes Operator classpath and the
+# Flink/Strimzi CRDs from Maven Central (jvm/k8s/pom.xml). Everything lands in .cache/k8s.
+K8S_DIR := $(CACHE)/k8s
+K8S_VERSION := v1.34.2
+JAVA21 ?= /usr/lib/jvm/temurin-25-jdk-amd64/bin/java
+GO_ENV := GOMODCACHE=$(CURDIR)/$(CACHE)/go/mod GOCACHE=$(CURDIR)/$(CACHE)/go/build GOPATH=$(CURDIR)/$(CACHE)/go \
+  GOSUMDB=off GOWORK=off GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
+K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
+  -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34
+# $(call go_build,module dir,ldflags,package): one binary into $@ (written whole, then renamed)
+define go_build
+@command -v go >/dev/null || { echo "setup: Go >= 1.24 is needed to build $(@F) (https://go.dev/dl/)" >&2; exit 1; }
+@mkdir -p $(@D) $(CACHE)/go
+@cd $(1) && flock $(CURDIR)/$(CACHE)/go/build.lock env $(GO_ENV) go build -trimpath -ldflags '$(2)' -o $(CURDIR)/$@.tmp $(3)
+@mv $@.tmp $@
+endef
+K8S_GO_SRC := tools/k8s/go.mod tools/k8s/go.sum tools/k8s/tools.go
+ETCD_GO_SRC := tools/etcd/go.mod tools/etcd/go.sum tools/etcd/main.go
+
+k8s-tools: $(K8S_DIR)/bin/kubectl $(K8S_DIR)/bin/etcd $(K8S_DIR)/bin/kube-apiserver \
+  $(K8S_DIR)/bin/kube-controller-manager $(K8S_DIR)/jvm.stamp
+$(K8S_DIR)/bin/kubectl: $(K8S_GO_SRC)
+	@echo "setup: building kubectl $(K8S_VERSION) from Go modules into $(@D) (~1 min cold)"
+	$(call go_build,tools/k8s,$(K8S_LDFLAGS),k8s.io/kubernetes/cmd/kubectl)
+$(K8S_DIR)/bin/etcd: $(ETCD_GO_SRC)
+	@echo "setup: building etcd v3.6.5 from Go modules into $(@D) (~1 min cold)"
+	$(call go_build,tools/etcd,-s -w,.)
+$(K8S_DIR)/bin/kube-apiserver: $(K8S_GO_SRC)
+	@echo "setup: building kube-apiserver $(K8S_VERSION) from Go modules into $(@D) (~4 min cold)"
+	$(call go_build,tools/k8s,$(K8S_LDFLAGS),k8s.io/kubernetes/cmd/kube-apiserver)
+$(K8S_DIR)/bin/kube-controller-manager: $(K8S_GO_SRC)
+	@echo "setup: building kube-controller-manager $(K8S_VERSION) from Go modules into $(@D) (~2 min cold)"
+	$(call go_build,tools/k8s,$(K8S_LDFLAGS),k8s.io/kubernetes/cmd/kube-controller-manager)
+$(K8S_DIR)/jvm.stamp: jvm/k8s/pom.xml
+	@echo "setup: Flink Kubernetes Operator classpath, Flink and Strimzi CRDs (Maven) into $(K8S_DIR)"
+	@test -x $(JAVA21) || { echo "setup: Strimzi's CRD generator needs Java 21+: set JAVA21=/path/to/bin/java" >&2; exit 1; }
+	@rm -rf $(K8S_DIR)/operator $(K8S_DIR)/crds $(K8S_DIR)/strimzi-generator $(K8S_DIR)/.markers
+	@mkdir -p $(K8S_DIR)/crds/strimzi
+	@$(MVN) -f jvm/k8s/pom.xml package -Dk8s.dir=$(CURDIR)/$(K8S_DIR) -Djava25=$(JAVA21)
 	@touch $@
 
 demo: setup

@@ -12,7 +12,8 @@ setup(
     description="Real-time dark pool liquidity analytics: Kafka -> Apache Beam (Flink) -> Flask dashboard",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["darkpool", "darkpool.*", "feed", "feed.*", "pipeline", "pipeline.*",
-                                    "serving", "serving.*", "analytics", "analytics.*"]),
+                                    "serving", "serving.*", "analytics", "analytics.*",
+                                    "deploy", "deploy.*"]),
     package_data={"darkpool": ["data/*.csv"], "serving": ["static/**/*", "openapi.yaml"]},
     include_package_data=True,
     install_requires=[

@@ -55,6 +55,14 @@ class Settings:
     taskmanager_metaspace: str = "1024m"
     jobmanager_process_memory: str = "1600m"
     kafka_heap: str = "1g"
+    # Kubernetes control plane run locally for the k8s tests (deploy/controlplane.py, docs/kubernetes.md):
+    # etcd client and peer ports, the kube-apiserver's secure port, the kube-controller-manager's secure
+    # (health) port, and the Flink Kubernetes Operator's health probe port
+    etcd_client_port: int = 2379
+    etcd_peer_port: int = 2380
+    k8s_apiserver_port: int = 6443
+    k8s_controller_manager_port: int = 10257
+    flink_operator_health_port: int = 8085
 
     # -- derived paths -----------------------------------------------------
     @property

@@ -30,6 +30,12 @@ TEST_ENVIRONMENT = {
     "DARKPOOL_EXPANSION_PORT": "18097",
     "DARKPOOL_WORKER_POOL_PORT": "50100",
     "DARKPOOL_SERVE_PORT": "15001",
+    # local Kubernetes control plane and Flink operator (tests/k8s)
+    "DARKPOOL_ETCD_CLIENT_PORT": "12379",
+    "DARKPOOL_ETCD_PEER_PORT": "12380",
+    "DARKPOOL_K8S_APISERVER_PORT": "16443",
+    "DARKPOOL_K8S_CONTROLLER_MANAGER_PORT": "20257",
+    "DARKPOOL_FLINK_OPERATOR_HEALTH_PORT": "18085",
 }
 # DARKPOOL_TEST_PORT_OFFSET moves every test port (e.g. two checkouts testing at once)
 _offset = int(os.environ.get("DARKPOOL_TEST_PORT_OFFSET", "0"))
