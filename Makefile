@@ -38,11 +38,11 @@ $(VENV)/.stamp: requirements.lock setup.py
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
-# --- JVM classpaths (Kafka broker; Beam job server + expansion service) -------
+# --- JVM classpaths (Kafka broker; Beam job server + expansion service; S3Proxy + Flink S3 plugin) --
 jvm: $(CACHE)/jvm/.stamp
-$(CACHE)/jvm/.stamp: jvm/pom.xml jvm/kafka/pom.xml jvm/beam/pom.xml jvm/transforms/pom.xml $(shell find jvm/transforms/src -type f)
+$(CACHE)/jvm/.stamp: jvm/pom.xml jvm/kafka/pom.xml jvm/beam/pom.xml jvm/transforms/pom.xml jvm/s3proxy/pom.xml $(shell find jvm/transforms/src -type f)
 	@echo "setup: resolving JVM artifacts with Maven into $(CACHE)/jvm"
-	@rm -rf $(CACHE)/jvm/kafka $(CACHE)/jvm/beam
+	@rm -rf $(CACHE)/jvm/kafka $(CACHE)/jvm/beam $(CACHE)/jvm/s3proxy $(CACHE)/jvm/flink-plugins
 	@$(MVN) -f jvm/pom.xml package
 	@touch $@
 

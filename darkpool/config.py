@@ -63,6 +63,23 @@ class Settings:
     k8s_apiserver_port: int = 6443
     k8s_controller_manager_port: int = 10257
     flink_operator_health_port: int = 8085
+    # -- object storage (S3-compatible: AWS S3, MinIO, the local S3Proxy; docs/object-storage.md) --------
+    # Where Flink's checkpoints and savepoints and the Parquet dataset live. Empty (the default) = local
+    # files under state_dir; an s3:// URI puts them in object storage: flink_state_uri=s3://darkpool/flink
+    # keeps checkpoints in <uri>/checkpoints and savepoints in <uri>/savepoints; dataset_uri=
+    # s3://darkpool/parquet is the default --output of the pipeline and --dataset of `darkpool analyze`.
+    flink_state_uri: str = ""
+    dataset_uri: str = ""
+    # The S3 API endpoint (path-style requests), e.g. https://s3.eu-west-1.amazonaws.com or
+    # http://minio:9000. Empty = the local S3Proxy (`darkpool s3 start`) on host:s3_port, data in <state>/s3.
+    s3_endpoint: str = ""
+    s3_port: int = 9000
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "darkpool"  # created on the local S3Proxy at start (with the buckets of the URIs above)
+    # Credentials: give them through the environment (DARKPOOL_S3_ACCESS_KEY, DARKPOOL_S3_SECRET_KEY), never
+    # on a command line. The defaults are the local S3Proxy's own; both empty = the AWS default chain.
+    s3_access_key: str = "darkpool"
+    s3_secret_key: str = "darkpool-local-secret"
 
     # -- derived paths -----------------------------------------------------
     @property
@@ -105,6 +122,22 @@ class Settings:
     @property
     def parquet_dir(self) -> Path:
         return self.state_dir / "parquet"
+
+    @property
+    def dataset_location(self) -> Path | str:
+        """The Parquet dataset's root: ``dataset_uri`` (an s3:// URI) when set, else ``parquet_dir``."""
+        return self.dataset_uri or self.parquet_dir
+
+    @property
+    def s3_endpoint_url(self) -> str:
+        """The S3 endpoint: ``s3_endpoint``, else the local S3Proxy on ``host:s3_port``."""
+        return self.s3_endpoint.rstrip("/") or f"http://{self.host}:{self.s3_port}"
+
+    @property
+    def uses_local_s3(self) -> bool:
+        """True when state or dataset are on s3:// and the endpoint is the local S3Proxy (the stack runs it)."""
+        uses_s3 = any(uri.startswith("s3://") for uri in (self.flink_state_uri, self.dataset_uri))
+        return uses_s3 and not self.s3_endpoint
 
 
 def load_settings(**overrides: object) -> Settings:
