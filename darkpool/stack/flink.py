@@ -151,9 +151,21 @@ def _process_command(settings: Settings, entrypoint: str, which: str, log_name: 
             "-cp", jvm.flink_classpath(), entrypoint, "--configDir", str(conf), *dynamic]
 
 
-def rest_get(settings: Settings, path: str, timeout: float = 5.0) -> dict:
-    """GET a Flink REST endpoint and decode its JSON."""
-    return rest_call(settings, "GET", path, timeout=timeout)
+class RestTimeout(DarkpoolError):
+    """The JobManager accepted the connection but did not answer in time (busy, e.g. right after a
+    savepoint or while two cores are shared with a build): worth asking again."""
+
+
+def rest_get(settings: Settings, path: str, timeout: float = 5.0, attempts: int = 3) -> dict:
+    """GET a Flink REST endpoint and decode its JSON; a read that times out is tried again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return rest_call(settings, "GET", path, timeout=timeout)
+        except RestTimeout:
+            if attempt == attempts:
+                raise
+            log.info("Flink REST GET %s timed out after %.0f s (attempt %d of %d)", path, timeout, attempt, attempts)
+    raise AssertionError("unreachable")
 
 
 def rest_call(settings: Settings, method: str, path: str, body: dict | None = None, timeout: float = 30.0) -> dict:
@@ -168,6 +180,10 @@ def rest_call(settings: Settings, method: str, path: str, body: dict | None = No
     except urllib.error.HTTPError as exc:
         raise DarkpoolError(f"Flink REST {method} {path} failed: {exc.code} {exc.read().decode()[:500]}") from exc
     except (urllib.error.URLError, OSError) as exc:
+        if isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
+            raise RestTimeout(f"the Flink REST API at {url} did not answer within {timeout:g} s",
+                              hint="the JobManager is busy or overloaded: `darkpool stack logs flink-jobmanager`"
+                              ) from exc
         raise DarkpoolError(f"the Flink REST API at {url} does not answer ({exc})",
                             hint="start the cluster with `darkpool stack up`") from exc
 
@@ -198,7 +214,8 @@ def taskmanager_index(name: str) -> int:
 def registered_taskmanager_ids(settings: Settings) -> set[str]:
     """The resource ids of the TaskManagers registered with the JobManager (empty when it does not answer)."""
     try:
-        return {tm["id"] for tm in rest_get(settings, "/taskmanagers", timeout=2).get("taskmanagers", [])}
+        listed = rest_get(settings, "/taskmanagers", timeout=2, attempts=1).get("taskmanagers", [])
+        return {tm["id"] for tm in listed}
     except DarkpoolError:
         return set()
 

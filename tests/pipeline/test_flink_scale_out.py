@@ -67,7 +67,8 @@ def job_taskmanagers(settings: Settings, job_id: str) -> set[str]:
 
 
 def job_parallelism(settings: Settings, job_id: str) -> int:
-    """The highest parallelism among the job's vertices (a source may run at the job's parallelism)."""
+    """The highest parallelism among the job's vertices, once they all run."""
+    flink.wait_job_running(settings, job_id)
     return max(vertex["parallelism"] for vertex in flink.rest_get(settings, f"/jobs/{job_id}")["vertices"])
 
 
