@@ -65,37 +65,50 @@ GO_ENV := GOMODCACHE=$(CURDIR)/$(CACHE)/go/mod GOCACHE=$(CURDIR)/$(CACHE)/go/bui
   GOSUMDB=off GOWORK=off GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
 K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34
-# $(call go_build,module dir,ldflags,package): one binary into $@ (written whole, then renamed)
+# $(call go_build,module dir,ldflags,package,binary): one binary, written whole, then renamed
 define go_build
-@command -v go >/dev/null || { echo "setup: Go >= 1.24 is needed to build $(@F) (https://go.dev/dl/)" >&2; exit 1; }
-@mkdir -p $(@D) $(CACHE)/go
-@cd $(1) && flock $(CURDIR)/$(CACHE)/go/build.lock env $(GO_ENV) go build -trimpath -ldflags '$(2)' -o $(CURDIR)/$@.tmp $(3)
-@mv $@.tmp $@
+@command -v go >/dev/null || { echo "setup: Go >= 1.24 is needed to build $(notdir $(4)) (https://go.dev/dl/)" >&2; exit 1; }
+@mkdir -p $(dir $(4)) $(CACHE)/go
+@cd $(1) && flock $(CURDIR)/$(CACHE)/go/build.lock env $(GO_ENV) go build -trimpath -ldflags '$(2)' -o $(CURDIR)/$(4).tmp $(3)
+@mv $(4).tmp $(4)
 endef
-K8S_GO_SRC := tools/k8s/go.mod tools/k8s/go.sum tools/k8s/tools.go
-ETCD_GO_SRC := tools/etcd/go.mod tools/etcd/go.sum tools/etcd/main.go
+# Each output has a stamp named after the hash of its sources: it is rebuilt when their content
+# changes (not their mtime: a fresh clone with a restored .cache rebuilds nothing) or when it is missing.
+src_hash = $(shell cat $(1) | sha256sum | cut -c1-16)
+unless_exists = $(if $(wildcard $(1)),,k8s-force)
+K8S_HASH := $(call src_hash,tools/k8s/go.mod tools/k8s/go.sum tools/k8s/tools.go)
+ETCD_HASH := $(call src_hash,tools/etcd/go.mod tools/etcd/go.sum tools/etcd/main.go)
+K8S_JVM_HASH := $(call src_hash,jvm/k8s/pom.xml)
+K8S_STAMPS := $(K8S_DIR)/stamps
+.PHONY: k8s-force
+k8s-force:
 
-k8s-tools: $(K8S_DIR)/bin/kubectl $(K8S_DIR)/bin/etcd $(K8S_DIR)/bin/kube-apiserver \
-  $(K8S_DIR)/bin/kube-controller-manager $(K8S_DIR)/jvm.stamp
-$(K8S_DIR)/bin/kubectl: $(K8S_GO_SRC)
-	@echo "setup: building kubectl $(K8S_VERSION) from Go modules into $(@D) (~1 min cold)"
-	$(call go_build,tools/k8s,$(K8S_LDFLAGS),k8s.io/kubernetes/cmd/kubectl)
-$(K8S_DIR)/bin/etcd: $(ETCD_GO_SRC)
-	@echo "setup: building etcd v3.6.5 from Go modules into $(@D) (~1 min cold)"
-	$(call go_build,tools/etcd,-s -w,.)
-$(K8S_DIR)/bin/kube-apiserver: $(K8S_GO_SRC)
-	@echo "setup: building kube-apiserver $(K8S_VERSION) from Go modules into $(@D) (~4 min cold)"
-	$(call go_build,tools/k8s,$(K8S_LDFLAGS),k8s.io/kubernetes/cmd/kube-apiserver)
-$(K8S_DIR)/bin/kube-controller-manager: $(K8S_GO_SRC)
-	@echo "setup: building kube-controller-manager $(K8S_VERSION) from Go modules into $(@D) (~2 min cold)"
-	$(call go_build,tools/k8s,$(K8S_LDFLAGS),k8s.io/kubernetes/cmd/kube-controller-manager)
-$(K8S_DIR)/jvm.stamp: jvm/k8s/pom.xml
+k8s-tools: $(K8S_STAMPS)/kubectl-$(K8S_HASH) $(K8S_STAMPS)/etcd-$(ETCD_HASH) \
+  $(K8S_STAMPS)/kube-apiserver-$(K8S_HASH) $(K8S_STAMPS)/kube-controller-manager-$(K8S_HASH) \
+  $(K8S_STAMPS)/jvm-$(K8S_JVM_HASH)
+$(K8S_STAMPS)/kubectl-$(K8S_HASH): $(call unless_exists,$(K8S_DIR)/bin/kubectl)
+	@echo "setup: building kubectl $(K8S_VERSION) from Go modules into $(K8S_DIR)/bin (~1 min cold)"
+	$(call go_build,tools/k8s,$(K8S_LDFLAGS),k8s.io/kubernetes/cmd/kubectl,$(K8S_DIR)/bin/kubectl)
+	@mkdir -p $(@D) && touch $@
+$(K8S_STAMPS)/etcd-$(ETCD_HASH): $(call unless_exists,$(K8S_DIR)/bin/etcd)
+	@echo "setup: building etcd v3.6.5 from Go modules into $(K8S_DIR)/bin (~1 min cold)"
+	$(call go_build,tools/etcd,-s -w,.,$(K8S_DIR)/bin/etcd)
+	@mkdir -p $(@D) && touch $@
+$(K8S_STAMPS)/kube-apiserver-$(K8S_HASH): $(call unless_exists,$(K8S_DIR)/bin/kube-apiserver)
+	@echo "setup: building kube-apiserver $(K8S_VERSION) from Go modules into $(K8S_DIR)/bin (~4 min cold)"
+	$(call go_build,tools/k8s,$(K8S_LDFLAGS),k8s.io/kubernetes/cmd/kube-apiserver,$(K8S_DIR)/bin/kube-apiserver)
+	@mkdir -p $(@D) && touch $@
+$(K8S_STAMPS)/kube-controller-manager-$(K8S_HASH): $(call unless_exists,$(K8S_DIR)/bin/kube-controller-manager)
+	@echo "setup: building kube-controller-manager $(K8S_VERSION) from Go modules into $(K8S_DIR)/bin (~2 min cold)"
+	$(call go_build,tools/k8s,$(K8S_LDFLAGS),k8s.io/kubernetes/cmd/kube-controller-manager,$(K8S_DIR)/bin/kube-controller-manager)
+	@mkdir -p $(@D) && touch $@
+$(K8S_STAMPS)/jvm-$(K8S_JVM_HASH): $(call unless_exists,$(K8S_DIR)/operator/lib)
 	@echo "setup: Flink Kubernetes Operator classpath, Flink and Strimzi CRDs (Maven) into $(K8S_DIR)"
 	@test -x $(JAVA21) || { echo "setup: Strimzi's CRD generator needs Java 21+: set JAVA21=/path/to/bin/java" >&2; exit 1; }
 	@rm -rf $(K8S_DIR)/operator $(K8S_DIR)/crds $(K8S_DIR)/strimzi-generator $(K8S_DIR)/.markers
 	@mkdir -p $(K8S_DIR)/crds/strimzi
 	@$(MVN) -f jvm/k8s/pom.xml package -Dk8s.dir=$(CURDIR)/$(K8S_DIR) -Djava25=$(JAVA21)
-	@touch $@
+	@mkdir -p $(@D) && touch $@
 
 demo: setup
 	@$(VENV)/bin/darkpool demo
