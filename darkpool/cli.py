@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "serving.commands",          # serve
     "analytics.commands",        # analyze, finra
     "darkpool.demo",             # demo
+    "deploy.commands",           # k8s (render, validate, submit)
 )
 
 

@@ -224,10 +224,10 @@ def check_containers(objects: list[dict]) -> list[Violation]:
                 found.append(Violation(where, "privilege", "allowPrivilegeEscalation is not false"))
     for flink in _by_kind(objects, "FlinkDeployment"):
         for component in ("jobManager", "taskManager"):
-            resources = ((flink.get("spec") or {}).get(component) or {}).get("resources") or {}
+            resources = ((flink.get("spec") or {}).get(component) or {}).get("resource") or {}
             for what in ("cpu", "memory"):
                 if what not in resources:
-                    found.append(Violation(object_ref(flink), "resources", f"{component}.resources has no {what}"))
+                    found.append(Violation(object_ref(flink), "resources", f"{component}.resource has no {what}"))
     for pool in _by_kind(objects, "KafkaNodePool"):
         missing = _resources_complete((pool.get("spec") or {}).get("resources"))
         if missing:
