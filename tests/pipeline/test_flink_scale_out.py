@@ -28,18 +28,18 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def two_taskmanagers(flink_stack: Settings) -> Iterator[Settings]:
-    """The test stack with a second TaskManager (started here, stopped afterwards)."""
+    """The test stack scaled to two TaskManagers the way a user does it (`darkpool flink start
+    --taskmanagers 2`), and back to one afterwards (which stops the second)."""
+    assert cli.main(["flink", "start", "--taskmanagers", "2"]) == 0
     settings = dataclasses.replace(flink_stack, taskmanagers=2)
-    second = flink.taskmanager_service(settings, 2)
-    started = second.pid() is None
-    second.start()
-    deadline = time.monotonic() + 60
-    while len(flink.registered_taskmanager_ids(settings)) < 2:
-        assert time.monotonic() < deadline, "the second TaskManager did not register"
-        time.sleep(1)
+    assert len(flink.registered_taskmanager_ids(settings)) == 2
     yield settings
-    if started:
-        second.stop()
+    assert cli.main(["flink", "start", "--taskmanagers", "1"]) == 0
+    assert flink.taskmanager_service(settings, 2).pid() is None
+    deadline = time.monotonic() + 60  # the JobManager drops the stopped TaskManager's registration
+    while len(flink.registered_taskmanager_ids(settings)) != 1:
+        assert time.monotonic() < deadline, flink.registered_taskmanager_ids(settings)
+        time.sleep(1)
 
 
 @pytest.fixture
