@@ -24,14 +24,24 @@ def _week_arg(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
 
 
+def _dataset_arg(text: str) -> Path | str:
+    """--dataset: a folder or an s3://bucket/prefix URI."""
+    from darkpool.storage import parse_location
+
+    try:
+        return parse_location(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _default_finra_store() -> Path:
     return load_settings().state_dir / "finra"
 
 
 def _add_selection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", type=Path, default=None,
-                        help="root of the Parquet dataset (default: <state dir>/parquet, i.e. "
-                             "load_settings().parquet_dir)")
+    parser.add_argument("--dataset", type=_dataset_arg, default=None,
+                        help="root of the Parquet dataset: a folder or s3://bucket/prefix (endpoint and credentials "
+                             "from DARKPOOL_S3_*; default: DARKPOOL_DATASET_URI, else <state dir>/parquet)")
     parser.add_argument("--from", dest="start", metavar="TS",
                         help="first window_start to include (ISO-8601 time or date, UTC if no offset)")
     parser.add_argument("--to", dest="end", metavar="TS", help="window_start before which to stop (exclusive)")
@@ -51,8 +61,8 @@ def _selection(args: argparse.Namespace):
     return Selection(start=start, end=end, symbols=parse_symbols_arg(args.symbols), all_panes=args.all_panes)
 
 
-def _dataset(args: argparse.Namespace) -> Path:
-    return args.dataset if args.dataset is not None else load_settings().parquet_dir
+def _dataset(args: argparse.Namespace) -> Path | str:
+    return args.dataset if args.dataset is not None else load_settings().dataset_location
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

@@ -24,6 +24,13 @@ columns the tables use; ``market`` holds every window (per-window dark share
 and HHI) and every column.
 
 All work is SQL inside DuckDB; nothing loops over rows in Python.
+
+A dataset on S3 (``s3://bucket/prefix``, endpoint and credentials from Settings)
+is read with ``pyarrow.dataset`` over ``pyarrow.fs.S3FileSystem`` and handed to
+DuckDB as an Arrow dataset (DuckDB pushes its column projection and its filters,
+the ``date`` partition pruning included, down into the pyarrow scan). DuckDB's own
+S3 reader, the httpfs extension, is not used: DuckDB downloads extensions at run
+time.
 """
 
 from __future__ import annotations
@@ -35,7 +42,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
+from darkpool import storage
+from darkpool.config import Settings, load_settings
 from darkpool.contracts import LIQUIDITY_SCHEMA, MARKET_SCHEMA, PARQUET_PARTITION_FIELD, load_venues, parse_event_time
 from darkpool.errors import DarkpoolError
 
@@ -133,6 +143,46 @@ def table_files(root: Path, table: str) -> list[Path]:
     return sorted((root / table).glob(f"{PARQUET_PARTITION_FIELD}=*/*.parquet"))
 
 
+@dataclass(frozen=True)
+class S3Table:
+    """One table of a dataset on S3: its Parquet objects as a Hive-partitioned pyarrow dataset."""
+
+    uri: str
+    dataset: object  # pyarrow.dataset.FileSystemDataset
+    files: int
+    size_bytes: int
+
+
+def open_s3_table(root: str, table: str, settings: Settings | None = None) -> S3Table:
+    """``<root>/<table>/date=*/*.parquet`` on S3, read in the contract schema plus the ``date`` partition.
+
+    Files without a column of the contract get nulls (as DuckDB's union_by_name does
+    for local files); hidden names (``.*``) are not part of the table.
+    """
+    import pyarrow.dataset as ds  # noqa: PLC0415
+    from pyarrow import fs as pafs  # noqa: PLC0415
+
+    settings = settings or load_settings()
+    uri = str(storage.join(root, table))
+    filesystem = storage.s3_client(settings).filesystem()
+    base = storage.fs_path(uri)
+    try:
+        infos = filesystem.get_file_info(pafs.FileSelector(base, allow_not_found=True, recursive=True))
+    except OSError as exc:
+        raise DarkpoolError(f"cannot list {uri} on {settings.s3_endpoint_url}: {exc}",
+                            "check DARKPOOL_S3_ENDPOINT/ACCESS_KEY/SECRET_KEY (`darkpool s3 status` for the "
+                            "local S3Proxy)") from exc
+    files = [info for info in infos
+             if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
+             and not info.base_name.startswith(".")
+             and info.path.rsplit("/", 2)[-2].startswith(f"{PARQUET_PARTITION_FIELD}=")]
+    partition = pa.schema([(PARQUET_PARTITION_FIELD, pa.date32())])
+    dataset = ds.dataset([info.path for info in files], schema=TABLE_SCHEMAS[table].append(partition.field(0)),
+                         format="parquet", filesystem=filesystem, partition_base_dir=base,
+                         partitioning=ds.partitioning(partition, flavor="hive"))
+    return S3Table(uri, dataset, len(files), sum(info.size for info in files))
+
+
 def _where_clause(selection: Selection) -> tuple[str, list[object]]:
     """SQL filter (with partition pruning on ``date``) and its parameters."""
     clauses: list[str] = []
@@ -154,8 +204,9 @@ def _where_clause(selection: Selection) -> tuple[str, list[object]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _select_sql(table: str, files: list[Path], selection: Selection) -> tuple[str, list[object]]:
-    """The SELECT that reads one table's files and keeps the selected panes.
+def _select_sql(table: str, files: list[Path], selection: Selection,
+                source_relation: str | None = None) -> tuple[str, list[object]]:
+    """The SELECT that reads one table's files (or a registered Arrow relation) and keeps the selected panes.
 
     Final panes are picked with a hash aggregate (``arg_max`` of each column by
     pane_index, then emitted_at), which is several times faster than sorting
@@ -167,10 +218,13 @@ def _select_sql(table: str, files: list[Path], selection: Selection) -> tuple[st
     on_grid = f"({size_ms} > 0 AND epoch_ms(window_start) % {size_ms} = 0)"
     if table in GRID_ONLY_TABLES:
         where = f"{where} AND {on_grid}" if where else f" WHERE {on_grid}"
-    source = (
-        f"SELECT {', '.join(columns)} FROM read_parquet(?, hive_partitioning = true, union_by_name = true){where}"
-    )
-    params = [[str(p) for p in files], *params]
+    if source_relation is not None:
+        source = f"SELECT {', '.join(columns)} FROM {source_relation}{where}"
+    else:
+        source = (
+            f"SELECT {', '.join(columns)} FROM read_parquet(?, hive_partitioning = true, union_by_name = true){where}"
+        )
+        params = [[str(p) for p in files], *params]
     if selection.all_panes:
         return f"SELECT *, {on_grid} AS on_grid FROM ({source})", params
     keys = TABLE_KEYS[table]
@@ -186,41 +240,55 @@ def _select_sql(table: str, files: list[Path], selection: Selection) -> tuple[st
 
 def load_panes(
     con: duckdb.DuckDBPyConnection,
-    root: Path,
+    root: Path | str,
     selection: Selection,
     progress: Progress | None = None,
 ) -> dict[str, int]:
     """Materialise the selected panes as temp tables ``liquidity`` and ``market``; return row counts.
 
-    Raises DarkpoolError when the dataset has no files, a file does not match
-    the contract, or nothing matches the selection.
+    ``root`` is a folder or an ``s3://bucket/prefix`` URI. Raises DarkpoolError when
+    the dataset has no files, a file does not match the contract, or nothing
+    matches the selection.
     """
     progress = progress or Progress(enabled=False)
-    root = Path(root)
-    if not root.is_dir():
-        raise DarkpoolError(
-            f"no Parquet dataset at {root}",
-            "run the pipeline (darkpool run / make demo) or pass --dataset DIR",
-        )
+    on_s3 = storage.is_s3(root)
+    if not on_s3:
+        root = Path(root)
+        if not root.is_dir():
+            raise DarkpoolError(
+                f"no Parquet dataset at {root}",
+                "run the pipeline (darkpool run / make demo) or pass --dataset DIR",
+            )
     counts: dict[str, int] = {}
     for table in ("liquidity", "market"):
-        files = table_files(root, table)
-        if not files:
+        location = storage.join(root, table)
+        if on_s3:
+            s3_table = open_s3_table(str(root), table)
+            files, size_bytes, relation = [], s3_table.size_bytes, f"_{table}_on_s3"
+            count = s3_table.files
+        else:
+            files = table_files(root, table)
+            size_bytes, relation, count = sum(p.stat().st_size for p in files), None, len(files)
+        if not count:
             raise DarkpoolError(
-                f"no Parquet files under {root / table}/{PARQUET_PARTITION_FIELD}=*/",
+                f"no Parquet files under {location}/{PARQUET_PARTITION_FIELD}=*/",
                 "the pipeline writes <dataset>/liquidity and <dataset>/market; check --dataset",
             )
-        size_mb = sum(p.stat().st_size for p in files) / 1e6
-        progress.step(f"reading {table}: {len(files)} files, {size_mb:.1f} MB")
-        sql, params = _select_sql(table, files, selection)
+        progress.step(f"reading {table}: {count} files, {size_bytes / 1e6:.1f} MB{' from S3' if on_s3 else ''}")
+        sql, params = _select_sql(table, files, selection, source_relation=relation)
         try:
+            if relation is not None:
+                con.register(relation, s3_table.dataset)
             con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}", params)
         except (duckdb.IOException, duckdb.BinderException, duckdb.InvalidInputException,
-                duckdb.ConversionException) as exc:
+                duckdb.ConversionException, pa.ArrowException, OSError) as exc:
             raise DarkpoolError(
-                f"cannot read the {table} table under {root / table}: {exc}",
+                f"cannot read the {table} table under {location}: {exc}",
                 "the files must follow darkpool.contracts." + table.upper() + "_SCHEMA",
             ) from exc
+        finally:
+            if relation is not None:
+                con.unregister(relation)
         counts[table] = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         progress.step(f"{table}: {counts[table]:,} {'panes' if selection.all_panes else 'final panes'} selected")
     if counts["liquidity"] == 0 and counts["market"] == 0:

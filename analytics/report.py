@@ -167,7 +167,7 @@ def write_table(df: pd.DataFrame, tables_dir: Path, name: str) -> None:
 
 
 def build_report(
-    dataset: Path,
+    dataset: Path | str,
     selection: Selection,
     out_dir: Path,
     finra_store: Path | None = None,

@@ -22,6 +22,7 @@ from darkpool.errors import DarkpoolError
 # module path -> provides register(subparsers)
 COMMAND_MODULES = (
     "darkpool.stack.commands",   # kafka, flink, beam, stack, topics
+    "darkpool.stack.s3_cli",     # s3 (the local S3Proxy, object listings)
     "feed.commands",             # feed
     "pipeline.commands",         # run, jobs
     "serving.commands",          # serve

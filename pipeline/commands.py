@@ -25,9 +25,10 @@ from pathlib import Path
 
 from darkpool.config import Settings, load_settings
 from darkpool.errors import DarkpoolError
-from darkpool.stack import flink
+from darkpool.stack import flink, jvm
 from darkpool.stack.beam import expansion_service, job_server_service
 from darkpool.stack.process import port_open
+from darkpool.storage import as_uri, is_file, is_s3, join, list_names
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,15 @@ def flink_beam_args(settings: Settings, job_name: str, savepoint: str | None = N
     while snapshotting, keeps its outputs in the snapshot and emits them only
     after the barrier: once more by the old job and once more by a job restored
     from that checkpoint or savepoint, i.e. dead letters written twice.
+
+    Checkpoints go to ``flink.checkpoint_location`` (local, or S3 with Settings
+    ``flink_state_uri``; the cluster reaches S3 through its S3 file system plugin).
     """
+    checkpoints = flink.checkpoint_location(settings)
+    if is_s3(checkpoints) and not any(jvm.flink_plugins_dir(settings).glob("s3-fs-presto/*.jar")):
+        raise DarkpoolError(f"checkpoints on {checkpoints} need Flink's S3 plugin, which is missing in "
+                            f"{jvm.flink_plugins_dir(settings)}",
+                            hint="run `make setup`, then `darkpool stack restart`")
     args = [
         "--runner=PortableRunner",
         f"--job_endpoint={settings.job_endpoint}",
@@ -76,7 +85,7 @@ def flink_beam_args(settings: Settings, job_name: str, savepoint: str | None = N
         f"--job_name={job_name}",
         f"--checkpointing_interval={checkpoint_seconds * 1000}",
         "--state_backend=rocksdb",
-        f"--state_backend_storage_path={flink.checkpoint_dir(settings).as_uri()}",
+        f"--state_backend_storage_path={as_uri(checkpoints)}",
         "--externalized_checkpoints_enabled",
         "--retain_externalized_checkpoints_on_cancellation",
         "--finish_bundle_before_checkpointing",
@@ -284,12 +293,18 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def latest_retained_checkpoint(settings: Settings, record: dict) -> str | None:
-    """The newest completed checkpoint folder (chk-N with a _metadata file) of the recorded Flink job."""
-    job_dir = flink.checkpoint_dir(settings) / record["flink_job_id"]
-    completed = [p for p in job_dir.glob("chk-*") if (p / "_metadata").exists()]
-    if not completed:
-        return None
-    return max(completed, key=lambda p: int(p.name.split("-")[1])).as_uri()
+    """The newest completed checkpoint folder (chk-N with a _metadata file) of the recorded Flink job, as a URI.
+
+    Looked up where the checkpoints are: the local folder, or S3 (``flink_state_uri``).
+    """
+    job_dir = join(flink.checkpoint_location(settings), record["flink_job_id"])
+    numbers = [int(name.split("-")[1]) for name in list_names(job_dir, settings)
+               if name.startswith("chk-") and name.split("-")[1].isdigit()]
+    for number in sorted(numbers, reverse=True):
+        folder = join(job_dir, f"chk-{number}")
+        if is_file(join(folder, "_metadata"), settings):
+            return as_uri(folder)
+    return None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

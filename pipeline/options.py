@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from darkpool import contracts
+from darkpool import contracts, storage
 from darkpool.config import load_settings
 
 SOURCES = ("kafka", "file", "kafka-range")
@@ -60,12 +60,12 @@ class PipelineConfig:
     accumulation: str = "accumulating"
     shape: str = "two-stage"
     max_event_skew_hours: float = 24.0
-    output_path: Path | None = None  # Parquet dataset root; None = no Parquet output
+    output_path: Path | str | None = None  # Parquet dataset root (a folder or an s3:// URI); None = no Parquet
     parquet_flush_seconds: float = 10.0
     parquet_batch_rows: int = 50_000
     kafka_output: bool = True
     kafka_reader: str = "darkpool"  # darkpool: batched compact records (jvm/transforms); beam: ReadFromKafka rows
-    deadletter_path: Path | None = None  # JSON-lines dead letters when not writing to Kafka
+    deadletter_path: Path | str | None = None  # JSON-lines dead letters when not writing to Kafka
     parallelism: int | None = None
     detach: bool = False
 
@@ -142,6 +142,14 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _location_arg(text: str) -> Path | str:
+    """A folder, or an s3://bucket/prefix URI (object storage at the endpoint of Settings), for argparse."""
+    try:
+        return storage.parse_location(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def build_parser(prog: str = "pipeline") -> argparse.ArgumentParser:
     """The pipeline's own flags. Anything else on the command line goes to Beam."""
     settings = load_settings()
@@ -187,15 +195,17 @@ def build_parser(prog: str = "pipeline") -> argparse.ArgumentParser:
     win.add_argument("--max-event-skew-hours", type=_positive(float), default=24.0,
                      help="reject trades whose event_time is further than this from the record timestamp")
     out = parser.add_argument_group("output")
-    out.add_argument("--output", dest="output_path", type=Path, default=settings.parquet_dir,
-                     help="Parquet dataset root (<root>/{liquidity,market}/date=YYYY-MM-DD/*.parquet)")
+    out.add_argument("--output", dest="output_path", type=_location_arg, default=settings.dataset_location,
+                     help="Parquet dataset root (<root>/{liquidity,market}/date=YYYY-MM-DD/*.parquet): a folder or "
+                          "s3://bucket/prefix (endpoint and credentials from DARKPOOL_S3_*; default: "
+                          "DARKPOOL_DATASET_URI, else <state>/parquet)")
     out.add_argument("--no-parquet", action="store_true", help="do not write the Parquet dataset")
     out.add_argument("--parquet-flush-seconds", type=_positive(float), default=10.0,
                      help="streaming: write a Parquet file at least this often per table and date")
     out.add_argument("--parquet-batch-rows", type=_positive(int), default=50_000,
                      help="rows per Parquet file at most")
-    out.add_argument("--deadletter-path", type=Path,
-                     help="write dead letters as JSON lines under this folder (default for --source file: "
+    out.add_argument("--deadletter-path", type=_location_arg,
+                     help="write dead letters as JSON lines under this folder or s3:// URI (default for --source file: "
                           "<output>/deadletter when Kafka output is off)")
     run = parser.add_argument_group("runner")
     run.add_argument("--parallelism", type=_positive(int), help="Flink parallelism (passed to the runner)")
@@ -217,7 +227,7 @@ def parse_pipeline_args(
         range_end = int(time.time() * 1000)  # the end of a range is "now" when the job is built
     deadletter_path = args.deadletter_path
     if deadletter_path is None and not kafka_output and output_path is not None:
-        deadletter_path = output_path / "deadletter"
+        deadletter_path = storage.join(output_path, "deadletter")
     config = PipelineConfig(
         source=args.source, bootstrap_servers=args.bootstrap_servers, expansion_service=args.expansion_service,
         group_id=args.group_id, trades_topic=args.trades_topic, deadletter_topic=args.deadletter_topic,

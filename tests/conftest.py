@@ -36,6 +36,14 @@ TEST_ENVIRONMENT = {
     "DARKPOOL_K8S_APISERVER_PORT": "16443",
     "DARKPOOL_K8S_CONTROLLER_MANAGER_PORT": "20257",
     "DARKPOOL_FLINK_OPERATOR_HEALTH_PORT": "18085",
+    # object storage: the local S3Proxy on its test port with test credentials (tests/pipeline/test_object_storage.py);
+    # state and dataset stay local unless a test puts them on S3
+    "DARKPOOL_S3_PORT": "19000",
+    "DARKPOOL_S3_ENDPOINT": "",
+    "DARKPOOL_S3_ACCESS_KEY": "darkpool-test",
+    "DARKPOOL_S3_SECRET_KEY": "darkpool-test-secret",
+    "DARKPOOL_FLINK_STATE_URI": "",
+    "DARKPOOL_DATASET_URI": "",
 }
 # DARKPOOL_TEST_PORT_OFFSET moves every test port (e.g. two checkouts testing at once)
 _offset = int(os.environ.get("DARKPOOL_TEST_PORT_OFFSET", "0"))
@@ -78,6 +86,20 @@ def flink_stack(settings: Settings, kafka_bootstrap: str) -> Settings:
     expansion service and Python worker pool."""
     _ensure(settings, [s.name for s in services.stack_services(settings)])
     return settings
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(settings: Settings) -> Iterator[Settings]:
+    """A real S3 API server: the local S3Proxy on the test port (objects in .state-test/s3), started if needed
+    and stopped at the end when this run started it and DARKPOOL_TEST_STOP_STACK=1."""
+    from darkpool.stack.s3 import s3proxy_service
+
+    service = s3proxy_service(settings)
+    started = service.pid() is None
+    service.start()
+    yield settings
+    if started and os.environ.get("DARKPOOL_TEST_STOP_STACK") == "1":
+        service.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ The distribution comes from the apache-flink-libraries package. The processes
 are started the way Flink's own scripts start them: the memory settings are
 computed by Flink's BashJavaUtils from the configuration, and Java 17 gets
 Flink's default --add-opens list. State is RocksDB with file checkpoints and
-savepoints in the state folder.
+savepoints in the state folder, or on S3 (Settings ``flink_state_uri``; the
+S3 file system plugin is in the cluster's plugins folder).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from darkpool.config import Settings
 from darkpool.errors import DarkpoolError
 from darkpool.stack import jvm
 from darkpool.stack.process import Service, http_ok, java_executable
+from darkpool.stack.s3 import flink_s3_configuration
+from darkpool.storage import Location, as_uri, join
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,21 @@ def savepoint_dir(settings: Settings) -> Path:
     return flink_dir(settings) / "savepoints"
 
 
+def checkpoint_location(settings: Settings) -> Location:
+    """Where jobs keep their checkpoints: <flink_state_uri>/checkpoints on S3, else :func:`checkpoint_dir`."""
+    return join(settings.flink_state_uri, "checkpoints") if settings.flink_state_uri else checkpoint_dir(settings)
+
+
+def savepoint_location(settings: Settings) -> Location:
+    """Where savepoints go: <flink_state_uri>/savepoints on S3, else :func:`savepoint_dir`."""
+    return join(settings.flink_state_uri, "savepoints") if settings.flink_state_uri else savepoint_dir(settings)
+
+
+def process_env(settings: Settings) -> dict[str, str]:
+    """Environment of the JobManager and TaskManagers: the plugins folder (the S3 file system plugin)."""
+    return {"FLINK_PLUGINS_DIR": str(jvm.flink_plugins_dir(settings))}
+
+
 def flink_configuration(settings: Settings) -> dict[str, str]:
     """The cluster's configuration (flink-conf.yaml), sized for a 2-core, 24 GiB machine."""
     host = settings.host
@@ -96,8 +114,8 @@ def flink_configuration(settings: Settings) -> dict[str, str]:
         "execution.buffer-timeout.interval": "10 ms",
         "state.backend.type": "rocksdb",
         "state.backend.incremental": "true",
-        "state.checkpoints.dir": checkpoint_dir(settings).as_uri(),
-        "state.savepoints.dir": savepoint_dir(settings).as_uri(),
+        "state.checkpoints.dir": as_uri(checkpoint_location(settings)),
+        "state.savepoints.dir": as_uri(savepoint_location(settings)),
         "state.checkpoints.num-retained": "3",
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "io.tmp.dirs": str(flink_dir(settings) / "tmp"),
@@ -110,6 +128,8 @@ def flink_configuration(settings: Settings) -> dict[str, str]:
         "restart-strategy.fixed-delay.attempts": "1000",
         "restart-strategy.fixed-delay.delay": "5 s",
         "env.java.opts.all": " ".join(jvm.JAVA17_OPENS),
+        # s3:// checkpoints, savepoints (flink_state_uri): the endpoint and credentials of the S3 plugin
+        **flink_s3_configuration(settings),
     }
 
 
@@ -196,7 +216,7 @@ def jobmanager_service(settings: Settings) -> Service:
             "GET_JM_RESOURCE_PARAMS", "flink-jobmanager.log"),
         ready=lambda: http_ok(f"{settings.flink_rest_url}/overview"),
         description=f"Flink 1.19.3 JobManager, web UI {settings.flink_rest_url}",
-        extra_ports=(settings.flink_rpc_port,), start_timeout=120,
+        extra_ports=(settings.flink_rpc_port,), start_timeout=120, env=lambda: process_env(settings),
     )
 
 
@@ -250,7 +270,7 @@ def taskmanager_service(settings: Settings, index: int = 1) -> Service:
         name=name, port=settings.flink_rest_port, settings=settings, command=command, ready=ready,
         description=f"Flink TaskManager {index} ({settings.taskmanager_slots} slots, "
                     f"{settings.taskmanager_process_memory} process memory)",
-        owns_port=False, start_timeout=120,
+        owns_port=False, start_timeout=120, env=lambda: process_env(settings),
     )
 
 
@@ -324,7 +344,7 @@ def stop_with_savepoint(settings: Settings, job_id: str, timeout: float = 180.0,
     the savepoint is declined because a task was (re)starting, and returns once
     the job has ended.
     """
-    target = savepoint_dir(settings).as_uri()
+    target = as_uri(savepoint_location(settings))
     failure = ""
     for _ in range(attempts):
         wait_job_running(settings, job_id)

@@ -60,6 +60,12 @@ def flink_home() -> Path:
     return home
 
 
+def flink_plugins_dir(settings: Settings) -> Path:
+    """The Flink cluster's plugins folder (FLINK_PLUGINS_DIR): <plugins>/s3-fs-presto/ holds the S3 file system,
+    copied there by `make setup` (jvm/s3proxy/pom.xml)."""
+    return settings.jvm_lib_dir / "flink-plugins"
+
+
 def flink_classpath() -> str:
     """Flink's lib/ jars with flink-dist last, as Flink's own scripts build it."""
     lib = flink_home() / "lib"

@@ -9,6 +9,7 @@ from darkpool.stack.beam import expansion_service, job_server_service, worker_po
 from darkpool.stack.flink import jobmanager_service, taskmanager_services
 from darkpool.stack.kafka import broker_service
 from darkpool.stack.process import Service, http_ok
+from darkpool.stack.s3 import s3_services
 
 
 def _darkpool_cli() -> list[str]:
@@ -16,8 +17,10 @@ def _darkpool_cli() -> list[str]:
 
 
 def stack_services(settings: Settings) -> list[Service]:
-    """Kafka, Flink JobManager and TaskManagers, Beam job server, expansion service, worker pool."""
+    """(S3Proxy, when state or dataset are on the local S3 endpoint), Kafka, Flink JobManager and
+    TaskManagers, Beam job server, expansion service, worker pool."""
     return [
+        *s3_services(settings),
         broker_service(settings),
         jobmanager_service(settings),
         *taskmanager_services(settings),

@@ -7,9 +7,13 @@ are collected per bundle and date, then buffered per (table, date) in keyed
 state (a file at ``batch_rows`` rows, or ``flush_seconds`` of processing time
 after the first buffered row, or when a bounded input ends; a file never holds
 more than ``batch_rows`` rows), and
-each batch is written to a hidden temporary file (``.part-...parquet.tmp``,
-ignored by pyarrow, DuckDB globs on ``*.parquet`` and Spark) that is renamed
-into place atomically, so a reader never sees a half-written file.
+each batch appears whole or not at all (darkpool.storage): in a local folder it
+is written to a hidden temporary file (``.part-...parquet.tmp``, ignored by
+pyarrow, DuckDB globs on ``*.parquet`` and Spark) that is renamed into place
+atomically; under an ``s3://`` root it is encoded in memory and stored with one
+PUT (an object is visible only once its PUT completed; S3 has no rename). The
+S3 endpoint and credentials come from the workers' Settings (``DARKPOOL_S3_*``),
+never from the pipeline's arguments.
 
 A restarted pipeline may re-emit panes it had emitted before its last
 checkpoint: rows are at-least-once; readers keep the latest pane per key
@@ -18,11 +22,9 @@ checkpoint: rows are at-least-once; readers keep the latest pane per key
 
 from __future__ import annotations
 
-import os
 import time
 import typing
 import uuid
-from pathlib import Path
 
 import apache_beam as beam
 import orjson
@@ -37,6 +39,8 @@ from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
+from darkpool import storage
+from darkpool.config import load_settings
 from darkpool.contracts import PARQUET_PARTITION_FIELD
 from pipeline.transforms.parse import METRICS_NAMESPACE
 
@@ -56,28 +60,34 @@ def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def write_parquet_atomically(rows: list[dict], schema: pa.Schema, directory: Path) -> Path:
-    """Write rows as one Parquet file in ``directory``: temp name first, then an atomic rename."""
-    directory.mkdir(parents=True, exist_ok=True)
-    name = f"part-{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}.parquet"
-    temporary = directory / f".{name}.tmp"
-    pq.write_table(rows_to_table(rows, schema), temporary, compression="zstd")
-    final = directory / name
-    os.replace(temporary, final)
-    return final
+def part_name(suffix: str) -> str:
+    """A new file name: ``part-<epoch ms>-<random>.<suffix>`` (unique, and sorted by write time)."""
+    return f"part-{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}.{suffix}"
 
 
-def write_jsonl_atomically(rows: list[dict], directory: Path) -> Path:
-    """Write rows as one JSON-lines file in ``directory``, atomically (temp name, then rename)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    name = f"part-{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}.jsonl"
-    temporary = directory / f".{name}.tmp"
-    with open(temporary, "wb") as handle:
-        for row in rows:
-            handle.write(orjson.dumps(row) + b"\n")
-    final = directory / name
-    os.replace(temporary, final)
-    return final
+def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
+    """Rows as one complete Parquet file (zstd), in memory."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(rows_to_table(rows, schema), sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def write_parquet_atomically(rows: list[dict], schema: pa.Schema, directory: storage.Location,
+                             client: storage.S3Client | None = None) -> storage.Location:
+    """Write rows as one Parquet file in ``directory`` (a folder, or s3:// with ``client``), whole or not at all."""
+    return storage.write_atomically(directory, part_name("parquet"), parquet_bytes(rows, schema), client)
+
+
+def write_jsonl_atomically(rows: list[dict], directory: storage.Location,
+                           client: storage.S3Client | None = None) -> storage.Location:
+    """Write rows as one JSON-lines file in ``directory`` (a folder, or s3:// with ``client``), whole or not at all."""
+    data = b"".join(orjson.dumps(row) + b"\n" for row in rows)
+    return storage.write_atomically(directory, part_name("jsonl"), data, client)
+
+
+def _client_for(root: str) -> storage.S3Client | None:
+    """The S3 client of the worker's Settings for an s3:// root (None for a folder)."""
+    return storage.s3_client(load_settings()) if storage.is_s3(root) else None
 
 
 def partition_key(record: dict) -> tuple[str, dict]:
@@ -92,6 +102,7 @@ class WriteParquetFileFn(beam.DoFn):
     def setup(self) -> None:
         self._files = Metrics.counter(METRICS_NAMESPACE, f"parquet_{self._table}_files")
         self._rows = Metrics.counter(METRICS_NAMESPACE, f"parquet_{self._table}_rows")
+        self._client = _client_for(self._root)
 
     def __init__(self, root: str, table: str, schema: pa.Schema, batch_rows: int) -> None:
         self._root = root
@@ -101,9 +112,9 @@ class WriteParquetFileFn(beam.DoFn):
 
     def process(self, element):
         date, rows = element
-        directory = Path(self._root) / self._table / f"{PARQUET_PARTITION_FIELD}={date}"
+        directory = storage.join(self._root, self._table, f"{PARQUET_PARTITION_FIELD}={date}")
         for chunk in split_rows(list(rows), self._batch_rows):
-            path = write_parquet_atomically(chunk, self._schema, directory)
+            path = write_parquet_atomically(chunk, self._schema, directory, self._client)
             self._files.inc()
             self._rows.inc(len(chunk))
             yield str(path)
@@ -115,9 +126,13 @@ class WriteJsonLinesFileFn(beam.DoFn):
     def __init__(self, root: str) -> None:
         self._root = root
 
+    def setup(self) -> None:
+        self._client = _client_for(self._root)
+
     def process(self, element):
         date, rows = element
-        yield str(write_jsonl_atomically(list(rows), Path(self._root) / f"{PARQUET_PARTITION_FIELD}={date}"))
+        directory = storage.join(self._root, f"{PARQUET_PARTITION_FIELD}={date}")
+        yield str(write_jsonl_atomically(list(rows), directory, self._client))
 
 
 class BundleRowsFn(beam.DoFn):
@@ -232,7 +247,7 @@ def split_rows(rows: list, batch_rows: int) -> list[list]:
 class WriteParquet(beam.PTransform):
     """Contract records -> a Hive-partitioned Parquet table, files appearing atomically as the stream runs."""
 
-    def __init__(self, root: Path, table: str, schema: pa.Schema, batch_rows: int, flush_seconds: float,
+    def __init__(self, root: storage.Location, table: str, schema: pa.Schema, batch_rows: int, flush_seconds: float,
                  clock=time.time) -> None:
         super().__init__()
         self._root = str(root)
@@ -253,7 +268,7 @@ class WriteParquet(beam.PTransform):
 class WriteJsonLines(beam.PTransform):
     """Records (dead letters) -> JSON-lines files under <root>/date=YYYY-MM-DD/, atomically."""
 
-    def __init__(self, root: Path, batch_rows: int, flush_seconds: float) -> None:
+    def __init__(self, root: storage.Location, batch_rows: int, flush_seconds: float) -> None:
         super().__init__()
         self._root = str(root)
         self._batch_rows = batch_rows
