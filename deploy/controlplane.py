@@ -145,6 +145,9 @@ def apiserver_command(settings: Settings, files: ControlPlaneFiles) -> list[str]
         f"--service-account-signing-key-file={files.service_account_key}",
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         "--authorization-mode=RBAC",
+        # all on loopback: the `kubernetes` Service gets no Endpoints (a loopback address is invalid there,
+        # and nothing in-cluster runs here to use them)
+        "--endpoint-reconciler-type=none",
         "--profiling=false",
     ]
 
