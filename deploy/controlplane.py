@@ -157,8 +157,6 @@ def controller_manager_command(settings: Settings, files: ControlPlaneFiles) -> 
     return [
         str(tools.kube_controller_manager(settings)),
         f"--kubeconfig={files.kubeconfig}",
-        f"--authentication-kubeconfig={files.kubeconfig}",
-        f"--authorization-kubeconfig={files.kubeconfig}",
         "--leader-elect=false",
         "--controllers=*",
         f"--service-account-private-key-file={files.service_account_key}",
