@@ -630,9 +630,27 @@ def check_flink(objects: list[dict], settings: Settings | None = None) -> list[V
              if WORKER_POOL_MODULE in " ".join([*(c.get("command") or []), *(c.get("args") or [])])]
     if not pools:
         found.append(Violation(ref, "flink", f"no worker-pool sidecar ({WORKER_POOL_MODULE}) in the TaskManager pods"))
+    found.extend(_check_template_positions(flink))
     if not spec.get("serviceAccount"):
         found.append(Violation(ref, "flink", "no serviceAccount (the JobManager creates TaskManager pods)"))
     found.extend(_check_job_server_conf(objects, local, conf))
+    return found
+
+
+def _check_template_positions(flink: dict) -> list[Violation]:
+    """Operator 1.7 merges a component's podTemplate into the common one list element by list element
+    (1.10 by name): a container of the common template must sit at the same index in the component's,
+    or the two containers' fields are mixed up (seen here: the sidecar got the main container's env)."""
+    found = []
+    spec = flink.get("spec") or {}
+    common = ((spec.get("podTemplate") or {}).get("spec") or {}).get("containers") or []
+    for component in ("jobManager", "taskManager"):
+        own = ((((spec.get(component) or {}).get("podTemplate") or {}).get("spec") or {}).get("containers")) or []
+        for index, (base, mine) in enumerate(zip(common, own, strict=False)):
+            if base.get("name") != mine.get("name"):
+                found.append(Violation(object_ref(flink), "flink",
+                                       f"{component}.podTemplate container {index} is {mine.get('name')!r} but the "
+                                       f"podTemplate's is {base.get('name')!r}: operator 1.7 would merge them"))
     return found
 
 

@@ -40,7 +40,8 @@ def container(objects: list[dict], kind: str, name: str, index: int = 0) -> dict
 
 def sidecar(objects: list[dict]) -> dict:
     flink = find(objects, "FlinkDeployment", "darkpool-flink")
-    return flink["spec"]["taskManager"]["podTemplate"]["spec"]["containers"][0]
+    containers = flink["spec"]["taskManager"]["podTemplate"]["spec"]["containers"]
+    return next(c for c in containers if c["name"] == "python-worker-pool")
 
 
 def set_args(objects: list[dict], edit: Callable[[list[str]], list[str]]) -> None:
@@ -237,6 +238,11 @@ def _no_sidecar(o: list[dict]) -> None:
     find(o, "FlinkDeployment", "darkpool-flink")["spec"]["taskManager"]["podTemplate"]["spec"]["containers"] = []
 
 
+def _sidecar_first(o: list[dict]) -> None:
+    template = find(o, "FlinkDeployment", "darkpool-flink")["spec"]["taskManager"]["podTemplate"]["spec"]
+    template["containers"].reverse()
+
+
 def _two_jobmanagers_no_ha(o: list[dict]) -> None:
     find(o, "FlinkDeployment", "darkpool-flink")["spec"]["jobManager"]["replicas"] = 2
     flink_conf(o).pop("high-availability.type", None)
@@ -300,6 +306,7 @@ BROKEN = [
     ("dev", _local_checkpoints, "flink", "object storage"),
     ("dev", _flink_118, "flink", "v1_18"),
     ("dev", _no_sidecar, "flink", "worker-pool sidecar"),
+    ("prod", _sidecar_first, "flink", "operator 1.7 would merge them"),
     ("dev", _two_jobmanagers_no_ha, "flink", "high-availability.type"),
     ("dev", _job_server_conf_drift, "flink", "pipeline.max-parallelism"),
     ("dev", _kafka_4_0, "kafka", "4.0.0"),
