@@ -58,6 +58,8 @@ MIRRORED_FLINK_KEYS = (
     "restart-strategy.fixed-delay.attempts", "restart-strategy.fixed-delay.delay", "env.java.opts.all",
 )
 STATE_DIR_KEYS = ("state.checkpoints.dir", "state.savepoints.dir")
+# Beam options whose value is the same wherever the pipeline runs (the others name local addresses and paths)
+ENVIRONMENT_FREE_BEAM_FLAGS = ("--runner", "--environment_type", "--checkpointing_interval", "--state_backend")
 PIPELINE_CONFIGMAP = "darkpool-pipeline"
 ARGS_KEY = "args"
 # the worker pool, as darkpool/stack/beam.py worker_pool_service() starts it
@@ -501,6 +503,11 @@ def check_pipeline(objects: list[dict], settings: Settings | None = None) -> lis
     for flag in sorted({arg.split("=", 1)[0] for arg in expected} - given):
         found.append(Violation(ref, "pipeline", f"no {flag}: `darkpool run` submits with it "
                                                 "(pipeline/commands.py)"))
+    for flag in ENVIRONMENT_FREE_BEAM_FLAGS:
+        want = flag_value(expected, flag)
+        if want is not None and flag_value(argv, flag) != want:
+            found.append(Violation(ref, "pipeline", f"{flag}={flag_value(argv, flag)}: `darkpool run` submits "
+                                                    f"{flag}={want} (pipeline/commands.py)"))
     if flag_value(argv, "--max_parallelism") != str(settings.flink_max_parallelism):
         found.append(Violation(ref, "pipeline", f"--max_parallelism must be the fixed "
                                                 f"{settings.flink_max_parallelism} (Settings.flink_max_parallelism)"))

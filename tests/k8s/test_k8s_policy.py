@@ -181,6 +181,10 @@ def _other_max_parallelism(o: list[dict]) -> None:
     set_args(o, replace_arg("--max_parallelism", "64"))
 
 
+def _slower_checkpoints(o: list[dict]) -> None:
+    set_args(o, replace_arg("--checkpointing_interval", "60000"))
+
+
 def _nowhere_job_server(o: list[dict]) -> None:
     set_args(o, replace_arg("--job_endpoint", "beam-job-srv:8099"))
 
@@ -292,6 +296,7 @@ BROKEN = [
     ("dev", _parser_rejects, "pipeline", "multiple of --period-minutes"),
     ("dev", _no_finish_bundle, "pipeline", "--finish_bundle_before_checkpointing"),
     ("prod", _other_max_parallelism, "pipeline", "--max_parallelism"),
+    ("dev", _slower_checkpoints, "pipeline", "--checkpointing_interval=10000"),
     ("dev", _nowhere_job_server, "pipeline", "beam-job-srv:8099"),
     ("dev", _checkpoints_elsewhere, "pipeline", "state.checkpoints.dir"),
     ("prod", _parallelism_beyond_partitions, "pipeline", "scale both together"),
