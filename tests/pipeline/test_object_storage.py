@@ -249,11 +249,17 @@ def test_checkpoints_and_savepoints_on_s3_survive_a_taskmanager_kill_and_a_resum
     dataset = f"{prefix}/parquet"
     run.args = [arg for arg in run.args if not arg.startswith("--output=")] + [f"--output={dataset}"]
     log = RequestLog(settings)
+    started = time.monotonic()
+
+    def phase(name: str) -> None:
+        print(f"\n[{time.monotonic() - started:6.1f} s] {name}", flush=True)
+
     try:
         first = _current_tape(seed=15)
         run.publish(first.records)
         job_id = run.submit()
         wait_until_consumed(settings.bootstrap_servers, run.job_name, run.topics["trades"], timeout=300)
+        phase("first part consumed through a checkpoint")
 
         # a completed checkpoint on S3, found by `darkpool jobs resume` the way it lists checkpoints
         latest = flink.rest_get(settings, f"/jobs/{job_id}/checkpoints")["latest"]["completed"]["external_path"]
@@ -269,7 +275,9 @@ def test_checkpoints_and_savepoints_on_s3_survive_a_taskmanager_kill_and_a_resum
         second = _current_tape(seed=25)
         run.publish(second.records)  # while the job has lost its TaskManager
         taskmanager.start()
+        phase("TaskManager killed and restarted")
         wait_until_consumed(settings.bootstrap_servers, run.job_name, run.topics["trades"], timeout=300)
+        phase("second part consumed after the restore")
         checkpoints = flink.rest_get(settings, f"/jobs/{job_id}/checkpoints")
         assert checkpoints["counts"]["restored"] >= 1
         assert checkpoints["latest"]["restored"]["external_path"].startswith(f"{prefix}/flink/checkpoints/")
@@ -278,14 +286,18 @@ def test_checkpoints_and_savepoints_on_s3_survive_a_taskmanager_kill_and_a_resum
         savepoint = flink.stop_with_savepoint(settings, job_id)
         assert savepoint.startswith(f"{prefix}/flink/savepoints/"), savepoint
         assert is_file(join(savepoint, "_metadata"), settings)
+        phase("savepoint taken")
         resumed = run.submit(savepoint=savepoint)
         flink.wait_job_running(settings, resumed)
+        phase("resumed")
         third = _current_tape(seed=35)
         run.publish(third.records)
         whole = Tape(first.records + second.records + third.records)
         run.settle(whole)
+        phase("settled")
         figures = run.check_against(whole, check_parquet=False)
         _check_parquet_on_s3(run, settings, dataset, log)
+        phase("checked")
         print(f"\nS3 checkpoints, TaskManager kill, S3 savepoint + resume: {figures}")
     finally:
         run.cancel()
