@@ -13,9 +13,9 @@ export PIP_CACHE_DIR := $(CURDIR)/$(CACHE)/pip
 export npm_config_cache := $(CURDIR)/$(CACHE)/npm
 MVN := mvn -B -q -Dmaven.repo.local=$(CURDIR)/$(CACHE)/m2
 
-.PHONY: setup demo test bench lint clean-state apt python jvm dashboard k8s-tools
+.PHONY: setup demo test bench lint clean-state apt python jvm dashboard k8s-tools images-setup images
 
-setup: apt python jvm dashboard k8s-tools
+setup: apt python jvm dashboard k8s-tools images-setup
 	@echo "setup: done (python env .venv, JVM classpaths $(CACHE)/jvm, dashboard build)"
 
 # --- system packages (Debian): Chromium for the browser tests -------------------
@@ -109,6 +109,27 @@ $(K8S_STAMPS)/jvm-$(K8S_JVM_HASH): $(call unless_exists,$(K8S_DIR)/operator/lib)
 	@mkdir -p $(K8S_DIR)/crds/strimzi
 	@$(MVN) -f jvm/k8s/pom.xml package -Dk8s.dir=$(CURDIR)/$(K8S_DIR) -Djava25=$(JAVA21)
 	@mkdir -p $(@D) && touch $@
+
+# --- container images (docs/images.md) -------------------------------------------------------
+# buildah, umoci, skopeo and mmdebstrap from Debian; `images-setup` caches every input of the images
+# in .cache/images (Debian bookworm root filesystems, Flink 1.19.3's scripts, the wheelhouse of
+# requirements.lock, hadolint); `make images` builds darkpool-flink and darkpool-python (OCI archives).
+IMAGE_APT := buildah umoci skopeo mmdebstrap
+images-setup: $(CACHE)/images/setup.stamp
+$(CACHE)/images/setup.stamp: deploy/images.py requirements.lock images/flink/flink-scripts.txt \
+  images/lint-requirements.txt images/python/requirements-debian.txt $(VENV)/.stamp
+	@if ! command -v buildah >/dev/null || ! command -v umoci >/dev/null || ! command -v skopeo >/dev/null \
+	  || ! command -v mmdebstrap >/dev/null; then \
+	  echo "setup: installing Debian packages for the container images ($(IMAGE_APT))"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(IMAGE_APT) >/dev/null; \
+	fi
+	@echo "setup: caching the container images' inputs in $(CACHE)/images (root filesystems, wheels, hadolint)"
+	@$(VENV)/bin/darkpool images prepare
+	@touch $@
+
+images: setup
+	@$(VENV)/bin/darkpool images build
 
 demo: setup
 	@$(VENV)/bin/darkpool demo

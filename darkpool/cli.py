@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "analytics.commands",        # analyze, finra
     "darkpool.demo",             # demo
     "deploy.commands",           # k8s (render, validate, submit)
+    "deploy.images_commands",    # images
 )
 
 
