@@ -1,0 +1,280 @@
+"""The container images, built for real (buildah, chroot isolation, vfs) and run for real.
+
+Builds both images (an unchanged image is not rebuilt: its inputs' hash matches its archive's),
+checks their OCI archives and configuration with skopeo, and runs commands and servers inside
+them with `buildah run --isolation chroot` (which shares the host's network, so servers started
+inside answer on 127.0.0.1 at ports picked free here): the CLI, the imports, the dashboard, a
+Beam pipeline on Python's runner, the worker pool over gRPC; in the Flink image Java 17, the Beam
+classes, a Flink 1.19.3 JobManager with a TaskManager registered, the expansion service expanding
+the project's ReadTradeRecords for the host's pipeline code, and the job server's job API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from deploy import images
+
+pytestmark = pytest.mark.slow
+CONFIG_YAML = "/opt/flink/conf/config.yaml"
+
+pytest.importorskip("apache_beam")
+if any(__import__("shutil").which(tool) is None for tool in images.HOST_TOOLS):
+    pytest.skip("buildah/umoci/skopeo/mmdebstrap are not installed (make setup)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str, log: Path | None = None) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except (OSError, ValueError, grpc.RpcError):
+            pass
+        time.sleep(0.5)
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log and log.exists() else ""
+    raise AssertionError(f"{what} within {timeout:.0f} s\n{tail}")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a server started with Container.popen (its whole process group), waiting for it to go."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, images.BuildResult]:
+    images.prepare()
+    return {key: images.build_image(key) for key in images.IMAGES}
+
+
+@pytest.fixture(scope="module")
+def python_image(built) -> Iterator[images.Container]:
+    with images.Container("python") as container:
+        yield container
+
+
+@pytest.fixture(scope="module")
+def flink_image(built) -> Iterator[images.Container]:
+    with images.Container("flink") as container:
+        yield container
+
+
+# --- archives and configuration ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", list(images.IMAGES))
+def test_archive_is_an_oci_image_tagged_with_the_version(built, key):
+    result = built[key]
+    assert result.archive == images.paths().root / f"{images.IMAGES[key].name}-{images.version()}.tar"
+    with tarfile.open(result.archive) as archive:
+        names = set(archive.getnames())
+        assert {"oci-layout", "index.json"} <= names
+        layout = json.load(archive.extractfile("oci-layout"))
+        index = json.load(archive.extractfile("index.json"))
+    assert layout["imageLayoutVersion"] == "1.0.0"
+    [manifest] = index["manifests"]
+    assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    ref = manifest["annotations"]["org.opencontainers.image.ref.name"]
+    assert ref == f"{images.IMAGES[key].name}:{images.version()}"
+    assert not ref.endswith(":latest")
+    assert f"blobs/sha256/{manifest['digest'].split(':', 1)[1]}" in names
+
+    info = images.inspect_archive(result.archive)  # skopeo reads (and verifies) manifest and config
+    assert info["Labels"]["org.opencontainers.image.version"] == images.version()
+    assert info["Architecture"] == "amd64" and info["Os"] == "linux"
+    assert len(info["Layers"]) >= 1
+
+
+def test_image_configs(built):
+    flink = images.inspect_archive(built["flink"].archive)["Config"]
+    assert flink["User"] == "9999:9999"
+    assert flink["Entrypoint"] == ["/docker-entrypoint.sh"]
+    env = dict(item.split("=", 1) for item in flink["Env"])
+    assert env["FLINK_HOME"] == "/opt/flink"
+    assert env["PATH"].split(":")[:2] == ["/opt/flink/bin", "/opt/darkpool/bin"]
+    assert flink["Labels"]["io.darkpool.flink.version"] == images.FLINK_VERSION
+
+    python = images.inspect_archive(built["python"].archive)["Config"]
+    assert python["User"] == "10001:10001"
+    assert python["Entrypoint"] == ["/usr/bin/tini", "--", "darkpool"]
+    env = dict(item.split("=", 1) for item in python["Env"])
+    assert env["PATH"].split(":")[0] == "/opt/venv/bin"
+    assert env["VIRTUAL_ENV"] == "/opt/venv"
+
+
+def test_unchanged_inputs_are_not_rebuilt(built):
+    again = images.build_image("python")
+    assert not again.built
+    assert again.input_digest == built["python"].input_digest
+    assert again.seconds < 60
+
+
+# --- the Python image -------------------------------------------------------------------------
+
+
+def test_python_smoke_checks(built):
+    results = images.smoke("python")
+    failed = [f"{r.check.description}: {' '.join(r.check.argv)} -> {r.output[-500:]}" for r in results if not r.ok]
+    assert not failed, "\n".join(failed)
+
+
+def test_python_runs_a_beam_pipeline_inside(python_image):
+    program = ("import apache_beam as beam\n"
+               "from apache_beam.testing.util import assert_that, equal_to\n"
+               "with beam.Pipeline() as p:\n"
+               "    total = p | beam.Create(range(1, 101)) | beam.CombineGlobally(sum)\n"
+               "    assert_that(total, equal_to([5050]))\n"
+               "print('pipeline ok')\n")
+    done = python_image.run(["python", "-c", program])
+    assert done.returncode == 0 and "pipeline ok" in done.stdout, done.stdout[-2000:]
+
+
+def test_python_worker_pool_serves_grpc(python_image, tmp_path):
+    from apache_beam.portability.api import beam_fn_api_pb2, beam_fn_api_pb2_grpc
+
+    port = free_port()
+    log = tmp_path / "worker-pool.log"
+    server = python_image.popen(["python", "-m", "darkpool.stack.worker_pool", f"--port={port}"], log=log)
+    try:
+        wait_until(lambda: port_open(port), 60, "the worker pool did not listen", log)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolStub(channel)
+            reply = stub.StopWorker(beam_fn_api_pb2.StopWorkerRequest(worker_id="none"), timeout=10)
+        assert reply.error == ""
+        assert "worker pool at" in log.read_text()
+    finally:
+        stop(server)
+
+
+# --- the Flink image --------------------------------------------------------------------------
+
+
+def test_flink_smoke_checks(built):
+    results = images.smoke("flink")
+    failed = [f"{r.check.description}: {' '.join(r.check.argv)} -> {r.output[-500:]}" for r in results if not r.ok]
+    assert not failed, "\n".join(failed)
+
+
+def test_flink_entrypoint_passes_through_and_applies_flink_properties(flink_image):
+    done = flink_image.run(["/docker-entrypoint.sh", "bash", "-c", "echo pass-through $0", "ok"])
+    assert done.returncode == 0 and "pass-through ok" in done.stdout, done.stdout
+    for value in ("first", "second"):
+        done = flink_image.run(["/docker-entrypoint.sh", "grep", "-c", "^pipeline.name:", CONFIG_YAML],
+                               env={"FLINK_PROPERTIES": f"pipeline.name: image-{value}"})
+        assert done.stdout.strip() == "1", done.stdout  # replaced, never duplicated
+    done = flink_image.run(["grep", "^pipeline.name:", CONFIG_YAML])
+    assert done.stdout.strip() == "pipeline.name: image-second"
+
+
+def test_flink_cluster_runs_inside_the_image(flink_image, tmp_path):
+    rest, rpc, blob = free_port(), free_port(), free_port()
+    properties = "\n".join([
+        f"rest.port: {rest}", "rest.address: 127.0.0.1", "rest.bind-address: 127.0.0.1",
+        f"jobmanager.rpc.port: {rpc}", "jobmanager.rpc.address: 127.0.0.1", f"blob.server.port: {blob}",
+        "jobmanager.memory.process.size: 768m", "taskmanager.memory.process.size: 1024m",
+        "taskmanager.host: 127.0.0.1", "taskmanager.rpc.port: 0", "taskmanager.data.port: 0",
+        # the container's hostname is not in its /etc/hosts (a pod's is): name the TaskManager
+        "taskmanager.resource-id: image-test-tm"])
+    jm_log, tm_log = tmp_path / "jobmanager.log", tmp_path / "taskmanager.log"
+    jobmanager = flink_image.popen(["/docker-entrypoint.sh", "jobmanager"], env={"FLINK_PROPERTIES": properties},
+                                   log=jm_log)
+    taskmanager = None
+    try:
+        wait_until(lambda: port_open(rest), 120, "the JobManager's REST API did not listen", jm_log)
+        taskmanager = flink_image.popen(["/docker-entrypoint.sh", "taskmanager"], log=tm_log)
+
+        def overview() -> dict | None:
+            with urllib.request.urlopen(f"http://127.0.0.1:{rest}/overview", timeout=3) as reply:
+                data = json.load(reply)
+            return data if data["taskmanagers"] >= 1 and data["slots-total"] >= 1 else None
+
+        data = wait_until(overview, 120, "no TaskManager registered its slot", tm_log)
+        assert data["flink-version"] == images.FLINK_VERSION
+        assert (data["taskmanagers"], data["slots-total"]) == (1, 1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{rest}/taskmanagers", timeout=3) as reply:
+            [tm] = json.load(reply)["taskmanagers"]
+        assert tm["id"] == "image-test-tm"
+    finally:
+        for process in (taskmanager, jobmanager):
+            if process is not None:
+                stop(process)
+
+
+def test_expansion_service_in_the_image_expands_read_trade_records(flink_image, tmp_path):
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from pipeline.transforms.read import READ_TRADE_RECORD_BATCHES_URN, ReadTradesFromKafka
+
+    port = free_port()
+    log = tmp_path / "expansion.log"
+    server = flink_image.popen(["/docker-entrypoint.sh", "expansion-service", str(port),
+                                "--defaultEnvironmentType=EMBEDDED", "--experiments=use_deprecated_read"], log=log)
+    try:
+        wait_until(lambda: port_open(port), 120, "the expansion service did not listen", log)
+        options = PipelineOptions([])
+        options.view_as(StandardOptions).streaming = True
+        pipeline = beam.Pipeline(options=options)
+        _ = pipeline | ReadTradesFromKafka("127.0.0.1:9", "trades", "image-test", f"127.0.0.1:{port}")
+        proto = pipeline.to_runner_api()
+        transforms = proto.components.transforms.values()
+        [read] = [t for t in transforms if t.unique_name.endswith("ReadTradeRecords")]
+        assert read.subtransforms, "the expansion service returned no Java sub-transforms"
+        urns = {proto.components.transforms[s].spec.urn for s in read.subtransforms}
+        assert urns - {READ_TRADE_RECORD_BATCHES_URN}, urns
+        environments = {env.urn for env in proto.components.environments.values()}
+        assert "EMBEDDED" in environments, environments  # the Java code runs inside the TaskManager
+    finally:
+        stop(server)
+
+
+def test_job_server_in_the_image_serves_the_job_api(flink_image, tmp_path):
+    from apache_beam.portability.api import beam_job_api_pb2, beam_job_api_pb2_grpc
+
+    job, artifact, expansion = free_port(), free_port(), free_port()
+    log = tmp_path / "job-server.log"
+    server = flink_image.popen(["/docker-entrypoint.sh", "job-server", f"--flink-master=127.0.0.1:{free_port()}",
+                                "--job-host=127.0.0.1", f"--job-port={job}", f"--artifact-port={artifact}",
+                                f"--expansion-port={expansion}", "--artifacts-dir=/tmp/beam-artifacts"], log=log)
+    try:
+        wait_until(lambda: port_open(job), 120, "the job server did not listen", log)
+        with grpc.insecure_channel(f"127.0.0.1:{job}") as channel:
+            stub = beam_job_api_pb2_grpc.JobServiceStub(channel)
+            reply = wait_until(lambda: stub.GetJobs(beam_job_api_pb2.GetJobsRequest(), timeout=10), 30,
+                               "GetJobs did not answer", log)
+        assert list(reply.job_info) == []
+        assert port_open(artifact)
+    finally:
+        stop(server)
