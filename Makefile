@@ -111,15 +111,15 @@ $(K8S_STAMPS)/jvm-$(K8S_JVM_HASH): $(call unless_exists,$(K8S_DIR)/operator/lib)
 	@mkdir -p $(@D) && touch $@
 
 # --- container images (docs/images.md) -------------------------------------------------------
-# buildah, umoci, skopeo and mmdebstrap from Debian; `images-setup` caches every input of the images
+# buildah, umoci, skopeo, mmdebstrap (and shellcheck for the images' scripts) from Debian; `images-setup` caches every input of the images
 # in .cache/images (Debian bookworm root filesystems, Flink 1.19.3's scripts, the wheelhouse of
 # requirements.lock, hadolint); `make images` builds darkpool-flink and darkpool-python (OCI archives).
-IMAGE_APT := buildah umoci skopeo mmdebstrap
+IMAGE_APT := buildah umoci skopeo mmdebstrap shellcheck
 images-setup: $(CACHE)/images/setup.stamp
 $(CACHE)/images/setup.stamp: deploy/images.py requirements.lock images/flink/flink-scripts.txt \
   images/lint-requirements.txt images/python/requirements-debian.txt $(VENV)/.stamp
 	@if ! command -v buildah >/dev/null || ! command -v umoci >/dev/null || ! command -v skopeo >/dev/null \
-	  || ! command -v mmdebstrap >/dev/null; then \
+	  || ! command -v mmdebstrap >/dev/null || ! command -v shellcheck >/dev/null; then \
 	  echo "setup: installing Debian packages for the container images ($(IMAGE_APT))"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(IMAGE_APT) >/dev/null; \
