@@ -80,6 +80,16 @@ class Settings:
     # on a command line. The defaults are the local S3Proxy's own; both empty = the AWS default chain.
     s3_access_key: str = "darkpool"
     s3_secret_key: str = "darkpool-local-secret"
+    # -- Kafka client authentication (darkpool/kafka_client.py; the prod overlay's SCRAM users, k8s/README.md)
+    # Empty protocol = PLAINTEXT without credentials (the local broker). SASL_PLAINTEXT / SASL_SSL with a
+    # mechanism (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN), a user and its password; SSL / SASL_SSL verify the
+    # brokers against kafka_ssl_ca_file (PEM) when set. The password only through the environment
+    # (DARKPOOL_KAFKA_SASL_PASSWORD), never on a command line.
+    kafka_security_protocol: str = ""
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_ca_file: str = ""
 
     # -- derived paths -----------------------------------------------------
     @property

@@ -21,6 +21,8 @@ Each check returns the :class:`Violation` s it finds (none = the overlay passes)
   has Kubernetes HA when it runs more than one JobManager; the job server's Flink configuration agrees.
 - :func:`check_kafka`: a KRaft cluster at a Kafka version Strimzi 0.51 supports, with controller and
   broker node pools; with authorization on, every client has a KafkaUser whose ACLs cover what it uses.
+- :func:`check_kafka_clients`: with an authenticated listener, serving, the feed and the submission
+  authenticate as their KafkaUser (protocol, mechanism, user, the password from the user's Secret).
 
 The product's defaults come from ``Settings()`` (the class defaults, not the environment): the
 manifests must match the product, not whatever a shell exported.
@@ -714,8 +716,67 @@ def check_kafka(objects: list[dict]) -> list[Violation]:
     return found
 
 
+# the KafkaUser each Kafka client authenticates as, when the cluster has authorization on
+CLIENT_USERS = {"serving": "darkpool-serving", "feed": "darkpool-feed", "submit": "darkpool-pipeline"}
+MECHANISMS = {"scram-sha-512": "SCRAM-SHA-512", "scram-sha-256": "SCRAM-SHA-256", "plain": "PLAIN"}
+
+
+def _client_kind(pod: PodTemplate) -> str | None:
+    """serving / feed / submit for the pods that talk to Kafka with their own credentials, else None."""
+    for container in pod.spec.get("containers") or []:
+        args = container.get("args") or []
+        if args[:2] == ["k8s", "submit"]:
+            return "submit"
+        if args[:1] in (["serve"], ["feed"]):
+            return args[0].replace("serve", "serving")
+    return None
+
+
+def check_kafka_clients(objects: list[dict]) -> list[Violation]:
+    """With authentication on the listener: serving, the feed and the submission authenticate (darkpool/
+    kafka_client.py's DARKPOOL_KAFKA_*) as their KafkaUser, the password from the user's Secret, with the
+    listener's protocol and mechanism. Without it: no client asks for SASL."""
+    kafkas = _by_kind(objects, "Kafka")
+    if not kafkas:
+        return []
+    listeners = ((kafkas[0].get("spec") or {}).get("kafka") or {}).get("listeners") or []
+    listener = listeners[0] if listeners else {}
+    authentication = (listener.get("authentication") or {}).get("type")
+    protocol = ("SASL_SSL" if listener.get("tls") else "SASL_PLAINTEXT") if authentication else "PLAINTEXT"
+    users = {_name(u) for u in _by_kind(objects, "KafkaUser")}
+    found = []
+    for pod in pod_templates(objects):
+        kind = _client_kind(pod)
+        if kind is None:
+            continue
+        container = next(c for c in pod.spec["containers"] if (c.get("args") or [])[:1] in (["k8s"], ["serve"],
+                                                                                           ["feed"]))
+        env = {e["name"]: e for e in container.get("env") or []}
+        given = (env.get("DARKPOOL_KAFKA_SECURITY_PROTOCOL") or {}).get("value", "PLAINTEXT")
+        if given != protocol:
+            found.append(Violation(pod.ref, "kafka-auth", f"DARKPOOL_KAFKA_SECURITY_PROTOCOL is {given}, the "
+                                                          f"listener {listener.get('name')} needs {protocol}"))
+        if not authentication:
+            continue
+        user = CLIENT_USERS[kind]
+        mechanism = (env.get("DARKPOOL_KAFKA_SASL_MECHANISM") or {}).get("value")
+        if mechanism != MECHANISMS.get(authentication):
+            found.append(Violation(pod.ref, "kafka-auth", f"DARKPOOL_KAFKA_SASL_MECHANISM is {mechanism}, the "
+                                                          f"listener authenticates with {authentication}"))
+        if (env.get("DARKPOOL_KAFKA_SASL_USERNAME") or {}).get("value") != user:
+            found.append(Violation(pod.ref, "kafka-auth", f"DARKPOOL_KAFKA_SASL_USERNAME must be {user}"))
+        if user not in users:
+            found.append(Violation(pod.ref, "kafka-auth", f"no KafkaUser {user}"))
+        secret = ((env.get("DARKPOOL_KAFKA_SASL_PASSWORD") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+        if (secret.get("name"), secret.get("key")) != (user, "password"):
+            found.append(Violation(pod.ref, "kafka-auth", f"DARKPOOL_KAFKA_SASL_PASSWORD must come from the Secret "
+                                                          f"{user}, key password (the User Operator's)"))
+    return found
+
+
 CHECKS: tuple[Callable[[list[dict]], list[Violation]], ...] = (
     check_containers, check_images, check_network_policies, check_topics, check_pipeline, check_flink, check_kafka,
+    check_kafka_clients,
 )
 
 

@@ -30,6 +30,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from darkpool.contracts import DARK_VENUE_TYPES, load_venues
 from darkpool.errors import DarkpoolError
+from darkpool.kafka_client import client_config
 from feed.generator import (
     F_DUP,
     FAULT_LABELS,
@@ -61,6 +62,7 @@ class ProducerOptions:
         if self.delivery_reports not in ("all", "errors"):
             raise DarkpoolError(f"delivery reports must be 'all' or 'errors', got {self.delivery_reports!r}")
         return {
+            **client_config(),  # the configured authentication (darkpool/kafka_client.py), if any
             "bootstrap.servers": bootstrap,
             "enable.idempotence": True,
             "acks": "all",
@@ -198,7 +200,7 @@ _PROBE_LOG.propagate = False
 def _admin(bootstrap: str, timeout: float):
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000),
+    return AdminClient({**client_config(), "bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000),
                         "logger": _PROBE_LOG})
 
 

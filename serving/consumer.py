@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from darkpool.kafka_client import client_config
 from serving.metrics import Metrics
 from serving.records import InvalidRecord, decode_pane
 from serving.store import Store
@@ -100,6 +101,7 @@ class PaneConsumer:
 
     def _config(self) -> dict[str, object]:
         return {
+            **client_config(),  # the configured authentication (darkpool/kafka_client.py), if any
             "bootstrap.servers": self.bootstrap,
             "group.id": f"darkpool-serving-{id(self)}",  # never committed: partitions are assigned, not subscribed
             "enable.auto.commit": False,

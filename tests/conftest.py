@@ -36,6 +36,9 @@ TEST_ENVIRONMENT = {
     "DARKPOOL_K8S_APISERVER_PORT": "16443",
     "DARKPOOL_K8S_CONTROLLER_MANAGER_PORT": "20257",
     "DARKPOOL_FLINK_OPERATOR_HEALTH_PORT": "18085",
+    # a SCRAM-authenticating Kafka broker of the prod overlay's users (tests/k8s/test_k8s_kafka_auth.py)
+    "DARKPOOL_TEST_SASL_KAFKA_PORT": "19292",
+    "DARKPOOL_TEST_SASL_KAFKA_CONTROLLER_PORT": "19293",
     # object storage: the local S3Proxy on its test port with test credentials (tests/pipeline/test_object_storage.py);
     # state and dataset stay local unless a test puts them on S3
     "DARKPOOL_S3_PORT": "19000",

@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from darkpool import contracts
 from darkpool.errors import DarkpoolError
+from darkpool.kafka_client import client_config
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 
@@ -44,7 +45,7 @@ def product_topic_specs(trades: str = contracts.TRADES_TOPIC, deadletter: str = 
 
 
 def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
+    return AdminClient({**client_config(), "bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
 
 
 def check_reachable(bootstrap: str, timeout: float = 5.0) -> None:
@@ -84,7 +85,7 @@ def describe_topics(bootstrap: str, names: list[str], timeout: float = 10.0) -> 
     check_reachable(bootstrap)
     admin = admin_client(bootstrap)
     metadata = admin.list_topics(timeout=timeout).topics
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "darkpool-describe",
+    consumer = Consumer({**client_config(), "bootstrap.servers": bootstrap, "group.id": "darkpool-describe",
                          "enable.auto.commit": False})
     rows = []
     try:
@@ -109,7 +110,7 @@ def describe_topics(bootstrap: str, names: list[str], timeout: float = 10.0) -> 
 
 def end_offset(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
     """Records ever written to a topic: the sum of its partitions' end offsets (0 if it does not exist)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "darkpool-offsets"})
+    consumer = Consumer({**client_config(), "bootstrap.servers": bootstrap, "group.id": "darkpool-offsets"})
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if metadata is None or metadata.error is not None:
@@ -123,7 +124,8 @@ def end_offset(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
 def committed_offset(bootstrap: str, group: str, topic: str, attempts: int = 10) -> int:
     """The sum of a consumer group's committed offsets on a topic (KafkaIO commits when a checkpoint
     completes); retried while the broker's group coordinator is not ready yet (a fresh broker)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({**client_config(), "bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         for attempt in range(attempts):

@@ -42,6 +42,7 @@ from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPa
 
 from darkpool.contracts import format_event_time, parse_event_time
 from darkpool.errors import DarkpoolError
+from darkpool.kafka_client import client_config, java_client_config
 from pipeline.options import INPUT_SUFFIXES, KAFKA_READERS
 from pipeline.records import SourceRecord
 from pipeline.transforms.parse import Rejected, event_time_ms
@@ -59,8 +60,8 @@ def count_records_since(bootstrap_servers: str, topic: str, start_ms: int, timeo
     """How many records the topic holds from the first offset at/after ``start_ms`` to its end, now."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"darkpool-range-{time.time_ns()}",
-                         "enable.auto.commit": False})
+    consumer = Consumer({**client_config(), "bootstrap.servers": bootstrap_servers,
+                         "group.id": f"darkpool-range-{time.time_ns()}", "enable.auto.commit": False})
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
         topic_meta = metadata.topics.get(topic)
@@ -122,6 +123,7 @@ class ReadTradesFromKafka(beam.PTransform):
                                     f"{format_event_time(self._range_start)}", "check --range-start")
             start_read_time = self._range_start
         consumer_config = {
+            **java_client_config(),  # the configured authentication (darkpool/kafka_client.py), if any
             "bootstrap.servers": self._bootstrap_servers,
             "group.id": self._group_id,
             "auto.offset.reset": "earliest",

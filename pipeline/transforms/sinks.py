@@ -42,6 +42,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from darkpool import storage
 from darkpool.config import load_settings
 from darkpool.contracts import PARQUET_PARTITION_FIELD
+from darkpool.kafka_client import java_client_config
 from pipeline.transforms.parse import METRICS_NAMESPACE
 
 BYTE_ARRAY_SERIALIZER = "org.apache.kafka.common.serialization.ByteArraySerializer"
@@ -300,7 +301,7 @@ class WriteKafkaRecords(beam.PTransform):
             records
             | "ToKeyValue" >> beam.Map(self._to_kv).with_output_types(tuple[bytes, bytes])
             | "WriteToKafka" >> WriteToKafka(
-                producer_config={"bootstrap.servers": self._bootstrap_servers},
+                producer_config={**java_client_config(), "bootstrap.servers": self._bootstrap_servers},
                 topic=self._topic,
                 key_serializer=BYTE_ARRAY_SERIALIZER,
                 value_serializer=BYTE_ARRAY_SERIALIZER,

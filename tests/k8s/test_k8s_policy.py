@@ -272,6 +272,23 @@ def _pipeline_cannot_read(o: list[dict]) -> None:
                                              if a["resource"].get("name") != contracts.TRADES_TOPIC]
 
 
+def _env(o: list[dict], kind: str, name: str) -> dict[str, dict]:
+    return {e["name"]: e for e in find(o, kind, name)["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def _serving_as_the_pipeline(o: list[dict]) -> None:
+    _env(o, "Deployment", "darkpool-serving")["DARKPOOL_KAFKA_SASL_USERNAME"]["value"] = "darkpool-pipeline"
+
+
+def _password_of_another_user(o: list[dict]) -> None:
+    _env(o, "Job", "darkpool-submit")["DARKPOOL_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] = "admin"
+
+
+def _sasl_on_a_plain_listener(o: list[dict]) -> None:
+    container = find(o, "Deployment", "darkpool-feed")["spec"]["template"]["spec"]["containers"][0]
+    container["env"].append({"name": "DARKPOOL_KAFKA_SECURITY_PROTOCOL", "value": "SASL_PLAINTEXT"})
+
+
 def _unauthenticated_listener(o: list[dict]) -> None:
     del find(o, "Kafka", "darkpool")["spec"]["kafka"]["listeners"][0]["authentication"]
 
@@ -318,6 +335,9 @@ BROKEN = [
     ("dev", _no_controllers, "kafka", "controller"),
     ("prod", _pipeline_cannot_read, "acls", f"Read on topic {contracts.TRADES_TOPIC}"),
     ("prod", _unauthenticated_listener, "kafka", "no authentication"),
+    ("prod", _serving_as_the_pipeline, "kafka-auth", "must be darkpool-serving"),
+    ("prod", _password_of_another_user, "kafka-auth", "Secret darkpool-pipeline"),
+    ("dev", _sasl_on_a_plain_listener, "kafka-auth", "needs PLAINTEXT"),
 ]
 
 
