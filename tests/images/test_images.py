@@ -278,3 +278,11 @@ def test_job_server_in_the_image_serves_the_job_api(flink_image, tmp_path):
         assert port_open(artifact)
     finally:
         stop(server)
+
+
+def test_flink_s3_plugin_matches_the_label(built, flink_image):
+    label = images.inspect_archive(built["flink"].archive)["Config"]["Labels"]["io.darkpool.flink.s3-plugin"]
+    expected = [jar.name for jar in images.s3_plugin_jars(images.load_settings())]
+    done = flink_image.run(["bash", "-c", "ls /opt/flink/plugins/s3-fs-presto/ 2>/dev/null || true"])
+    assert sorted(done.stdout.split()) == sorted(expected)
+    assert label == ("present" if expected else "absent")
