@@ -132,6 +132,8 @@ def flink_pod_templates(flink: dict) -> list[PodTemplate]:
         common_spec, own_spec = common.get("spec") or {}, own.get("spec") or {}
         pod_spec = {**common_spec, **own_spec,
                     "containers": _merge_containers(common_spec.get("containers"), own_spec.get("containers")),
+                    "initContainers": _merge_containers(common_spec.get("initContainers"),
+                                                        own_spec.get("initContainers")),
                     "volumes": (common_spec.get("volumes") or []) + (own_spec.get("volumes") or []),
                     "securityContext": own_spec.get("securityContext") or common_spec.get("securityContext") or {}}
         labels = {**((common.get("metadata") or {}).get("labels") or {}),
@@ -640,9 +642,35 @@ def check_flink(objects: list[dict], settings: Settings | None = None) -> list[V
     if not pools:
         found.append(Violation(ref, "flink", f"no worker-pool sidecar ({WORKER_POOL_MODULE}) in the TaskManager pods"))
     found.extend(_check_template_positions(flink))
+    found.extend(_check_s3_configuration(flink))
     if not spec.get("serviceAccount"):
         found.append(Violation(ref, "flink", "no serviceAccount (the JobManager creates TaskManager pods)"))
     found.extend(_check_job_server_conf(objects, local, conf))
+    return found
+
+
+def _check_s3_configuration(flink: dict) -> list[Violation]:
+    """State on s3:// needs the S3 endpoint and keys in the Flink configuration of every Flink pod: an init
+    container writes them (from the Secret darkpool-s3) into the FLINK_CONF_DIR Flink starts with."""
+    ref = object_ref(flink)
+    found = []
+    for pod in flink_pod_templates(flink):
+        main = next((c for c in pod.spec.get("containers") or [] if c.get("name") == FLINK_MAIN_CONTAINER), {})
+        conf_dir = {e["name"]: e.get("value") for e in main.get("env") or []}.get("FLINK_CONF_DIR")
+        writers = []
+        for init in pod.spec.get("initContainers") or []:
+            env = {e["name"]: e for e in init.get("env") or []}
+            secrets = {((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") for e in env.values()}
+            script = " ".join(init.get("command") or [])
+            if "s3.endpoint" in script and "s3.secret-key" in script and "darkpool-s3" in secrets:
+                writers.append((env.get("FLINK_CONF_DIR") or {}).get("value"))
+        if not writers:
+            found.append(Violation(ref, "flink", f"{pod.ref}: no init container writes the S3 endpoint and keys "
+                                                 "(Secret darkpool-s3) into the Flink configuration"))
+        elif conf_dir is None or conf_dir not in writers:
+            written = ", ".join(map(str, writers))
+            found.append(Violation(ref, "flink", f"{pod.ref}: Flink starts with FLINK_CONF_DIR={conf_dir}, not the "
+                                                 f"configuration with the S3 settings ({written})"))
     return found
 
 

@@ -8,13 +8,18 @@ the session cluster and deploys it again). Pods stay Pending: there is no kubele
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import yaml
 
 from darkpool import __version__
+from darkpool.stack import jvm
+from darkpool.stack.process import java_executable
 from deploy import render
 from deploy.controlplane import ControlPlane
 from deploy.operator import FlinkOperator
@@ -110,7 +115,10 @@ def test_operator_reconciles_the_dev_session_cluster(control_plane: ControlPlane
     assert main["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     assert {m["mountPath"] for m in main["volumeMounts"]} >= {"/tmp", "/opt/flink/log", "/opt/flink/conf"}
-    assert "s3.endpoint: $(S3_ENDPOINT)" in {e["name"]: e.get("value") for e in main["env"]}["FLINK_PROPERTIES"]
+    assert {e["name"]: e.get("value") for e in main["env"]}["FLINK_CONF_DIR"] == "/tmp/flink-conf"
+    init = containers_by_name({"containers": pod["spec"]["initContainers"]})["flink-s3-conf"]
+    assert init["image"] == f"darkpool-flink:{__version__}"
+    assert "flink-config-volume" in {v["name"] for v in pod["spec"]["volumes"]}  # what the init container reads
     assert pod["spec"]["serviceAccountName"] == "darkpool-flink"
     assert {p["port"] for p in found["rest"]["spec"]["ports"]} == {8081}
 
@@ -135,8 +143,9 @@ def test_operator_reconciles_the_dev_session_cluster(control_plane: ControlPlane
     assert {e["name"]: e.get("value") for e in sidecar["env"]}["DARKPOOL_DATASET_URI"] == "s3://darkpool/parquet"
     tm_main = tm_containers["flink-main-container"]
     assert tm_main["securityContext"]["readOnlyRootFilesystem"] is True
-    assert "FLINK_PROPERTIES" in {e["name"] for e in tm_main["env"]}  # not mixed into the sidecar
-    assert "FLINK_PROPERTIES" not in {e["name"] for e in sidecar["env"]}
+    assert "FLINK_CONF_DIR" in {e["name"] for e in tm_main["env"]}  # not mixed into the sidecar
+    assert "FLINK_CONF_DIR" not in {e["name"] for e in sidecar["env"]}
+    assert [c["name"] for c in template["spec"]["initContainers"]] == ["flink-s3-conf"]
     assert template["metadata"]["labels"]["darkpool.io/kafka-client"] == "true"
     wait_for(lambda: lifecycle(control_plane, k8s_namespace) == "DEPLOYED", 60, "lifecycleState DEPLOYED")
 
@@ -164,6 +173,53 @@ def test_operator_reconciles_the_dev_session_cluster(control_plane: ControlPlane
     wait_for(lambda: lifecycle(control_plane, k8s_namespace) == "DEPLOYED", 120, "DEPLOYED after the upgrade")
     status = get(control_plane, k8s_namespace, "flinkdeployment", NAME)["status"]
     assert "2048m" in status["reconciliationStatus"]["lastReconciledSpec"]
+
+
+LOAD_CONF = r"""
+import org.apache.flink.configuration.Configuration;
+import org.apache.flink.configuration.GlobalConfiguration;
+
+/** Flink 1.19's own reading of a configuration folder: print the keys asked for. */
+public class LoadConf {
+    public static void main(String[] args) {
+        Configuration conf = GlobalConfiguration.loadConfiguration(args[0]);
+        for (int i = 1; i < args.length; i++) {
+            System.out.println(args[i] + "=" + conf.toMap().get(args[i]));
+        }
+    }
+}
+"""
+
+
+def test_flink_reads_the_s3_settings_the_init_container_writes(control_plane: ControlPlane,
+                                                               flink_operator: FlinkOperator,
+                                                               k8s_namespace: str, tmp_path: Path) -> None:
+    deploy_flink(control_plane, "dev", k8s_namespace)
+    found = reconciled(control_plane, k8s_namespace)
+    pod = found["deployment"]["spec"]["template"]["spec"]
+    init = containers_by_name({"containers": pod["initContainers"]})["flink-s3-conf"]
+    # the operator's real configuration, where the ConfigMap mount would put it
+    source = tmp_path / "conf"
+    source.mkdir()
+    for key, text in found["config"]["data"].items():
+        (source / key).write_text(text)
+    env = {e["name"]: e["value"] for e in init["env"] if "value" in e}
+    target = tmp_path / env["FLINK_CONF_DIR"].lstrip("/")
+    run = subprocess.run(init["command"], capture_output=True, text=True, timeout=60, env={
+        "PATH": os.environ["PATH"], "FLINK_CONF_SOURCE": str(source), "FLINK_CONF_DIR": str(target),
+        "S3_ENDPOINT": "http://minio.storage:9000", "S3_ACCESS_KEY": "AKIAEXAMPLE", "S3_SECRET_KEY": "s3cr3t"})
+    assert run.returncode == 0, run.stderr
+    java = (tmp_path / "LoadConf.java")
+    java.write_text(LOAD_CONF)
+    keys = ["s3.endpoint", "s3.ssl.enabled", "s3.access-key", "s3.secret-key", "s3.path.style.access",
+            "state.checkpoints.dir", "pipeline.max-parallelism"]
+    loaded = subprocess.run([java_executable(), "-cp", jvm.flink_classpath(), str(java), str(target), *keys],
+                            capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    values = dict(line.split("=", 1) for line in loaded.stdout.split())
+    assert values == {"s3.endpoint": "http://minio.storage:9000", "s3.ssl.enabled": "false",
+                      "s3.access-key": "AKIAEXAMPLE", "s3.secret-key": "s3cr3t", "s3.path.style.access": "true",
+                      "state.checkpoints.dir": "s3://darkpool/flink/checkpoints", "pipeline.max-parallelism": "128"}
 
 
 def test_operator_reconciles_the_prod_cluster_with_kubernetes_ha(control_plane: ControlPlane,

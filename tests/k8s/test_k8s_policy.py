@@ -247,6 +247,20 @@ def _sidecar_first(o: list[dict]) -> None:
     template["containers"].reverse()
 
 
+def _no_s3_conf(o: list[dict]) -> None:
+    del find(o, "FlinkDeployment", "darkpool-flink")["spec"]["podTemplate"]["spec"]["initContainers"]
+
+
+def _flink_reads_the_mounted_conf(o: list[dict]) -> None:
+    main = find(o, "FlinkDeployment", "darkpool-flink")["spec"]["podTemplate"]["spec"]["containers"][0]
+    main["env"] = [e for e in main["env"] if e["name"] != "FLINK_CONF_DIR"]
+
+
+def _init_without_limits(o: list[dict]) -> None:
+    init = find(o, "FlinkDeployment", "darkpool-flink")["spec"]["podTemplate"]["spec"]["initContainers"][0]
+    del init["resources"]["limits"]
+
+
 def _two_jobmanagers_no_ha(o: list[dict]) -> None:
     find(o, "FlinkDeployment", "darkpool-flink")["spec"]["jobManager"]["replicas"] = 2
     flink_conf(o).pop("high-availability.type", None)
@@ -329,6 +343,9 @@ BROKEN = [
     ("dev", _flink_118, "flink", "v1_18"),
     ("dev", _no_sidecar, "flink", "worker-pool sidecar"),
     ("prod", _sidecar_first, "flink", "operator 1.7 would merge them"),
+    ("dev", _no_s3_conf, "flink", "no init container writes the S3 endpoint"),
+    ("prod", _flink_reads_the_mounted_conf, "flink", "FLINK_CONF_DIR=None"),
+    ("dev", _init_without_limits, "resources", "flink-s3-conf"),
     ("dev", _two_jobmanagers_no_ha, "flink", "high-availability.type"),
     ("dev", _job_server_conf_drift, "flink", "pipeline.max-parallelism"),
     ("dev", _kafka_4_0, "kafka", "4.0.0"),
