@@ -21,6 +21,7 @@ image's OCI archive; :func:`smoke` runs commands inside an image with ``buildah 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -713,10 +714,20 @@ def in_storage(p: Paths, ref: str) -> bool:
 
 def build_image(key: str, settings: Settings | None = None, *, force: bool = False,
                 s3_plugin: str = "auto") -> BuildResult:
-    """Build one image ("flink" or "python") into its OCI archive unless its inputs are unchanged."""
+    """Build one image ("flink" or "python") into its OCI archive unless its inputs are unchanged.
+
+    One build at a time per cache folder (a file lock): two would share the staging folder.
+    """
     settings = settings or load_settings()
-    spec = IMAGES[key]
     p = paths(settings)
+    p.root.mkdir(parents=True, exist_ok=True)
+    with (p.root / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_image(key, settings, p, force=force, s3_plugin=s3_plugin)
+
+
+def _build_image(key: str, settings: Settings, p: Paths, *, force: bool, s3_plugin: str) -> BuildResult:
+    spec = IMAGES[key]
     require_host_tools()
     started = time.monotonic()
     ctx = flink_context(settings, p, s3_plugin) if key == "flink" else spec.context(settings, p)

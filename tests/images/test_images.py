@@ -286,3 +286,29 @@ def test_flink_s3_plugin_matches_the_label(built, flink_image):
     done = flink_image.run(["bash", "-c", "ls /opt/flink/plugins/s3-fs-presto/ 2>/dev/null || true"])
     assert sorted(done.stdout.split()) == sorted(expected)
     assert label == ("present" if expected else "absent")
+
+
+def test_native_kubernetes_jobmanager_command_starts(flink_image, tmp_path):
+    """The JobManager command the Flink Kubernetes Operator gives a session cluster's pod, run as it
+    runs it (entrypoint + `bash -c "kubernetes-jobmanager.sh kubernetes-session"`): Flink's
+    KubernetesSessionClusterEntrypoint starts and serves REST (it reaches the API server only when
+    it needs TaskManager pods; there is no kubelet here to run them)."""
+    rest = free_port()
+    properties = "\n".join([f"rest.port: {rest}", f"jobmanager.rpc.port: {free_port()}",
+                            f"blob.server.port: {free_port()}", "jobmanager.memory.process.size: 768m",
+                            "kubernetes.cluster-id: image-test"])
+    log = tmp_path / "native-jobmanager.log"
+    operator_command = ["/docker-entrypoint.sh", "bash", "-c", "kubernetes-jobmanager.sh kubernetes-session"]
+    jobmanager = flink_image.popen(operator_command, env={"FLINK_PROPERTIES": properties}, log=log)
+    try:
+        def config() -> dict:
+            with urllib.request.urlopen(f"http://127.0.0.1:{rest}/config", timeout=3) as reply:
+                return json.load(reply)
+
+        data = wait_until(config, 120, "the native-Kubernetes JobManager did not serve REST", log)
+        assert data["flink-version"] == images.FLINK_VERSION
+        text = log.read_text(errors="replace")
+        assert "Starting KubernetesSessionClusterEntrypoint" in text
+        assert "--add-opens=java.base/java.util=ALL-UNNAMED" in text  # the Java 17 options reached the JVM
+    finally:
+        stop(jobmanager)
