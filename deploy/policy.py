@@ -214,7 +214,7 @@ def check_containers(objects: list[dict]) -> list[Violation]:
                 missing = _resources_complete(container.get("resources"))
                 if missing:
                     found.append(Violation(where, "resources", f"no {', '.join(missing)}"))
-                if container.get("ports") and not flink_main:
+                if container.get("ports"):
                     for probe in ("readinessProbe", "livenessProbe"):
                         if not container.get(probe):
                             found.append(Violation(where, "probes", f"serves a port but has no {probe}"))
@@ -315,8 +315,8 @@ def check_network_policies(objects: list[dict]) -> list[Violation]:
     pods = pod_templates(objects)
     allowing = [p for p in policies if (p.get("spec") or {}).get("ingress")]
     for pod in pods:
-        listens = any(c.get("ports") for c in pod.spec.get("containers") or []) or pod.role == "pipeline" and (
-            "FlinkDeployment" in pod.ref)
+        flink_pod = "FlinkDeployment" in pod.ref  # Flink adds its ports (REST, RPC, blobs, data) itself
+        listens = flink_pod or any(c.get("ports") for c in pod.spec.get("containers") or [])
         selected = [p for p in allowing if selector_matches((p.get("spec") or {}).get("podSelector"), pod.labels)]
         if listens and not selected:
             found.append(Violation(pod.ref, "network", "listens but no NetworkPolicy admits its clients"))
