@@ -4,10 +4,15 @@ A known tape (out-of-order, too-late and malformed records, duplicates) goes
 into a fresh trades topic; the real pipeline runs on the local Flink cluster
 (submitted through the Beam job server like `darkpool run`); the test reads
 both output topics, the dead-letter topic and the Parquet dataset and checks
-the final panes against a pandas recomputation of the same tape. The restart
-tests stop the job with a savepoint and resume it, and SIGKILL the
-TaskManager so Flink recovers from its last checkpoint; both must end with the
-same final panes (nothing lost, nothing counted twice).
+the final panes against a pandas recomputation of the same tape.
+
+The restart tests build on the same check (``flink_support.PipelineRun``) and live
+where they exercise more at once, so each restart costs one job submission only once:
+stop with a savepoint and resume (on local files, at parallelism 1 -> 4 -> 1) in
+``test_flink_scale_out.py``; a TaskManager SIGKILLed mid-stream recovering from its
+last checkpoint, and a savepoint and resume, with checkpoints on S3, in
+``test_object_storage.py``. Each must end with exact final panes (nothing lost,
+nothing counted twice).
 """
 
 from __future__ import annotations
@@ -16,11 +21,9 @@ import time
 from pathlib import Path
 
 import pytest
-from flink_support import PipelineRun, Tape, build_tape, wait_until_consumed
+from flink_support import PipelineRun, Tape, build_tape
 
 from darkpool.config import Settings
-from darkpool.stack import flink
-from darkpool.stack.services import service_by_name
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -46,50 +49,3 @@ def test_final_panes_equal_an_independent_recomputation(pipeline_run: PipelineRu
     pipeline_run.settle(tape)
     figures = pipeline_run.check_against(tape)
     print("end-to-end:", figures)
-
-
-def _current_tape(seed: int, n: int = 12_000) -> Tape:
-    """A tape over the last 2 minutes, for a stream that continues across a restart: a part published
-    after a pause must still be current, or the live watermark (the wall clock, once a partition is
-    idle) would already have closed its windows."""
-    now = int(time.time() * 1000)
-    return build_tape(n, seed=seed, end_ms=now, span_ms=2 * 60_000)
-
-
-def test_stop_with_savepoint_and_resume_loses_and_double_counts_nothing(pipeline_run: PipelineRun) -> None:
-    settings = pipeline_run.settings
-    first = _current_tape(seed=12)
-    pipeline_run.publish(first.records)
-    job_id = pipeline_run.submit()
-    wait_until_consumed(settings.bootstrap_servers, pipeline_run.job_name, pipeline_run.topics["trades"],
-                        timeout=300)
-    savepoint = flink.stop_with_savepoint(settings, job_id)
-    assert Path(savepoint.removeprefix("file:")).exists()
-    assert not flink.running_job_ids(settings, pipeline_run.job_name)
-
-    resumed = pipeline_run.submit(savepoint=savepoint)
-    flink.wait_job_running(settings, resumed)
-    second = _current_tape(seed=22)
-    pipeline_run.publish(second.records)
-    whole = Tape(first.records + second.records)
-    pipeline_run.settle(whole)
-    pipeline_run.check_against(whole, check_parquet=False)
-
-
-def test_taskmanager_killed_mid_stream_recovers_from_checkpoint(pipeline_run: PipelineRun) -> None:
-    settings = pipeline_run.settings
-    first = _current_tape(seed=13)
-    pipeline_run.publish(first.records)
-    job_id = pipeline_run.submit()
-    wait_until_consumed(settings.bootstrap_servers, pipeline_run.job_name, pipeline_run.topics["trades"],
-                        timeout=300)  # offsets are committed when a checkpoint completes
-
-    taskmanager = service_by_name(settings, "flink-taskmanager")
-    taskmanager.kill()
-    second = _current_tape(seed=23)
-    pipeline_run.publish(second.records)  # while the job has no TaskManager
-    taskmanager.start()
-    whole = Tape(first.records + second.records)
-    pipeline_run.settle(whole)
-    assert flink.rest_get(settings, f"/jobs/{job_id}/checkpoints")["counts"]["restored"] >= 1
-    pipeline_run.check_against(whole, check_parquet=False)
