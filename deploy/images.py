@@ -832,11 +832,12 @@ class Container:
             output = out.read_text(errors="replace") if out.exists() else ""
         return subprocess.CompletedProcess(command, done.returncode, output + done.stdout, done.stderr)
 
-    def popen(self, argv: Sequence[str], env: dict[str, str] | None = None, log: Path | None = None
-              ) -> subprocess.Popen:
-        """Start argv inside the container in the background (a server), output to ``log``."""
+    def popen(self, argv: Sequence[str], env: dict[str, str] | None = None, log: Path | None = None,
+              volumes: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start argv inside the container in the background (a server), output to ``log``;
+        ``volumes`` bind-mounts host folders (host path -> path inside)."""
         out = log.open("w") if log else subprocess.DEVNULL
-        return subprocess.Popen(self.command(argv, env), stdout=out, stderr=subprocess.STDOUT,
+        return subprocess.Popen(self.command(argv, env, volumes), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
     def __exit__(self, *exc: object) -> None:

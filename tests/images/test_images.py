@@ -12,83 +12,18 @@ the project's ReadTradeRecords for the host's pipeline code, and the job server'
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
 import tarfile
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import grpc
 import pytest
+from image_support import free_port, port_open, stop, wait_until
 
 from deploy import images
 
 pytestmark = pytest.mark.slow
 CONFIG_YAML = "/opt/flink/conf/config.yaml"
 
-pytest.importorskip("apache_beam")
-if any(__import__("shutil").which(tool) is None for tool in images.HOST_TOOLS):
-    pytest.skip("buildah/umoci/skopeo/mmdebstrap are not installed (make setup)", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str, log: Path | None = None) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except (OSError, ValueError, grpc.RpcError):
-            pass
-        time.sleep(0.5)
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log and log.exists() else ""
-    raise AssertionError(f"{what} within {timeout:.0f} s\n{tail}")
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Stop a server started with Container.popen (its whole process group), waiting for it to go."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-
-
-@pytest.fixture(scope="module")
-def built() -> dict[str, images.BuildResult]:
-    images.prepare()
-    return {key: images.build_image(key) for key in images.IMAGES}
-
-
-@pytest.fixture(scope="module")
-def python_image(built) -> Iterator[images.Container]:
-    with images.Container("python") as container:
-        yield container
-
-
-@pytest.fixture(scope="module")
-def flink_image(built) -> Iterator[images.Container]:
-    with images.Container("flink") as container:
-        yield container
 
 
 # --- archives and configuration ---------------------------------------------------------------
