@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import urllib.error
 import urllib.request
 
 import grpc
@@ -109,6 +110,31 @@ def test_python_worker_pool_serves_grpc(python_image, tmp_path):
             reply = stub.StopWorker(beam_fn_api_pb2.StopWorkerRequest(worker_id="none"), timeout=10)
         assert reply.error == ""
         assert "worker pool at" in log.read_text()
+    finally:
+        stop(server)
+
+
+def test_python_image_serves_the_dashboard_and_health(python_image, tmp_path):
+    """`darkpool serve` as the image's entrypoint runs it (tini, then the CLI): liveness answers, the
+    dashboard comes from the installed package, readiness says 503 while no broker is reachable."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    server = python_image.popen(["/usr/bin/tini", "--", "darkpool", "serve", f"--port={port}",
+                                 f"--bootstrap=127.0.0.1:{free_port()}"], log=log)
+    try:
+        def get(path: str) -> tuple[int, bytes]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+                    return reply.status, reply.read()
+            except urllib.error.HTTPError as error:
+                return error.code, error.read()
+
+        status, body = wait_until(lambda: get("/api/v1/health"), 90, "serving did not answer /api/v1/health", log)
+        assert (status, json.loads(body)) == (200, {"status": "ok"})
+        status, body = get("/")
+        assert status == 200 and body == (images.REPO_ROOT / "serving" / "static" / "index.html").read_bytes()
+        status, body = get("/api/v1/ready")
+        assert status == 503 and json.loads(body)["ready"] is False
     finally:
         stop(server)
 
