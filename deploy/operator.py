@@ -31,20 +31,6 @@ JAVA_FLAGS = [
     "-Dkubernetes.auth.tryServiceAccount=false",
 ]
 
-# the operator's own log (stdout, captured into the service log)
-OPERATOR_LOG4J = """\
-rootLogger.level = INFO
-rootLogger.appenderRef.console.ref = ConsoleAppender
-appender.console.name = ConsoleAppender
-appender.console.type = CONSOLE
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = %d{yyyy-MM-dd HH:mm:ss,SSS} %-5p %-60c %x - %m%n
-logger.fabric8.name = io.fabric8
-logger.fabric8.level = WARN
-logger.netty.name = org.apache.flink.shaded.netty4.io.netty
-logger.netty.level = WARN
-"""
-
 # logging of the Flink clusters the operator deploys: it ships this file in their ConfigMaps
 FLINK_CONSOLE_LOG4J = """\
 rootLogger.level = INFO
@@ -53,6 +39,14 @@ appender.console.name = ConsoleAppender
 appender.console.type = CONSOLE
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{yyyy-MM-dd HH:mm:ss,SSS} %-5p %-60c %x - %m%n
+"""
+
+# the operator's own log (stdout, captured into the service log): the same, with quieter clients
+OPERATOR_LOG4J = FLINK_CONSOLE_LOG4J + """\
+logger.fabric8.name = io.fabric8
+logger.fabric8.level = WARN
+logger.netty.name = org.apache.flink.shaded.netty4.io.netty
+logger.netty.level = WARN
 """
 
 

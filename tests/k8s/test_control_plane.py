@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import ssl
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
+from k8s_support import wait_until
 
 from darkpool.config import Settings
 from darkpool.errors import DarkpoolError
@@ -24,17 +23,6 @@ from deploy.controlplane import ControlPlane
 from deploy.operator import FlinkOperator
 
 pytestmark = pytest.mark.k8s
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
-    """Poll until condition() is truthy; its value, or a failed test naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(f"within {timeout:.0f} s: {what}")
 
 
 def test_missing_tooling_points_to_make_setup(tmp_path: Path) -> None:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
+from k8s_support import wait_until
 
 from darkpool import __version__
 from darkpool.stack import jvm
@@ -28,17 +27,6 @@ pytestmark = pytest.mark.k8s
 
 NAME = "darkpool-flink"
 FLINK_KINDS = ("FlinkDeployment", "ServiceAccount", "Role", "RoleBinding")
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    """Poll until condition() is truthy; its value, or a failed test naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"within {timeout:.0f} s: {what}")
 
 
 def get(plane: ControlPlane, namespace: str, *what: str) -> dict | None:
@@ -66,7 +54,7 @@ def reconciled(plane: ControlPlane, namespace: str) -> dict:
             "pod_template": get(plane, namespace, "configmap", f"pod-template-{NAME}"),
         }
         return found if all(found.values()) else None
-    return wait_for(everything, 120, f"the operator creates Deployment {NAME}, Service {NAME}-rest and ConfigMaps "
+    return wait_until(everything, 120, f"the operator creates Deployment {NAME}, Service {NAME}-rest and ConfigMaps "
                                      f"flink-config-{NAME}, pod-template-{NAME} in {namespace}")
 
 
@@ -147,7 +135,7 @@ def test_operator_reconciles_the_dev_session_cluster(control_plane: ControlPlane
     assert "FLINK_CONF_DIR" not in {e["name"] for e in sidecar["env"]}
     assert [c["name"] for c in template["spec"]["initContainers"]] == ["flink-s3-conf"]
     assert template["metadata"]["labels"]["darkpool.io/kafka-client"] == "true"
-    wait_for(lambda: lifecycle(control_plane, k8s_namespace) == "DEPLOYED", 60, "lifecycleState DEPLOYED")
+    wait_until(lambda: lifecycle(control_plane, k8s_namespace) == "DEPLOYED", 60, "lifecycleState DEPLOYED")
 
     # a spec change: more JobManager memory and a larger worker-pool limit -> deleted and deployed again
     old_uid = deployment["metadata"]["uid"]
@@ -165,12 +153,12 @@ def test_operator_reconciles_the_dev_session_cluster(control_plane: ControlPlane
         main = containers_by_name(current["spec"]["template"]["spec"])["flink-main-container"]
         return current if mebibytes(main["resources"]["limits"]["memory"]) == 2048 else None
 
-    wait_for(redeployed, 180, "the operator rolls out the changed spec (a new JobManager Deployment with 2048Mi)")
+    wait_until(redeployed, 180, "the operator rolls out the changed spec (a new JobManager Deployment with 2048Mi)")
     found = reconciled(control_plane, k8s_namespace)
     sidecar = containers_by_name(taskmanager_template(found)["spec"])["python-worker-pool"]
     assert mebibytes(sidecar["resources"]["limits"]["memory"]) == 3072
     assert flink_conf(found)["jobmanager.memory.process.size"] == "2 gb"
-    wait_for(lambda: lifecycle(control_plane, k8s_namespace) == "DEPLOYED", 120, "DEPLOYED after the upgrade")
+    wait_until(lambda: lifecycle(control_plane, k8s_namespace) == "DEPLOYED", 120, "DEPLOYED after the upgrade")
     status = get(control_plane, k8s_namespace, "flinkdeployment", NAME)["status"]
     assert "2048m" in status["reconciliationStatus"]["lastReconciledSpec"]
 
@@ -237,4 +225,4 @@ def test_operator_reconciles_the_prod_cluster_with_kubernetes_ha(control_plane: 
     sidecar = containers_by_name(taskmanager_template(found)["spec"])["python-worker-pool"]
     assert sidecar["image"] == f"darkpool-python:{__version__}"
     assert flink["spec"]["flinkVersion"] == "v1_19"
-    wait_for(lambda: lifecycle(control_plane, k8s_namespace) == "DEPLOYED", 60, "lifecycleState DEPLOYED")
+    wait_until(lambda: lifecycle(control_plane, k8s_namespace) == "DEPLOYED", 60, "lifecycleState DEPLOYED")
