@@ -600,8 +600,11 @@ def project_packages() -> list[str]:
                   if path.parent.name not in ("tests", "bench", "jvm", "images", "tools"))
 
 
-def python_context(settings: Settings, p: Paths) -> Context:
-    """The Python image's context: rootfs, the wheelhouse and the project's wheel with the dashboard."""
+def python_context(settings: Settings, p: Paths, s3_plugin: str = "auto") -> Context:
+    """The Python image's context: rootfs, the wheelhouse and the project's wheel with the dashboard.
+
+    (``s3_plugin`` concerns the Flink image only.)
+    """
     ctx = Context(build_args={"VERSION": version()})
     ctx.files["rootfs.tar"] = _needed(rootfs_tar(PYTHON_ROOTFS, p), "the Python image's root filesystem")
     if not (REPO_ROOT / "serving" / "static" / "index.html").exists():
@@ -664,7 +667,7 @@ class ImageSpec:
 
     name: str
     containerfile: Path
-    context: Callable[[Settings, Paths], Context]
+    context: Callable[[Settings, Paths, str], Context]
     user: str
 
 
@@ -730,7 +733,7 @@ def _build_image(key: str, settings: Settings, p: Paths, *, force: bool, s3_plug
     spec = IMAGES[key]
     require_host_tools()
     started = time.monotonic()
-    ctx = flink_context(settings, p, s3_plugin) if key == "flink" else spec.context(settings, p)
+    ctx = spec.context(settings, p, s3_plugin)
     hashes = HashCache(p.root / "hashes.json")
     digest = ctx.digest(spec.containerfile, hashes)
     hashes.save()
@@ -768,9 +771,24 @@ def _build_image(key: str, settings: Settings, p: Paths, *, force: bool, s3_plug
 
 
 def prune(p: Paths) -> None:
-    """Remove leftover working containers and dangling images from earlier builds (vfs copies whole layers)."""
-    buildah(p, "rm", "--all", what="buildah rm --all")
+    """Remove dangling images of earlier builds and working containers left by processes that are gone
+    (a killed test); vfs copies whole file systems, so each is worth a gigabyte."""
+    names = buildah(p, "containers", "--format", "{{.ContainerName}}", what="buildah containers",
+                    capture=True).stdout.split()
+    for name in names:
+        if name.startswith("darkpool-smoke-") and not _process_alive(int(name.rsplit("-", 1)[1])):
+            buildah(p, "rm", name, what=f"buildah rm {name}")
     buildah(p, "rmi", "--prune", what="buildah rmi --prune")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def build(keys: Iterable[str] = ("flink", "python"), settings: Settings | None = None, *, force: bool = False,

@@ -55,7 +55,7 @@ def test_archive_is_an_oci_image_tagged_with_the_version(built, key):
 
 def test_image_configs(built):
     flink = images.inspect_archive(built["flink"].archive)["Config"]
-    assert flink["User"] == "9999:9999"
+    assert flink["User"] == images.IMAGES["flink"].user == "9999:9999"
     assert flink["Entrypoint"] == ["/docker-entrypoint.sh"]
     env = dict(item.split("=", 1) for item in flink["Env"])
     assert env["FLINK_HOME"] == "/opt/flink"
@@ -63,7 +63,7 @@ def test_image_configs(built):
     assert flink["Labels"]["io.darkpool.flink.version"] == images.FLINK_VERSION
 
     python = images.inspect_archive(built["python"].archive)["Config"]
-    assert python["User"] == "10001:10001"
+    assert python["User"] == images.IMAGES["python"].user == "10001:10001"
     assert python["Entrypoint"] == ["/usr/bin/tini", "--", "darkpool"]
     env = dict(item.split("=", 1) for item in python["Env"])
     assert env["PATH"].split(":")[0] == "/opt/venv/bin"
