@@ -14,7 +14,7 @@ from deploy import images
 def built() -> dict[str, images.BuildResult]:
     missing = [tool for tool in images.HOST_TOOLS if shutil.which(tool) is None]
     if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (make setup installs them)")
+        pytest.fail(f"{', '.join(missing)} not installed: run `make setup` (it installs them)")
     images.prepare()
     return {key: images.build_image(key) for key in images.IMAGES}
 
