@@ -44,12 +44,12 @@ class Settings:
     expansion_port: int = 8097
     worker_pool_port: int = 50000
     serve_port: int = 5001
-    # Flink TaskManager sizing for this 2-core, 24 GiB machine
     # scale-out: how many TaskManagers `darkpool stack up` runs (each with its own slots and memory), and
     # the fixed max parallelism (key groups) of every job, so a savepoint taken at one parallelism
     # restores at any other up to this bound
     taskmanagers: int = 1
     flink_max_parallelism: int = 128
+    # Flink TaskManager sizing for this 2-core, 24 GiB machine
     taskmanager_process_memory: str = "6144m"
     taskmanager_slots: int = 4
     taskmanager_metaspace: str = "1024m"

@@ -93,7 +93,7 @@ Where to look:
   dashboard        http://{settings.host}:{settings.serve_port}/
   API (OpenAPI)    http://{settings.host}:{settings.serve_port}/api/v1/openapi.json
   Flink web UI     {settings.flink_rest_url}   (job '{PIPELINE_JOB_NAME}': graph, checkpoints)
-  Parquet output   {settings.parquet_dir}
+  Parquet output   {settings.dataset_location}
   logs             {settings.log_dir}/
 Ctrl-C stops this progress display only; `darkpool stack down` stops everything.
 """, flush=True)
