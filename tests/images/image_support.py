@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -39,13 +40,37 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def session_pids(session: int) -> list[int]:
+    """The live processes of a session: a server inside an image may put itself in a process group of
+    its own (granian does), but it stays in the session `Container.popen` started."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":  # after ") ": state, ppid, pgrp, session
+            pids.append(int(entry.name))
+    return pids
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
 def stop(process: subprocess.Popen) -> None:
-    """Stop a server started with Container.popen (its whole process group), waiting for it to go."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
+    """Stop a server started with Container.popen and everything of its session, waiting for them to go."""
+    pids = session_pids(process.pid)
+    _signal_all(pids, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while session_pids(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    _signal_all(session_pids(process.pid), signal.SIGKILL)
+    if process.poll() is None:
         process.wait(10)

@@ -18,7 +18,7 @@ import urllib.request
 
 import grpc
 import pytest
-from image_support import free_port, port_open, stop, wait_until
+from image_support import free_port, port_open, session_pids, stop, wait_until
 
 from deploy import images
 
@@ -135,8 +135,11 @@ def test_python_image_serves_the_dashboard_and_health(python_image, tmp_path):
         assert status == 200 and body == (images.REPO_ROOT / "serving" / "static" / "index.html").read_bytes()
         status, body = get("/api/v1/ready")
         assert status == 503 and json.loads(body)["ready"] is False
+        assert len(session_pids(server.pid)) > 2  # buildah, tini, the server (granian: its own group)
     finally:
         stop(server)
+    assert session_pids(server.pid) == [], "a process of the server outlived stop()"
+    assert not port_open(port)
 
 
 # --- the Flink image --------------------------------------------------------------------------
