@@ -39,6 +39,7 @@ import darkpool
 from darkpool.config import REPO_ROOT, Settings, load_settings
 from darkpool.errors import DarkpoolError
 from darkpool.stack import jvm
+from darkpool.stack.process import pid_alive
 
 IMAGES_SOURCE_DIR = REPO_ROOT / "images"
 FLINK_VERSION = "1.19.3"
@@ -776,19 +777,9 @@ def prune(p: Paths) -> None:
     names = buildah(p, "containers", "--format", "{{.ContainerName}}", what="buildah containers",
                     capture=True).stdout.split()
     for name in names:
-        if name.startswith("darkpool-smoke-") and not _process_alive(int(name.rsplit("-", 1)[1])):
+        if name.startswith("darkpool-smoke-") and not pid_alive(int(name.rsplit("-", 1)[1])):
             buildah(p, "rm", name, what=f"buildah rm {name}")
     buildah(p, "rmi", "--prune", what="buildah rmi --prune")
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def build(keys: Iterable[str] = ("flink", "python"), settings: Settings | None = None, *, force: bool = False,
