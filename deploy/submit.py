@@ -11,7 +11,6 @@ REST API, the Beam job server and the expansion service answer, then submits the
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from darkpool.errors import DarkpoolError
 from darkpool.stack.flink import TERMINAL_STATES
+from darkpool.stack.process import port_open
 
 
 def read_args(text: str) -> list[str]:
@@ -61,15 +61,6 @@ def host_port(address: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise DarkpoolError(f"not a host:port address: {address!r}")
     return host, int(port)
-
-
-def port_answers(host: str, port: int, timeout: float = 2.0) -> bool:
-    """True when a TCP connection to host:port succeeds."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def rest_json(url: str, timeout: float = 5.0) -> dict:
@@ -129,7 +120,7 @@ def submit(args_file: Path, rest_url: str, timeout: float = 600.0, say: Callable
     wait_until(f"the Flink REST API at {rest_url}", flink_answers, timeout, say=say)
     for what, address in (("the Beam job server", job_endpoint), ("the expansion service", config.expansion_service)):
         host, port = host_port(address)
-        wait_until(f"{what} at {address}", lambda h=host, p=port: port_answers(h, p), timeout, say=say)
+        wait_until(f"{what} at {address}", lambda h=host, p=port: port_open(h, p, timeout=2.0), timeout, say=say)
 
     existing = running_job(rest_url, job_name)
     if existing is not None:
