@@ -83,6 +83,28 @@ DEADLETTER_FIELDS = (
 )
 
 
+# --- dead-letter reasons (the `reason` field of darkpool.deadletter) ----------
+# The feed's injectable faults are named by these too (feed.generator), so an
+# injected count and a dead-lettered count match by name.
+REASON_EMPTY = "empty"
+REASON_BAD_JSON = "bad_json"
+REASON_NOT_OBJECT = "not_an_object"
+REASON_MISSING_FIELD = "missing_field"
+REASON_BAD_TYPE = "bad_type"
+REASON_NON_POSITIVE_QUANTITY = "non_positive_quantity"
+REASON_NON_POSITIVE_PRICE = "non_positive_price"
+REASON_UNKNOWN_VENUE = "unknown_venue"
+REASON_BAD_SIDE = "bad_side"
+REASON_BAD_EVENT_TIME = "bad_event_time"
+REASON_ABSURD_EVENT_TIME = "absurd_event_time"
+REASON_TOO_LATE = "too_late"  # decided by the pipeline's lateness step
+DEADLETTER_REASONS = (
+    REASON_EMPTY, REASON_BAD_JSON, REASON_NOT_OBJECT, REASON_MISSING_FIELD, REASON_BAD_TYPE,
+    REASON_NON_POSITIVE_QUANTITY, REASON_NON_POSITIVE_PRICE, REASON_UNKNOWN_VENUE, REASON_BAD_SIDE,
+    REASON_BAD_EVENT_TIME, REASON_ABSURD_EVENT_TIME, REASON_TOO_LATE,
+)
+
+
 def liquidity_key(symbol: str, venue: str, window_start: str) -> str:
     """Kafka key of a darkpool.liquidity record (compaction keeps the latest pane)."""
     return f"{symbol}|{venue}|{window_start}"

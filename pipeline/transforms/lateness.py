@@ -38,7 +38,7 @@ from apache_beam.coders import VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
-from darkpool.contracts import format_event_time, load_venues
+from darkpool.contracts import REASON_TOO_LATE, format_event_time, load_venues
 from pipeline import finance
 from pipeline.records import (
     T_EVENT_MS,
@@ -54,7 +54,6 @@ from pipeline.records import (
 from pipeline.transforms.parse import (
     DEADLETTER_TAG,
     METRICS_NAMESPACE,
-    REASON_TOO_LATE,
     ParseTally,
     deadletter_record,
     parse_record_batch,

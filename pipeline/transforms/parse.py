@@ -25,35 +25,34 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from darkpool.contracts import TRADE_FIELDS, format_event_time, load_venues, parse_event_time
+from darkpool.contracts import (
+    DEADLETTER_REASONS,
+    REASON_ABSURD_EVENT_TIME,
+    REASON_BAD_EVENT_TIME,
+    REASON_BAD_JSON,
+    REASON_BAD_SIDE,
+    REASON_BAD_TYPE,
+    REASON_EMPTY,
+    REASON_MISSING_FIELD,
+    REASON_NON_POSITIVE_PRICE,
+    REASON_NON_POSITIVE_QUANTITY,
+    REASON_NOT_OBJECT,
+    REASON_UNKNOWN_VENUE,
+    TRADE_FIELDS,
+    format_event_time,
+    load_venues,
+    parse_event_time,
+)
 from pipeline.records import T_EVENT_MS, T_RECORD_MS, decode_record_batch
 
 DEADLETTER_TAG = "deadletter"
 METRICS_NAMESPACE = "darkpool.pipeline"
 MIN_EVENT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: anything earlier is absurd
 
-# Dead-letter reasons (the `reason` field of darkpool.deadletter)
-REASON_EMPTY = "empty"
-REASON_BAD_JSON = "bad_json"
-REASON_NOT_OBJECT = "not_an_object"
-REASON_MISSING_FIELD = "missing_field"
-REASON_BAD_TYPE = "bad_type"
-REASON_NON_POSITIVE_QUANTITY = "non_positive_quantity"
-REASON_NON_POSITIVE_PRICE = "non_positive_price"
-REASON_UNKNOWN_VENUE = "unknown_venue"
-REASON_BAD_SIDE = "bad_side"
-REASON_BAD_EVENT_TIME = "bad_event_time"
-REASON_ABSURD_EVENT_TIME = "absurd_event_time"
-REASON_TOO_LATE = "too_late"  # decided later, by pipeline.transforms.lateness
-REASONS = (
-    REASON_EMPTY, REASON_BAD_JSON, REASON_NOT_OBJECT, REASON_MISSING_FIELD, REASON_BAD_TYPE,
-    REASON_NON_POSITIVE_QUANTITY, REASON_NON_POSITIVE_PRICE, REASON_UNKNOWN_VENUE, REASON_BAD_SIDE,
-    REASON_BAD_EVENT_TIME, REASON_ABSURD_EVENT_TIME, REASON_TOO_LATE,
-)
 
 
 class Rejected(Exception):  # noqa: N818 - it is an outcome, not an error of the program
-    """A record that fails validation: ``reason`` (one of REASONS) and a human ``detail``."""
+    """A record that fails validation: ``reason`` (one of contracts.DEADLETTER_REASONS) and a human ``detail``."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -191,7 +190,7 @@ class ParseTally:
         self._valid_counter = Metrics.counter(METRICS_NAMESPACE, "trades_valid")
         self._outside_counter = Metrics.counter(METRICS_NAMESPACE, "outside_range")
         self._reason_counters = {
-            reason: Metrics.counter(METRICS_NAMESPACE, f"deadletter_{reason}") for reason in REASONS
+            reason: Metrics.counter(METRICS_NAMESPACE, f"deadletter_{reason}") for reason in DEADLETTER_REASONS
         }
 
     def reject(self, reason: str) -> None:

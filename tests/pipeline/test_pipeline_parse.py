@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pipeline_testkit import MINUTE, T0, record, run_analytics
 
+from darkpool.contracts import DEADLETTER_REASONS as REASONS
 from darkpool.contracts import TRADES_TOPIC, format_event_time, load_venues, parse_event_time
 from pipeline.options import PipelineConfig
 from pipeline.records import (
@@ -26,7 +27,7 @@ from pipeline.records import (
     encode_record_batch,
 )
 from pipeline.transforms.lateness import ParseAndFilterPartitionBatchFn
-from pipeline.transforms.parse import REASONS, Rejected, event_time_ms, parse_trade
+from pipeline.transforms.parse import Rejected, event_time_ms, parse_trade
 
 VENUES = frozenset(load_venues())
 DAY = 86_400_000
