@@ -43,17 +43,12 @@ def _checked(settings: Settings) -> tuple[str, str]:
 
 def client_config(settings: Settings | None = None) -> dict[str, str]:
     """librdkafka (confluent-kafka) properties for the configured authentication; {} for PLAINTEXT."""
-    settings = settings or load_settings()
-    protocol, mechanism = _checked(settings)
-    if protocol == "PLAINTEXT":
-        return {}
-    config = {"security.protocol": protocol}
-    if protocol.startswith("SASL_"):
-        config.update({"sasl.mechanism": mechanism, "sasl.username": settings.kafka_sasl_username,
-                       "sasl.password": settings.kafka_sasl_password})
-    if protocol.endswith("SSL") and settings.kafka_ssl_ca_file:
-        config["ssl.ca.location"] = settings.kafka_ssl_ca_file
-    return config
+    return _auth_config(settings or load_settings(), java=False)
+
+
+def java_client_config(settings: Settings | None = None) -> dict[str, str]:
+    """Java Kafka client properties (KafkaIO's consumer and producer) for the same authentication."""
+    return _auth_config(settings or load_settings(), java=True)
 
 
 def _jaas_quote(text: str) -> str:
@@ -61,20 +56,25 @@ def _jaas_quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def java_client_config(settings: Settings | None = None) -> dict[str, str]:
-    """Java Kafka client properties (KafkaIO's consumer and producer) for the same authentication."""
-    settings = settings or load_settings()
+def _auth_config(settings: Settings, java: bool) -> dict[str, str]:
+    """The authentication properties in one client's dialect: the SASL credentials as librdkafka's
+    ``sasl.username``/``sasl.password`` or Java's ``sasl.jaas.config``, the CA file as librdkafka's
+    ``ssl.ca.location`` or Java's PEM trust store."""
     protocol, mechanism = _checked(settings)
     if protocol == "PLAINTEXT":
         return {}
     config = {"security.protocol": protocol}
     if protocol.startswith("SASL_"):
-        config.update({
-            "sasl.mechanism": mechanism,
-            "sasl.jaas.config": (f'{JAAS_MODULES[mechanism]} required username="'
-                                 f'{_jaas_quote(settings.kafka_sasl_username)}" password="'
-                                 f'{_jaas_quote(settings.kafka_sasl_password)}";'),
-        })
+        config["sasl.mechanism"] = mechanism
+        user, password = settings.kafka_sasl_username, settings.kafka_sasl_password
+        if java:
+            config["sasl.jaas.config"] = (f'{JAAS_MODULES[mechanism]} required username="{_jaas_quote(user)}" '
+                                          f'password="{_jaas_quote(password)}";')
+        else:
+            config.update({"sasl.username": user, "sasl.password": password})
     if protocol.endswith("SSL") and settings.kafka_ssl_ca_file:
-        config.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": settings.kafka_ssl_ca_file})
+        if java:
+            config.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": settings.kafka_ssl_ca_file})
+        else:
+            config["ssl.ca.location"] = settings.kafka_ssl_ca_file
     return config

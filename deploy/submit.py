@@ -10,17 +10,14 @@ REST API, the Beam job server and the expansion service answer, then submits the
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from contextlib import redirect_stderr
 from io import StringIO
 from pathlib import Path
 
 from darkpool.errors import DarkpoolError
-from darkpool.stack.flink import TERMINAL_STATES
+from darkpool.stack.flink import TERMINAL_STATES, get_json
 from darkpool.stack.process import port_open
 
 
@@ -63,15 +60,6 @@ def host_port(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def rest_json(url: str, timeout: float = 5.0) -> dict:
-    """GET a JSON document (the Flink REST API)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (in-cluster service)
-            return json.loads(response.read() or b"{}")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise DarkpoolError(f"{url} does not answer ({exc})") from exc
-
-
 def wait_until(what: str, check: Callable[[], bool], timeout: float, interval: float = 2.0,
                say: Callable[[str], None] = print) -> None:
     """Poll ``check`` until it is true, saying what it waits for every 10 s; DarkpoolError after ``timeout``."""
@@ -91,7 +79,7 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, interval: f
 
 def flink_jobs(rest_url: str) -> list[dict]:
     """The session cluster's jobs (id, name, state)."""
-    return rest_json(f"{rest_url.rstrip('/')}/jobs/overview").get("jobs", [])
+    return get_json(f"{rest_url.rstrip('/')}/jobs/overview").get("jobs", [])
 
 
 def running_job(rest_url: str, name: str) -> dict | None:
@@ -112,7 +100,7 @@ def submit(args_file: Path, rest_url: str, timeout: float = 600.0, say: Callable
 
     def flink_answers() -> bool:
         try:
-            rest_json(f"{rest_url}/overview", timeout=3.0)
+            get_json(f"{rest_url}/overview", timeout=3.0, attempts=1)
             return True
         except DarkpoolError:
             return False

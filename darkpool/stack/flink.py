@@ -177,28 +177,42 @@ class RestTimeout(DarkpoolError):
 
 
 def rest_get(settings: Settings, path: str, timeout: float = 5.0, attempts: int = 3) -> dict:
-    """GET a Flink REST endpoint and decode its JSON; a read that times out is tried again."""
+    """GET a Flink REST endpoint of the local cluster and decode its JSON; a read that times out is tried again."""
+    return get_json(f"{settings.flink_rest_url}{path}", timeout=timeout, attempts=attempts)
+
+
+def get_json(url: str, timeout: float = 5.0, attempts: int = 3) -> dict:
+    """GET a Flink REST URL (any cluster's) and decode its JSON; a read that times out is tried again."""
     for attempt in range(1, attempts + 1):
         try:
-            return rest_call(settings, "GET", path, timeout=timeout)
+            return rest_request("GET", url, timeout=timeout)
         except RestTimeout:
             if attempt == attempts:
                 raise
-            log.info("Flink REST GET %s timed out after %.0f s (attempt %d of %d)", path, timeout, attempt, attempts)
+            log.info("Flink REST GET %s timed out after %.0f s (attempt %d of %d)", url, timeout, attempt, attempts)
     raise AssertionError("unreachable")
 
 
 def rest_call(settings: Settings, method: str, path: str, body: dict | None = None, timeout: float = 30.0) -> dict:
-    """Call a Flink REST endpoint (with a JSON body, if any) and decode its JSON answer."""
-    url = f"{settings.flink_rest_url}{path}"
+    """Call a Flink REST endpoint of the local cluster (with a JSON body, if any) and decode its JSON answer."""
+    return rest_request(method, f"{settings.flink_rest_url}{path}", body, timeout)
+
+
+def rest_request(method: str, url: str, body: dict | None = None, timeout: float = 30.0) -> dict:
+    """Call a Flink REST URL (with a JSON body, if any) and decode its JSON answer.
+
+    A timeout raises :class:`RestTimeout`; an HTTP error or an unreachable server a DarkpoolError.
+    """
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (loopback or in-cluster)
             text = response.read()
-            return json.loads(text) if text else {}
+        return json.loads(text) if text else {}
+    except ValueError as exc:
+        raise DarkpoolError(f"Flink REST {method} {url} answered something that is not JSON ({exc})") from exc
     except urllib.error.HTTPError as exc:
-        raise DarkpoolError(f"Flink REST {method} {path} failed: {exc.code} {exc.read().decode()[:500]}") from exc
+        raise DarkpoolError(f"Flink REST {method} {url} failed: {exc.code} {exc.read().decode()[:500]}") from exc
     except (urllib.error.URLError, OSError) as exc:
         if isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
             raise RestTimeout(f"the Flink REST API at {url} did not answer within {timeout:g} s",
