@@ -7,7 +7,7 @@ service and the Python SDK worker pool.
 - The expansion service expands ReadFromKafka/WriteToKafka into Java KafkaIO
   with the EMBEDDED environment (the Java code runs inside the TaskManager) and
   the legacy unbounded reader (`use_deprecated_read`: the SDF-based reader never
-  completed a Flink checkpoint, see DESIGN.md).
+  completed a Flink checkpoint, see docs/design.md, "Pitfalls").
 - The worker pool runs the Python SDK workers (EXTERNAL environment), so a
   submitted job keeps running after its client exits. It starts workers as
   `python` from PATH, so the project's virtual environment goes first on PATH,

@@ -1,6 +1,6 @@
 """The product's Kafka topics: create and describe them with the confluent-kafka AdminClient.
 
-(Kafka's TopicCommand is not in the broker jars, see DESIGN.md.) The raw and
+(Kafka's TopicCommand is not in the broker jars.) The raw and
 dead-letter topics use time retention; the two output topics are keyed by
 window (``symbol|venue|window_start``) and compacted, so the latest pane per key
 is kept for consumers that rebuild their state from the topic.

@@ -1,7 +1,7 @@
 """Contract records for the browser tests: liquidity and market panes of recent windows.
 
 The panes follow darkpool.contracts (LIQUIDITY_FIELDS / MARKET_FIELDS, keys,
-ISO-8601 times) and the DESIGN.md definitions, with the market rollup computed
+ISO-8601 times) and the definitions of darkpool.market, with the market rollup computed
 from the liquidity panes of the same (window, symbol), so what the dashboard
 shows can be checked against what was produced.
 """
@@ -69,7 +69,7 @@ def liquidity_pane(symbol: str, venue: str, window_start_ms: int, *, trades: lis
 
 
 def market_pane(panes: list[dict]) -> dict:
-    """The (window, symbol) rollup of its venues' liquidity panes, as DESIGN.md defines it."""
+    """The (window, symbol) rollup of its venues' liquidity panes, by the rules of darkpool.market."""
     first = panes[0]
     return market_rollup(panes, first["pane_timing"], first["pane_index"], first["emitted_at"])
 
