@@ -23,8 +23,8 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
+from darkpool import market
 from darkpool.contracts import format_event_time, load_venues
-from pipeline import finance
 
 
 class SourceRecord(NamedTuple):
@@ -99,7 +99,7 @@ def add_trade(stats: list, price: float, quantity: int, side: str | None) -> Non
         stats[S_MIN_PRICE] = price
     if price > stats[S_MAX_PRICE]:
         stats[S_MAX_PRICE] = price
-    if finance.is_block(price, quantity):
+    if market.is_block(price, quantity):
         stats[S_BLOCK_COUNT] += 1
         stats[S_BLOCK_QUANTITY] += quantity
     if side == "B":
@@ -145,10 +145,10 @@ def liquidity_values(symbol: str, venue: str, stats: list) -> dict:
         "trade_count": stats[S_COUNT],
         "share_quantity": quantity,
         "notional": stats[S_NOTIONAL],
-        "vwap": finance.vwap(stats[S_NOTIONAL], quantity),
+        "vwap": market.vwap(stats[S_NOTIONAL], quantity),
         "min_price": stats[S_MIN_PRICE] if stats[S_COUNT] else None,
         "max_price": stats[S_MAX_PRICE] if stats[S_COUNT] else None,
-        "avg_trade_size": finance.average_trade_size(quantity, stats[S_COUNT]),
+        "avg_trade_size": market.average_trade_size(quantity, stats[S_COUNT]),
         "block_count": stats[S_BLOCK_COUNT],
         "block_quantity": stats[S_BLOCK_QUANTITY],
         "buy_quantity": stats[S_BUY_QUANTITY],
@@ -164,7 +164,7 @@ def market_values(symbol: str, by_venue: dict) -> dict:
     quantities: dict[str, int] = {}
     for venue, stats in by_venue.items():
         venue_info = venues.get(venue)
-        dark = finance.is_dark(venue_info.venue_type if venue_info else None)
+        dark = market.is_dark(venue_info.venue_type if venue_info else None)
         count += stats[S_COUNT]
         quantity += stats[S_QUANTITY]
         total_notional += stats[S_NOTIONAL]
@@ -178,25 +178,25 @@ def market_values(symbol: str, by_venue: dict) -> dict:
             dark_blocks += stats[S_BLOCK_COUNT]
         else:
             lit_notional += stats[S_NOTIONAL]
-    top, top_share = finance.top_venue(quantities)
+    top, top_share = market.top_venue(quantities)
     return {
         "symbol": symbol,
         "trade_count": count,
         "share_quantity": quantity,
         "notional": total_notional,
-        "vwap": finance.vwap(total_notional, quantity),
+        "vwap": market.vwap(total_notional, quantity),
         "dark_quantity": dark_quantity,
         "lit_quantity": quantity - dark_quantity,
         "dark_notional": dark_notional,
         "lit_notional": lit_notional,
         "dark_trade_count": dark_count,
         "lit_trade_count": count - dark_count,
-        "dark_share": finance.dark_share(dark_quantity, quantity),
+        "dark_share": market.dark_share(dark_quantity, quantity),
         "block_count": block_count,
         "block_quantity": block_quantity,
         "dark_block_count": dark_blocks,
-        "hhi": finance.hhi(quantities),
-        "venue_count": sum(1 for q in quantities.values() if q > 0),
+        "hhi": market.hhi(quantities),
+        "venue_count": market.venue_count(quantities),
         "top_venue": top,
         "top_venue_share": top_share,
     }

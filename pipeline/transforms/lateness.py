@@ -2,7 +2,7 @@
 
 Beam drops data beyond the allowed lateness silently. To make
 ``in = aggregated + dead-lettered + too late`` reconcile, this step decides it
-explicitly, before windowing, with the rule of :func:`pipeline.finance.is_too_late`:
+explicitly, before windowing, with the rule of :func:`pipeline.eventtime.is_too_late`:
 
     a trade is too late when, at its arrival, the watermark of its source
     partition has reached the end of its earliest window (the end of its
@@ -39,7 +39,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
 from darkpool.contracts import REASON_TOO_LATE, format_event_time, load_venues
-from pipeline import finance
+from pipeline import eventtime
 from pipeline.records import (
     T_EVENT_MS,
     T_OFFSET,
@@ -84,7 +84,7 @@ def split_too_late(topic: str, partition: int, trades: list, watermark: int | No
     """
     kept: list = []
     dead: list[dict] = []
-    is_too_late = finance.is_too_late
+    is_too_late = eventtime.is_too_late
     for trade in trades:
         if is_too_late(trade[T_EVENT_MS], watermark, period_ms, allowed_lateness_ms):
             dead.append(deadletter_record(
@@ -182,7 +182,7 @@ class FilterTooLate(beam.PTransform):
     """Split per-partition trade batches into on-time-enough batches (main) and ``too_late`` dead letters.
 
     Input and main output: ``(partition key, [trade, ...])`` in the global window.
-    The rule is :func:`pipeline.finance.is_too_late`.
+    The rule is :func:`pipeline.eventtime.is_too_late`.
     """
 
     def __init__(self, period_ms: int, allowed_lateness_ms: int) -> None:

@@ -1,4 +1,5 @@
-"""Unit tests of the pure finance and event-time functions (pipeline.finance, pipeline.records)."""
+"""Unit tests of the market definitions (darkpool.market), the event-time rules (pipeline.eventtime) and the
+pipeline's rollups (pipeline.records)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,17 @@ import math
 
 import pytest
 
-from pipeline import finance, records
+from darkpool import market
+from pipeline import eventtime, records
 from pipeline.records import S_BLOCK_COUNT, S_BUY_QUANTITY, S_COUNT, S_MAX_PRICE, S_MIN_PRICE, S_SELL_QUANTITY
 
 MIN = 60_000
 
 
 def test_notional_and_vwap():
-    assert finance.notional(189.23, 500) == pytest.approx(94_615.0)
-    assert finance.vwap(100 * 10.0 + 300 * 12.0, 400) == pytest.approx(11.5)
-    assert finance.vwap(0.0, 0) is None
+    assert market.notional(189.23, 500) == pytest.approx(94_615.0)
+    assert market.vwap(100 * 10.0 + 300 * 12.0, 400) == pytest.approx(11.5)
+    assert market.vwap(0.0, 0) is None
 
 
 @pytest.mark.parametrize("price,quantity,expected", [
@@ -27,53 +29,53 @@ def test_notional_and_vwap():
     (400.0, 600, True),       # $240,000 with few shares
 ])
 def test_block_threshold(price, quantity, expected):
-    assert finance.is_block(price, quantity) is expected
+    assert market.is_block(price, quantity) is expected
 
 
 def test_average_trade_size():
-    assert finance.average_trade_size(1_500, 4) == 375.0
-    assert finance.average_trade_size(0, 0) is None
+    assert market.average_trade_size(1_500, 4) == 375.0
+    assert market.average_trade_size(0, 0) is None
 
 
 def test_dark_definitions():
-    assert finance.is_dark("ATS") and finance.is_dark("SDP")
-    assert not finance.is_dark("EXCHANGE") and not finance.is_dark(None)
-    assert finance.dark_share(450, 1_000) == 0.45
-    assert finance.dark_share(0, 0) is None
+    assert market.is_dark("ATS") and market.is_dark("SDP")
+    assert not market.is_dark("EXCHANGE") and not market.is_dark(None)
+    assert market.dark_share(450, 1_000) == 0.45
+    assert market.dark_share(0, 0) is None
 
 
 def test_hhi():
-    assert finance.hhi({"A": 500}) == 10_000.0
-    assert finance.hhi({"A": 1, "B": 1, "C": 1, "D": 1}) == pytest.approx(2_500.0)
-    assert finance.hhi({"A": 600, "B": 300, "C": 100}) == pytest.approx(3_600 + 900 + 100)
-    assert finance.hhi({}) is None
-    assert finance.hhi({"A": 0}) is None
+    assert market.hhi({"A": 500}) == 10_000.0
+    assert market.hhi({"A": 1, "B": 1, "C": 1, "D": 1}) == pytest.approx(2_500.0)
+    assert market.hhi({"A": 600, "B": 300, "C": 100}) == pytest.approx(3_600 + 900 + 100)
+    assert market.hhi({}) is None
+    assert market.hhi({"A": 0}) is None
 
 
 def test_top_venue_ties_break_alphabetically():
-    assert finance.top_venue({"UBSA": 300, "MSPL": 300, "XNAS": 100}) == ("MSPL", pytest.approx(300 / 700))
-    assert finance.top_venue({}) == (None, None)
+    assert market.top_venue({"UBSA": 300, "MSPL": 300, "XNAS": 100}) == ("MSPL", pytest.approx(300 / 700))
+    assert market.top_venue({}) == (None, None)
 
 
 def test_sliding_window_starts():
     t = 14 * 60 * MIN + 30_000  # 14:00:30
-    starts = finance.sliding_window_starts(t, 5 * MIN, MIN)
+    starts = eventtime.sliding_window_starts(t, 5 * MIN, MIN)
     assert starts == [t - 30_000 - k * MIN for k in (4, 3, 2, 1, 0)]
-    assert finance.sliding_window_starts(t, 4 * MIN, 2 * MIN) == [t - 30_000 - 2 * MIN, t - 30_000]
+    assert eventtime.sliding_window_starts(t, 4 * MIN, 2 * MIN) == [t - 30_000 - 2 * MIN, t - 30_000]
     # a trade exactly on a boundary belongs to the window starting there, not the one ending there
-    assert finance.sliding_window_starts(10 * MIN, 5 * MIN, MIN)[-1] == 10 * MIN
-    assert finance.sliding_window_starts(10 * MIN, 5 * MIN, MIN)[0] == 6 * MIN
+    assert eventtime.sliding_window_starts(10 * MIN, 5 * MIN, MIN)[-1] == 10 * MIN
+    assert eventtime.sliding_window_starts(10 * MIN, 5 * MIN, MIN)[0] == 6 * MIN
 
 
 def test_too_late_rule():
     lateness = 10 * MIN
     event = 14 * 60 * MIN + 50_000  # 14:00:50, first window ends 14:01
     deadline = 14 * 60 * MIN + MIN + lateness  # 14:11
-    assert not finance.is_too_late(event, None, MIN, lateness)
-    assert not finance.is_too_late(event, deadline - 1, MIN, lateness)
-    assert finance.is_too_late(event, deadline, MIN, lateness)
-    assert not finance.is_too_late(event, event + 5 * MIN, MIN, 10 * MIN)
-    assert finance.is_too_late(event, event, MIN, 0) is False  # on time with zero lateness
+    assert not eventtime.is_too_late(event, None, MIN, lateness)
+    assert not eventtime.is_too_late(event, deadline - 1, MIN, lateness)
+    assert eventtime.is_too_late(event, deadline, MIN, lateness)
+    assert not eventtime.is_too_late(event, event + 5 * MIN, MIN, 10 * MIN)
+    assert eventtime.is_too_late(event, event, MIN, 0) is False  # on time with zero lateness
 
 
 def test_stats_accumulate_and_merge():
@@ -95,15 +97,15 @@ def test_market_values_dark_lit_hhi_top():
     records.add_trade(by_venue["UBSA"], 10.0, 600, "B")   # ATS
     records.add_trade(by_venue["CDRG"], 10.0, 100, "S")   # SDP
     records.add_trade(by_venue["XNAS"], 12.0, 300, None)  # exchange
-    market = records.market_values("AAPL", by_venue)
-    assert (market["share_quantity"], market["dark_quantity"], market["lit_quantity"]) == (1_000, 700, 300)
-    assert market["dark_share"] == pytest.approx(0.7)
-    assert (market["dark_notional"], market["lit_notional"]) == (7_000.0, 3_600.0)
-    assert (market["dark_trade_count"], market["lit_trade_count"]) == (2, 1)
-    assert market["hhi"] == pytest.approx(3_600 + 100 + 900)
-    assert (market["top_venue"], market["top_venue_share"]) == ("UBSA", pytest.approx(0.6))
-    assert market["venue_count"] == 3
-    assert market["vwap"] == pytest.approx(10_600 / 1_000)
+    rollup = records.market_values("AAPL", by_venue)
+    assert (rollup["share_quantity"], rollup["dark_quantity"], rollup["lit_quantity"]) == (1_000, 700, 300)
+    assert rollup["dark_share"] == pytest.approx(0.7)
+    assert (rollup["dark_notional"], rollup["lit_notional"]) == (7_000.0, 3_600.0)
+    assert (rollup["dark_trade_count"], rollup["lit_trade_count"]) == (2, 1)
+    assert rollup["hhi"] == pytest.approx(3_600 + 100 + 900)
+    assert (rollup["top_venue"], rollup["top_venue_share"]) == ("UBSA", pytest.approx(0.6))
+    assert rollup["venue_count"] == 3
+    assert rollup["vwap"] == pytest.approx(10_600 / 1_000)
 
 
 def test_liquidity_values():
