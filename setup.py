@@ -11,9 +11,10 @@ setup(
     version="0.1.0",
     description="Real-time dark pool liquidity analytics: Kafka -> Apache Beam (Flink) -> Flask dashboard",
     python_requires=">=3.11,<3.12",
+    # layers, bottom to top (tests/test_layers.py): darkpool; feed, pipeline, serving, analytics, deploy; console
     packages=find_packages(include=["darkpool", "darkpool.*", "feed", "feed.*", "pipeline", "pipeline.*",
                                     "serving", "serving.*", "analytics", "analytics.*",
-                                    "deploy", "deploy.*"]),
+                                    "deploy", "deploy.*", "console", "console.*"]),
     package_data={"darkpool": ["data/*.csv"], "serving": ["static/**/*", "openapi.yaml"]},
     include_package_data=True,
     install_requires=[
@@ -38,5 +39,5 @@ setup(
         "dev": ["ruff", "hypothesis", "pytest", "pytest-timeout", "playwright"],
         "test": ["hypothesis", "pytest", "pytest-timeout", "playwright"],
     },
-    entry_points={"console_scripts": ["darkpool = darkpool.cli:main"]},
+    entry_points={"console_scripts": ["darkpool = console.cli:main"]},
 )

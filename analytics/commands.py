@@ -1,6 +1,6 @@
 """``darkpool analyze`` and ``darkpool finra import|compare|show``.
 
-Registered by darkpool.cli through :func:`register`. Progress goes to stderr;
+Registered by console.cli (the `darkpool` command) through :func:`register`. Progress goes to stderr;
 the result (the report folder, the import summary, the comparison table) to
 stdout. Errors are DarkpoolErrors, printed by the CLI without a stack trace.
 """

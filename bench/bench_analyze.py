@@ -6,7 +6,7 @@
    as it takes to reach the pane target. Keys get an EARLY pane (60%), an ON_TIME
    pane and sometimes a LATE revision (5%), like the pipeline's accumulating panes.
    Generation is vectorised numpy/pyarrow.
-2. Times the whole report (`python -m darkpool.cli analyze`: final-pane selection,
+2. Times the whole report (`python -m console.cli analyze`: final-pane selection,
    every table, every figure, the HTML, CSV and Parquet) over all panes, in a
    fresh process.
 3. Times the seed's approach on the same panes: a JSON-lines dump (as the seed
@@ -268,7 +268,7 @@ def seed_tables(path: Path) -> dict[str, pd.DataFrame]:
 
 def run_analyze(dataset: Path, out: Path, extra: list[str]) -> float:
     """Wall time of `darkpool analyze` in a fresh process (imports included)."""
-    cmd = [sys.executable, "-m", "darkpool.cli", "analyze", "--dataset", str(dataset), "--out", str(out),
+    cmd = [sys.executable, "-m", "console.cli", "analyze", "--dataset", str(dataset), "--out", str(out),
            "--finra-store", str(out / "no-finra"), *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     t0 = time.perf_counter()

@@ -176,7 +176,7 @@ def measure_latency(settings, rate: int, seconds: int, warmup: int) -> dict:
     log(f"live feed at {rate:,} trades/s for {warmup} s of warm-up + {seconds} s measured into {topics['trades']}")
     measured_from_ms = int(time.time() * 1000) + warmup * 1000
     try:
-        subprocess.run([sys.executable, "-m", "darkpool.cli", "feed", "--mode", "live", "--rate", str(rate),
+        subprocess.run([sys.executable, "-m", "console.cli", "feed", "--mode", "live", "--rate", str(rate),
                         "--duration", str(warmup + seconds), "--topic", topics["trades"], "--tape-out", str(tape),
                         "--bootstrap", settings.bootstrap_servers, "--quiet", "--seed", "5"], check=True,
                        stdout=subprocess.DEVNULL)

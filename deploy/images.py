@@ -53,7 +53,8 @@ DEBIAN_SOURCES = (
 # the Debian packages the image tooling needs on the build machine (installed by `make setup`)
 HOST_TOOLS = ("buildah", "umoci", "skopeo", "mmdebstrap")
 # the packages whose import proves the Python image is whole (smoke test)
-PYTHON_SMOKE_IMPORTS = ("apache_beam", "pipeline.main", "serving", "feed", "analytics", "darkpool.stack.worker_pool")
+PYTHON_SMOKE_IMPORTS = ("apache_beam", "pipeline.main", "serving", "feed", "analytics", "darkpool.stack.worker_pool",
+                        "console.cli")
 # what the Flink image's Beam classpath must load (the job server, the expansion service, the SDK
 # harness the TaskManagers run EMBEDDED, KafkaIO and the project's own transform)
 FLINK_SMOKE_CLASSES = (

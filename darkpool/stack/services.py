@@ -13,7 +13,7 @@ from darkpool.stack.s3 import s3_services
 
 
 def _darkpool_cli() -> list[str]:
-    return [sys.executable, "-m", "darkpool.cli"]
+    return [sys.executable, "-m", "console.cli"]
 
 
 def stack_services(settings: Settings) -> list[Service]:

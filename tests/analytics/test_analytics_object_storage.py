@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from analytics_handmade import LIQUIDITY_ROWS, MARKET_ROWS, write_dataset
 
-from darkpool import cli
+from console import cli
 from darkpool.config import Settings
 from darkpool.storage import join, s3_client
 

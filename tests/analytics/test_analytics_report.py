@@ -15,7 +15,7 @@ from analytics import finra
 from analytics.dataset import Selection
 from analytics.report import build_report
 from analytics.tables import TABLES
-from darkpool.cli import main
+from console.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IMG = re.compile(r"<img alt='([^']*)' src='data:image/png;base64,([A-Za-z0-9+/=]+)'>")

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from feed_checks import consume_all
 
-from darkpool.cli import main
+from console.cli import main
 from darkpool.contracts import format_event_time, load_venues, parse_event_time
 
 DARKPOOL = str(Path(sys.executable).with_name("darkpool"))

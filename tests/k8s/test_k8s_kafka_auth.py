@@ -225,7 +225,7 @@ def test_feed_publishes_as_its_user_and_nowhere_else(scram_broker: dict, tmp_pat
     env.update({"DARKPOOL_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "DARKPOOL_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
                 "DARKPOOL_KAFKA_SASL_USERNAME": "darkpool-feed",
                 "DARKPOOL_KAFKA_SASL_PASSWORD": scram_broker["passwords"]["darkpool-feed"]})
-    result = subprocess.run([sys.executable, "-m", "darkpool.cli", "feed", f"--bootstrap={scram_broker['bootstrap']}",
+    result = subprocess.run([sys.executable, "-m", "console.cli", "feed", f"--bootstrap={scram_broker['bootstrap']}",
                              f"--topic={contracts.TRADES_TOPIC}", "--no-create-topic", "--mode=replay", "--count=500",
                              "--seed=3", "--quiet", f"--summary-json={tmp_path / 'summary.json'}"],
                             capture_output=True, text=True, timeout=180, env=env)

@@ -35,7 +35,7 @@ def with_flags(argv: list[str], values: dict[str, str]) -> list[str]:
 
 
 def submit_cli(args_file: Path, settings: Settings) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "darkpool.cli", "k8s", "submit", f"--args-file={args_file}",
+    return subprocess.run([sys.executable, "-m", "console.cli", "k8s", "submit", f"--args-file={args_file}",
                            f"--flink-rest-url={settings.flink_rest_url}", "--timeout=300"],
                           capture_output=True, text=True, timeout=600, env=os.environ.copy())
 
@@ -105,7 +105,7 @@ def test_submit_refuses_arguments_the_pipeline_rejects(tmp_path: Path) -> None:
     args_file = tmp_path / "args"
     argv = policy.pipeline_argv(render.render_objects("dev"))
     args_file.write_text("\n".join(with_flags(argv, {"--period-minutes": "2"})))
-    result = subprocess.run([sys.executable, "-m", "darkpool.cli", "k8s", "submit", f"--args-file={args_file}",
+    result = subprocess.run([sys.executable, "-m", "console.cli", "k8s", "submit", f"--args-file={args_file}",
                              "--flink-rest-url=http://127.0.0.1:1", "--timeout=5"],
                             capture_output=True, text=True, timeout=120, env=os.environ.copy())
     assert result.returncode == 1

@@ -124,7 +124,7 @@ def test_broken_variant_is_rejected_by_the_api_server(control_plane: ControlPlan
 
 def _darkpool(*args: str) -> subprocess.CompletedProcess[str]:
     """The real CLI, in a subprocess, against the test control plane (its ports are in the environment)."""
-    return subprocess.run([sys.executable, "-m", "darkpool.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True,
                           timeout=600, env=os.environ.copy())
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from flink_support import PipelineRun, Tape, build_tape, wait_until_consumed
 
-from darkpool import cli
+from console import cli
 from darkpool.config import Settings
 from darkpool.stack import flink
 from pipeline.commands import load_record

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DARKPOOL = [sys.executable, "-m", "darkpool.cli"]
+DARKPOOL = [sys.executable, "-m", "console.cli"]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -1,5 +1,8 @@
 """The `darkpool` command line: one entry point, one subcommand per capability.
 
+It lives in the top layer (``console/``, above the parts it dispatches to), so
+nothing in ``darkpool/`` or in a part imports it.
+
 Each capability's package contributes its subcommands through a
 ``register(subparsers)`` function listed in ``COMMAND_MODULES``; the CLI only
 dispatches. A subcommand that sets ``extra_args=True`` receives the flags the
@@ -27,7 +30,7 @@ COMMAND_MODULES = (
     "pipeline.commands",         # run, jobs
     "serving.commands",          # serve
     "analytics.commands",        # analyze, finra
-    "darkpool.demo",             # demo
+    "console.demo",              # demo
     "deploy.commands",           # k8s (render, validate, submit)
     "deploy.images_commands",    # images
 )

@@ -1,0 +1,7 @@
+"""`python -m console`: the `darkpool` command line."""
+
+import sys
+
+from console.cli import main
+
+sys.exit(main())
