@@ -90,6 +90,12 @@ class Settings:
     kafka_sasl_username: str = ""
     kafka_sasl_password: str = ""
     kafka_ssl_ca_file: str = ""
+    # -- the venue registry (darkpool/venues.py, docs/venues.md) ------------------------------------------
+    # A user registry CSV (the shipped registry's columns) and how it combines with the shipped one:
+    # extend (its rows are added; a shipped MPID's row is replaced) or replace (it is the whole registry).
+    # `darkpool --venues FILE --venues-mode MODE COMMAND` sets both for every command and its children.
+    venues_file: str = ""
+    venues_mode: str = "extend"
 
     # -- derived paths -----------------------------------------------------
     @property
@@ -148,6 +154,19 @@ class Settings:
         """True when state or dataset are on s3:// and the endpoint is the local S3Proxy (the stack runs it)."""
         uses_s3 = any(uri.startswith("s3://") for uri in (self.flink_state_uri, self.dataset_uri))
         return uses_s3 and not self.s3_endpoint
+
+
+VENUES_MODES = ("extend", "replace")
+
+
+def venue_registry_source() -> tuple[str, str]:
+    """(venues_file, venues_mode) from ``DARKPOOL_VENUES_FILE`` / ``DARKPOOL_VENUES_MODE``, else the defaults.
+
+    The two settings :func:`darkpool.venues.load_venues` needs, read without building
+    the whole :class:`Settings` (it is asked on hot paths).
+    """
+    return (os.environ.get("DARKPOOL_VENUES_FILE", Settings.venues_file),
+            os.environ.get("DARKPOOL_VENUES_MODE", Settings.venues_mode).strip().lower())
 
 
 def load_settings(**overrides: object) -> Settings:

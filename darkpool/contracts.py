@@ -8,13 +8,16 @@ contracts"). Changing anything here is a versioned change of the contract.
 
 from __future__ import annotations
 
-import csv
-import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 
 import pyarrow as pa
+
+from darkpool.venues import DARK_VENUE_TYPES as DARK_VENUE_TYPES  # the venue section (see below)
+from darkpool.venues import VENUE_TYPES as VENUE_TYPES
+from darkpool.venues import Venue as Venue
+from darkpool.venues import load_venues as load_venues
+from darkpool.venues import venue_type_of as venue_type_of
 
 CONTRACT_VERSION = 1
 
@@ -29,8 +32,6 @@ ALL_TOPICS = (TRADES_TOPIC, DEADLETTER_TOPIC, LIQUIDITY_TOPIC, MARKET_TOPIC)
 BLOCK_MIN_SHARES = 10_000
 BLOCK_MIN_NOTIONAL = 200_000.0
 SIDES = ("B", "S")  # or None: unknown
-VENUE_TYPES = ("ATS", "SDP", "EXCHANGE")
-DARK_VENUE_TYPES = frozenset({"ATS", "SDP"})
 PANE_TIMINGS = ("EARLY", "ON_TIME", "LATE", "UNKNOWN")
 
 # --- the trade record (value of darkpool.trades) ------------------------------
@@ -150,44 +151,9 @@ PARQUET_PARTITION_FIELD = "date"
 
 
 # --- venue registry ------------------------------------------------------------
-@dataclass(frozen=True)
-class Venue:
-    """One trading venue: its MPID, who runs it, its type and its matching engine's location."""
-
-    mpid: str
-    name: str
-    operator: str
-    venue_type: str  # ATS | SDP | EXCHANGE
-    data_center: str
-    latitude: float
-    longitude: float
-
-    @property
-    def is_dark(self) -> bool:
-        return self.venue_type in DARK_VENUE_TYPES
-
-
-@functools.lru_cache(maxsize=1)
-def load_venues() -> dict[str, Venue]:
-    """The venue registry shipped with the package (darkpool/data/venues.csv), keyed by MPID."""
-    text = resources.files("darkpool").joinpath("data/venues.csv").read_text(encoding="utf-8")
-    venues: dict[str, Venue] = {}
-    for row in csv.DictReader(text.splitlines()):
-        venue = Venue(
-            mpid=row["mpid"], name=row["name"], operator=row["operator"],
-            venue_type=row["venue_type"], data_center=row["data_center"],
-            latitude=float(row["latitude"]), longitude=float(row["longitude"]),
-        )
-        if venue.venue_type not in VENUE_TYPES:
-            raise ValueError(f"venue {venue.mpid}: unknown type {venue.venue_type!r}")
-        venues[venue.mpid] = venue
-    return venues
-
-
-def venue_type_of(mpid: str) -> str | None:
-    """The registry type of a venue, or None when the MPID is unknown."""
-    venue = load_venues().get(mpid)
-    return venue.venue_type if venue else None
+# Venue, VENUE_TYPES, DARK_VENUE_TYPES, load_venues() (the active registry: shipped,
+# or extended / replaced by a user's file) and venue_type_of() live in darkpool.venues
+# and are imported at the top of this module: import them from here.
 
 
 # --- feed calibration (produced by analytics.finra, consumed by the feed) -------

@@ -1,0 +1,129 @@
+"""The venue registry loader: shipped registry, user files that extend or replace it, and their errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from darkpool import contracts, venues
+from darkpool.config import load_settings
+from darkpool.errors import DarkpoolError
+
+HEADER = "mpid,name,operator,venue_type,data_center,latitude,longitude"
+SEED_ROWS = (
+    "DARK1,Seed Dark Pool 1,Seed Broker,ATS,Secaucus NJ,40.7776,-74.0724",
+    "DARK2,Seed Dark Pool 2,Seed Broker,ATS,Carteret NJ,40.5779,-74.2285",
+    "LIT,Seed Lit Exchange,Seed Exchange,EXCHANGE,Mahwah NJ,41.0887,-74.1438",
+)
+
+
+def write_registry(tmp_path: Path, *rows: str, header: str = HEADER, name: str = "venues.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join((header, *rows)) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_user_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DARKPOOL_VENUES_FILE", raising=False)
+    monkeypatch.delenv("DARKPOOL_VENUES_MODE", raising=False)
+
+
+def use_registry(monkeypatch: pytest.MonkeyPatch, path: Path | str, mode: str | None = None) -> None:
+    monkeypatch.setenv("DARKPOOL_VENUES_FILE", str(path))
+    if mode is not None:
+        monkeypatch.setenv("DARKPOOL_VENUES_MODE", mode)
+
+
+def test_the_shipped_registry_is_active_by_default() -> None:
+    shipped = venues.shipped_venues()
+    assert len(shipped) == 23
+    assert contracts.load_venues() == shipped
+    assert contracts.venue_type_of("CDRG") == "SDP" and contracts.venue_type_of("DARK1") is None
+    assert {v.venue_type for v in shipped.values()} == set(contracts.VENUE_TYPES)
+    assert all(v.is_dark == (v.venue_type in contracts.DARK_VENUE_TYPES) for v in shipped.values())
+
+
+def test_a_user_file_extends_the_shipped_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_registry(monkeypatch, write_registry(tmp_path, *SEED_ROWS))
+    active = contracts.load_venues()
+    assert list(active) == [*venues.shipped_venues(), "DARK1", "DARK2", "LIT"]
+    assert active["DARK1"] == contracts.Venue("DARK1", "Seed Dark Pool 1", "Seed Broker", "ATS", "Secaucus NJ",
+                                              40.7776, -74.0724)
+    assert active["DARK2"].is_dark and not active["LIT"].is_dark
+    assert contracts.venue_type_of("LIT") == "EXCHANGE"
+    assert active["XNAS"] == venues.shipped_venues()["XNAS"]
+    assert load_settings().venues_mode == "extend"
+
+
+def test_a_user_row_with_a_shipped_mpid_overrides_it_in_place(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    use_registry(monkeypatch, write_registry(
+        tmp_path, "IEXG,IEX (moved),IEX Group,EXCHANGE,Chicago IL,41.88,-87.63", SEED_ROWS[0]))
+    active = contracts.load_venues()
+    shipped = venues.shipped_venues()
+    assert list(active) == [*shipped, "DARK1"]  # the override keeps its place
+    assert active["IEXG"].data_center == "Chicago IL" and active["IEXG"].latitude == 41.88
+    assert shipped["IEXG"].data_center != "Chicago IL"  # the shipped registry itself is untouched
+
+
+def test_replace_mode_makes_the_user_file_the_whole_registry(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    use_registry(monkeypatch, write_registry(tmp_path, *SEED_ROWS), mode="replace")
+    assert list(contracts.load_venues()) == ["DARK1", "DARK2", "LIT"]
+    assert contracts.venue_type_of("XNAS") is None
+    assert load_settings().venues_file.endswith("venues.csv") and load_settings().venues_mode == "replace"
+
+
+def test_columns_in_any_order_extra_columns_blank_lines_and_lower_case_types(tmp_path: Path) -> None:
+    path = write_registry(
+        tmp_path, "", "40.1,-74.2,X1,ats,Name,Op,DC,ignored", "",
+        header="latitude,longitude,mpid,venue_type,name,operator,data_center,notes")
+    assert venues.read_registry_file(path) == {
+        "X1": contracts.Venue("X1", "Name", "Op", "ATS", "DC", 40.1, -74.2)}
+
+
+@pytest.mark.parametrize(("rows", "header", "line", "message"), [
+    ((SEED_ROWS[0],), "mpid,name,operator,venue_type,data_center,latitude", 1, "missing column(s) longitude"),
+    ((SEED_ROWS[0], "DARK3,Bad,Op,DARK,DC,40.0,-74.0"), HEADER, 3, "venue DARK3: venue_type 'DARK' is not one of"),
+    ((SEED_ROWS[0], SEED_ROWS[1], "DARK3,Bad,Op,ATS,DC,north,-74.0"), HEADER, 4, "latitude 'north' is not a number"),
+    (("DARK3,Bad,Op,ATS,DC,91.5,-74.0",), HEADER, 2, "latitude '91.5' is outside [-90, 90]"),
+    (("DARK3,Bad,Op,ATS,DC,40.0,-190",), HEADER, 2, "longitude '-190' is outside [-180, 180]"),
+    (("DARK3,Bad,Op,ATS,DC,40.0,nan",), HEADER, 2, "longitude 'nan' is outside"),
+    ((SEED_ROWS[0], " ,No MPID,Op,ATS,DC,40.0,-74.0"), HEADER, 3, "empty mpid"),
+    ((SEED_ROWS[0], "DAR K,Bad,Op,ATS,DC,40.0,-74.0"), HEADER, 3, "mpid 'DAR K' may not contain spaces"),
+    ((SEED_ROWS[0], SEED_ROWS[2], SEED_ROWS[0]), HEADER, 4, "duplicate mpid DARK1 (first on line 2)"),
+    (("DARK3,Bad,Op,ATS,DC,40.0",), HEADER, 2, "6 values for 7 columns"),
+])
+def test_an_invalid_file_names_the_file_and_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 rows: tuple[str, ...], header: str, line: int, message: str) -> None:
+    path = write_registry(tmp_path, *rows, header=header)
+    with pytest.raises(DarkpoolError, match=re.escape(f"venue registry {path}, line {line}: {message}")):
+        venues.read_registry_file(path)
+    use_registry(monkeypatch, path)
+    with pytest.raises(DarkpoolError, match=re.escape(f"line {line}: {message}")):
+        contracts.load_venues()  # the active registry fails the same way, never half-loaded
+
+
+def test_missing_or_empty_files_and_bad_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(DarkpoolError, match="no such file"):
+        venues.read_registry_file(tmp_path / "absent.csv")
+    (tmp_path / "empty.csv").write_text("", encoding="utf-8")
+    with pytest.raises(DarkpoolError, match=r"empty.csv, line 1: the file is empty"):
+        venues.read_registry_file(tmp_path / "empty.csv")
+    header_only = write_registry(tmp_path, name="header.csv")
+    assert venues.read_registry_file(header_only) == {}
+    use_registry(monkeypatch, header_only)
+    assert contracts.load_venues() == venues.shipped_venues()  # extending by nothing is fine
+    use_registry(monkeypatch, header_only, mode="replace")
+    with pytest.raises(DarkpoolError, match="empty and would replace every shipped venue"):
+        contracts.load_venues()
+    use_registry(monkeypatch, header_only, mode="merge")
+    with pytest.raises(DarkpoolError, match="venues mode 'merge' is not one of extend, replace"):
+        contracts.load_venues()
+    monkeypatch.delenv("DARKPOOL_VENUES_FILE")
+    monkeypatch.setenv("DARKPOOL_VENUES_MODE", "replace")
+    with pytest.raises(DarkpoolError, match="'replace' needs a venue registry file"):
+        contracts.load_venues()
