@@ -46,22 +46,22 @@ import pyarrow as pa
 
 from darkpool import storage
 from darkpool.config import Settings, load_settings
-from darkpool.contracts import LIQUIDITY_SCHEMA, MARKET_SCHEMA, PARQUET_PARTITION_FIELD, load_venues, parse_event_time
+from darkpool.contracts import PARQUET_PARTITION_FIELD, load_venues, parse_event_time
 from darkpool.errors import DarkpoolError
+from darkpool.schema import FIELDS, LIQUIDITY, MARKET, SCHEMAS
 
 TABLE_KEYS = {
-    "liquidity": ("window_start", "symbol", "venue"),
-    "market": ("window_start", "symbol"),
+    LIQUIDITY: ("window_start", "symbol", "venue"),
+    MARKET: ("window_start", "symbol"),
 }
-TABLE_SCHEMAS = {"liquidity": LIQUIDITY_SCHEMA, "market": MARKET_SCHEMA}
 # the columns the analytics read (projection: fewer columns decoded)
 TABLE_COLUMNS = {
-    "liquidity": ("window_start", "window_end", "symbol", "venue", "venue_type", "trade_count", "share_quantity",
+    LIQUIDITY: ("window_start", "window_end", "symbol", "venue", "venue_type", "trade_count", "share_quantity",
                   "notional", "block_count", "block_quantity", "pane_timing", "pane_index", "emitted_at"),
-    "market": tuple(MARKET_SCHEMA.names),
+    MARKET: FIELDS[MARKET],
 }
 # every liquidity table is a period total, so only on-grid liquidity windows are loaded (5x fewer panes)
-GRID_ONLY_TABLES = frozenset({"liquidity"})
+GRID_ONLY_TABLES = frozenset({LIQUIDITY})
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def open_s3_table(root: str, table: str, settings: Settings | None = None) -> S3
              and not info.base_name.startswith(".")
              and info.path.rsplit("/", 2)[-2].startswith(f"{PARQUET_PARTITION_FIELD}=")]
     partition = pa.schema([(PARQUET_PARTITION_FIELD, pa.date32())])
-    dataset = ds.dataset([info.path for info in files], schema=TABLE_SCHEMAS[table].append(partition.field(0)),
+    dataset = ds.dataset([info.path for info in files], schema=SCHEMAS[table].append(partition.field(0)),
                          format="parquet", filesystem=filesystem, partition_base_dir=base,
                          partitioning=ds.partitioning(partition, flavor="hive"))
     return S3Table(uri, dataset, len(files), sum(info.size for info in files))
@@ -260,7 +260,7 @@ def load_panes(
                 "run the pipeline (darkpool run / make demo) or pass --dataset DIR",
             )
     counts: dict[str, int] = {}
-    for table in ("liquidity", "market"):
+    for table in (LIQUIDITY, MARKET):
         location = storage.join(root, table)
         if on_s3:
             s3_table = open_s3_table(str(root), table)

@@ -2,10 +2,11 @@
 
 A record from ``darkpool.liquidity`` / ``darkpool.market`` becomes a
 :class:`Pane`: the record projected onto exactly the contract's fields
-(``LIQUIDITY_FIELDS`` / ``MARKET_FIELDS``) with its times normalised to the
-contract's ISO-8601 form, plus the parsed times the store indexes by. Types are
-checked against the contract's pyarrow schemas, so whatever the API returns
-matches its OpenAPI document. Anything else raises :class:`InvalidRecord`.
+(:data:`darkpool.schema.FIELDS`) with its times normalised to the contract's
+ISO-8601 form, plus the parsed times the store indexes by. Types and
+nullability are checked with the mapping of :mod:`darkpool.schema` (derived from
+the contract's pyarrow schemas), so whatever the API returns matches its
+OpenAPI document. Anything else raises :class:`InvalidRecord`.
 """
 
 from __future__ import annotations
@@ -15,31 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import pyarrow as pa
 
-from darkpool.contracts import (
-    LIQUIDITY_FIELDS,
-    LIQUIDITY_SCHEMA,
-    MARKET_FIELDS,
-    MARKET_SCHEMA,
-    PANE_TIMINGS,
-    format_event_time,
-    parse_event_time,
-)
+from darkpool.contracts import PANE_TIMINGS, format_event_time, parse_event_time
+from darkpool.schema import FIELD_KINDS, FIELDS, KIND_FLOAT, KIND_INT, KIND_STR, LIQUIDITY, NULLABLE_FIELDS
+from darkpool.schema import MARKET as MARKET  # re-exported: serving modules take the table names from here
 
-LIQUIDITY = "liquidity"
-MARKET = "market"
-KINDS = (LIQUIDITY, MARKET)
-FIELDS = {LIQUIDITY: LIQUIDITY_FIELDS, MARKET: MARKET_FIELDS}
-SCHEMAS = {LIQUIDITY: LIQUIDITY_SCHEMA, MARKET: MARKET_SCHEMA}
 FINAL_TIMINGS = frozenset({"ON_TIME", "LATE"})
-
-# Fields that may legitimately be null in a pipeline record (a ratio or a price
-# of an empty side); every other field is required and non-null.
-NULLABLE_FIELDS = frozenset({
-    "vwap", "min_price", "max_price", "avg_trade_size", "dark_share", "hhi",
-    "top_venue", "top_venue_share", "venue_type",
-})
 
 
 class InvalidRecord(ValueError):
@@ -70,23 +52,6 @@ class Pane:
         return (self.pane_index, self.emitted_ms) >= (other.pane_index, other.emitted_ms)
 
 
-def _kind_of_type(arrow_type: pa.DataType) -> str:
-    if pa.types.is_timestamp(arrow_type):
-        return "time"
-    if pa.types.is_integer(arrow_type):
-        return "int"
-    if pa.types.is_floating(arrow_type):
-        return "float"
-    if pa.types.is_string(arrow_type):
-        return "str"
-    raise TypeError(f"unsupported contract type {arrow_type}")
-
-
-FIELD_KINDS: dict[str, dict[str, str]] = {
-    kind: {f.name: _kind_of_type(f.type) for f in schema} for kind, schema in SCHEMAS.items()
-}
-
-
 @functools.lru_cache(maxsize=65536)
 def _time(text: str) -> tuple[int, str]:
     """ISO-8601 text -> (epoch ms, the contract's canonical text). Cached: windows repeat a lot."""
@@ -99,17 +64,17 @@ def _check_value(name: str, kind: str, value: Any) -> Any:
         if name in NULLABLE_FIELDS:
             return None
         raise InvalidRecord(f"field {name!r} is null")
-    if kind == "int":
+    if kind == KIND_INT:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
             raise InvalidRecord(f"field {name!r} must be an integer, got {value!r}")
         return value
-    if kind == "float":
+    if kind == KIND_FLOAT:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidRecord(f"field {name!r} must be a number, got {value!r}")
         return float(value)
-    if kind == "str":
+    if kind == KIND_STR:
         if not isinstance(value, str):
             raise InvalidRecord(f"field {name!r} must be a string, got {value!r}")
         return value

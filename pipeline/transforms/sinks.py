@@ -43,10 +43,10 @@ from darkpool import storage
 from darkpool.config import load_settings
 from darkpool.contracts import PARQUET_PARTITION_FIELD
 from darkpool.kafka_client import java_client_config
+from darkpool.schema import KIND_TIME, kind_of
 from pipeline.transforms.parse import METRICS_NAMESPACE
 
 BYTE_ARRAY_SERIALIZER = "org.apache.kafka.common.serialization.ByteArraySerializer"
-TIMESTAMP_FIELDS = ("window_start", "window_end", "emitted_at")
 
 
 def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
@@ -54,7 +54,7 @@ def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     columns = []
     for field in schema:
         values = [row.get(field.name) for row in rows]
-        if field.name in TIMESTAMP_FIELDS:
+        if kind_of(field.type) == KIND_TIME:
             columns.append(pa.array(values, pa.string()).cast(field.type))
         else:
             columns.append(pa.array(values, field.type))

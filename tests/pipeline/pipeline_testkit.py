@@ -17,7 +17,16 @@ import pandas as pd
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms.window import TimestampedValue
 
-from darkpool.contracts import TRADES_TOPIC, format_event_time, load_venues, parse_event_time
+from darkpool.contracts import (
+    BLOCK_MIN_NOTIONAL,
+    BLOCK_MIN_SHARES,
+    DARK_VENUE_TYPES,
+    TRADES_TOPIC,
+    format_event_time,
+    load_venues,
+    parse_event_time,
+)
+from darkpool.market import HHI_SCALE
 from pipeline.main import metric_totals
 from pipeline.records import SourceRecord, encode_record_batch
 from pipeline.transforms.analytics import LiquidityAnalytics
@@ -107,7 +116,10 @@ def final_panes(records: list[dict], key_fields: tuple[str, ...]) -> dict[tuple,
 def recompute(trades: pd.DataFrame, size_ms: int, period_ms: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Independent recomputation with pandas: (liquidity, market) per sliding window.
 
-    ``trades`` has columns event_ms, symbol, venue, price, quantity, side.
+    ``trades`` has columns event_ms, symbol, venue, price, quantity, side. The
+    arithmetic is redone here, vectorised, but by the same rules and limits as
+    darkpool.market (docs/market-rules.md): blocks at BLOCK_MIN_SHARES /
+    BLOCK_MIN_NOTIONAL, dark = DARK_VENUE_TYPES, HHI on HHI_SCALE.
     """
     venues = load_venues()
     rows = []
@@ -117,11 +129,11 @@ def recompute(trades: pd.DataFrame, size_ms: int, period_ms: int) -> tuple[pd.Da
         rows.append(frame)
     exploded = pd.concat(rows, ignore_index=True)
     exploded["notional"] = exploded["price"] * exploded["quantity"]
-    exploded["block"] = (exploded["quantity"] >= 10_000) | (exploded["notional"] >= 200_000)
+    exploded["block"] = (exploded["quantity"] >= BLOCK_MIN_SHARES) | (exploded["notional"] >= BLOCK_MIN_NOTIONAL)
     exploded["block_qty"] = exploded["quantity"].where(exploded["block"], 0)
     exploded["buy"] = exploded["quantity"].where(exploded["side"] == "B", 0)
     exploded["sell"] = exploded["quantity"].where(exploded["side"] == "S", 0)
-    exploded["dark"] = exploded["venue"].map(lambda v: venues[v].venue_type in ("ATS", "SDP"))
+    exploded["dark"] = exploded["venue"].map(lambda v: venues[v].venue_type in DARK_VENUE_TYPES)
     liquidity = exploded.groupby(["window_start", "symbol", "venue"]).agg(
         trade_count=("quantity", "size"), share_quantity=("quantity", "sum"), notional=("notional", "sum"),
         min_price=("price", "min"), max_price=("price", "max"), block_count=("block", "sum"),
@@ -135,7 +147,7 @@ def recompute(trades: pd.DataFrame, size_ms: int, period_ms: int) -> tuple[pd.Da
     market = market.merge(dark, on=["window_start", "symbol"], how="left").fillna({"dark_quantity": 0})
     liquidity["share2"] = (liquidity["share_quantity"]
                            / liquidity.groupby(["window_start", "symbol"])["share_quantity"].transform("sum")) ** 2
-    hhi = (liquidity.groupby(["window_start", "symbol"])["share2"].sum() * 10_000).rename("hhi")
+    hhi = (liquidity.groupby(["window_start", "symbol"])["share2"].sum() * HHI_SCALE).rename("hhi")
     market = market.merge(hhi, on=["window_start", "symbol"])
     market["dark_share"] = market["dark_quantity"] / market["share_quantity"]
     market["vwap"] = market["notional"] / market["share_quantity"]
