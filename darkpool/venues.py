@@ -166,7 +166,8 @@ def combine(shipped: Mapping[str, Venue], user: Mapping[str, Venue], mode: str) 
 
 
 @functools.lru_cache(maxsize=8)
-def _registry(venues_file: str, mode: str) -> dict[str, Venue]:
+def registry_for(venues_file: str, mode: str) -> dict[str, Venue]:
+    """The registry of a user file (empty: none) and mode, cached; what :func:`load_venues` uses."""
     if check_mode(mode) == "replace" and not venues_file:
         raise DarkpoolError("venues mode 'replace' needs a venue registry file",
                             hint="give --venues FILE / DARKPOOL_VENUES_FILE, or use --venues-mode extend")
@@ -180,7 +181,7 @@ def load_venues() -> dict[str, Venue]:
 
     Cached per (file, mode); do not modify the returned dict.
     """
-    return _registry(*venue_registry_source())
+    return registry_for(*venue_registry_source())
 
 
 def venue_type_of(mpid: str) -> str | None:
@@ -192,6 +193,16 @@ def venue_type_of(mpid: str) -> str | None:
 def venue_types(venues: Iterable[Venue]) -> dict[str, str]:
     """{MPID: venue_type} of some venues (what the pipeline's steps take as a parameter)."""
     return {v.mpid: v.venue_type for v in venues}
+
+
+@functools.lru_cache(maxsize=8)
+def _types_for(venues_file: str, mode: str) -> dict[str, str]:
+    return venue_types(registry_for(venues_file, mode).values())
+
+
+def active_venue_types() -> dict[str, str]:
+    """{MPID: venue_type} of the active registry, cached; do not modify the returned dict."""
+    return _types_for(*venue_registry_source())
 
 
 def describe_active_registry() -> str:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from darkpool import contracts, storage
-from darkpool.config import load_settings
+from darkpool.config import VENUES_MODES, load_settings
+from darkpool.errors import DarkpoolError
+from darkpool.venues import Venue, registry_for, venue_types
 
 SOURCES = ("kafka", "file", "kafka-range")
 KAFKA_READERS = ("darkpool", "beam")
@@ -68,6 +70,19 @@ class PipelineConfig:
     deadletter_path: Path | str | None = None  # JSON-lines dead letters when not writing to Kafka
     parallelism: int | None = None
     detach: bool = False
+    # the venue registry the job's steps use, read where the job is built (--venues / DARKPOOL_VENUES_FILE):
+    # its venues travel inside the steps to the workers, which never read the file or the environment
+    venues: tuple[Venue, ...] = field(default_factory=lambda: tuple(contracts.load_venues().values()))
+
+    @property
+    def venue_mpids(self) -> frozenset[str]:
+        """The MPIDs of the job's registry: a trade at any other venue is dead-lettered as unknown_venue."""
+        return frozenset(v.mpid for v in self.venues)
+
+    @property
+    def venue_types(self) -> dict[str, str]:
+        """{MPID: venue_type} of the job's registry (liquidity records' venue_type, dark vs lit)."""
+        return venue_types(self.venues)
 
     @property
     def reads_record_batches(self) -> bool:
@@ -211,7 +226,29 @@ def build_parser(prog: str = "pipeline") -> argparse.ArgumentParser:
     run.add_argument("--parallelism", type=_positive(int), help="Flink parallelism (passed to the runner)")
     run.add_argument("--detach", action="store_true",
                      help="submit and return without waiting (streaming on Flink)")
+    reg = parser.add_argument_group("venue registry (docs/venues.md)")
+    reg.add_argument("--venues", dest="venues_file", default=settings.venues_file, metavar="FILE",
+                     help="a user venue registry CSV (the shipped registry's columns), read once when the job is "
+                          "built (default: DARKPOOL_VENUES_FILE, else the shipped registry alone)")
+    reg.add_argument("--venues-mode", choices=VENUES_MODES, default=settings.venues_mode.strip().lower(),
+                     help="extend: add the file's venues to the shipped ones (a shipped MPID's row is replaced); "
+                          "replace: the file is the whole registry (default: DARKPOOL_VENUES_MODE, else extend)")
     return parser
+
+
+def registry_args(venues_file: str, venues_mode: str, argv: Sequence[str]) -> list[str]:
+    """``--venues`` / ``--venues-mode`` for a configured user registry, unless ``argv`` has them.
+
+    ``darkpool run`` adds them to a Flink job's recorded argv, so that `darkpool jobs resume`
+    rebuilds the job with the registry it was submitted with (the file's absolute path).
+    """
+    given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    args: list[str] = []
+    if venues_file and "--venues" not in given:
+        args.append(f"--venues={Path(venues_file).resolve()}")
+    if venues_file and "--venues-mode" not in given:
+        args.append(f"--venues-mode={venues_mode}")
+    return args
 
 
 def parse_pipeline_args(
@@ -225,6 +262,10 @@ def parse_pipeline_args(
     range_end = args.range_end
     if args.source == "kafka-range" and range_end is None:
         range_end = int(time.time() * 1000)  # the end of a range is "now" when the job is built
+    try:
+        registry = registry_for(str(Path(args.venues_file).resolve()) if args.venues_file else "", args.venues_mode)
+    except DarkpoolError as exc:
+        parser.error(str(exc))
     deadletter_path = args.deadletter_path
     if deadletter_path is None and not kafka_output and output_path is not None:
         deadletter_path = storage.join(output_path, "deadletter")
@@ -240,7 +281,7 @@ def parse_pipeline_args(
         parquet_flush_seconds=args.parquet_flush_seconds, parquet_batch_rows=args.parquet_batch_rows,
         kafka_output=kafka_output, kafka_reader=args.kafka_reader,
         deadletter_path=deadletter_path, parallelism=args.parallelism,
-        detach=args.detach,
+        detach=args.detach, venues=tuple(registry.values()),
     )
     problem = validate(config)
     if problem:

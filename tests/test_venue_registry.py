@@ -127,3 +127,27 @@ def test_missing_or_empty_files_and_bad_settings(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("DARKPOOL_VENUES_MODE", "replace")
     with pytest.raises(DarkpoolError, match="'replace' needs a venue registry file"):
         contracts.load_venues()
+
+
+def test_the_pipeline_config_carries_the_registry_of_its_flags_or_settings(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.options import PipelineConfig, parse_pipeline_args, registry_args
+
+    path = write_registry(tmp_path, *SEED_ROWS)
+    config, beam_args = parse_pipeline_args(["--venues", str(path), "--venues-mode", "replace", "--runner=X"])
+    assert [v.mpid for v in config.venues] == ["DARK1", "DARK2", "LIT"] and beam_args == ["--runner=X"]
+    assert config.venue_mpids == {"DARK1", "DARK2", "LIT"}
+    assert config.venue_types == {"DARK1": "ATS", "DARK2": "ATS", "LIT": "EXCHANGE"}
+    assert len(parse_pipeline_args([])[0].venues) == 23 and len(PipelineConfig().venues) == 23
+    use_registry(monkeypatch, path)  # the settings (environment) are the flags' defaults
+    assert {"DARK1", "XNAS"} <= parse_pipeline_args([])[0].venue_mpids
+    assert {"DARK1", "XNAS"} <= PipelineConfig().venue_mpids
+    # `darkpool run` records the registry in a Flink job's argv (absolute path), unless given there
+    monkeypatch.chdir(tmp_path)
+    assert registry_args("venues.csv", "extend", ["--source=kafka"]) == [
+        f"--venues={path.resolve()}", "--venues-mode=extend"]
+    assert registry_args("venues.csv", "extend", ["--venues=other.csv", "--venues-mode", "replace"]) == []
+    assert registry_args("", "extend", []) == []
+    bad = write_registry(tmp_path, "DARK9,Bad,Op,POOL,DC,40,-74", name="bad.csv")
+    with pytest.raises(SystemExit):
+        parse_pipeline_args(["--venues", str(bad)])
