@@ -29,6 +29,7 @@ from darkpool.stack import flink, jvm
 from darkpool.stack.beam import expansion_service, job_server_service
 from darkpool.stack.process import port_open
 from darkpool.storage import as_uri, is_file, is_s3, join, list_names
+from pipeline.options import registry_args
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,8 @@ def _run(args: argparse.Namespace, pipeline_args: list[str]) -> int:
         result = run(pipeline_args)
         print(f"pipeline finished: {getattr(result, 'state', 'DONE')}")
         return 0
+    # the job's record keeps the registry it is built with, so `darkpool jobs resume` rebuilds it alike
+    pipeline_args = [*pipeline_args, *registry_args(settings.venues_file, settings.venues_mode, pipeline_args)]
     job_id = submit_to_flink(settings, args.job_name, pipeline_args)
     print(f"submitted {args.job_name} to Flink: job {job_id}")
     print(f"  watch it: {settings.flink_rest_url}/#/job/running/{job_id}/overview")
