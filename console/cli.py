@@ -20,12 +20,15 @@ import sys
 from collections.abc import Sequence
 
 from darkpool import __version__
+from darkpool.config import VENUES_MODES
 from darkpool.errors import DarkpoolError
+from darkpool.venues import export_registry
 
 # module path -> provides register(subparsers)
 COMMAND_MODULES = (
     "darkpool.stack.commands",   # kafka, flink, beam, stack, topics
     "darkpool.stack.s3_cli",     # s3 (the local S3Proxy, object listings)
+    "darkpool.venues",           # venues (the active venue registry)
     "feed.commands",             # feed
     "pipeline.commands",         # run, jobs
     "serving.commands",          # serve
@@ -43,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"darkpool {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--venues", metavar="FILE",
+                        help="a user venue registry CSV for every command (and the processes it starts); "
+                             "DARKPOOL_VENUES_FILE; docs/venues.md")
+    parser.add_argument("--venues-mode", choices=VENUES_MODES,
+                        help="extend (default): the file's venues are added to the shipped registry, a shipped "
+                             "MPID's row replaced; replace: the file is the whole registry. DARKPOOL_VENUES_MODE")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for module_name in COMMAND_MODULES:
@@ -68,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        if args.venues is not None or args.venues_mode is not None:
+            export_registry(args.venues, args.venues_mode)  # before dispatch: children inherit it
         return int((args.func(args, rest) if takes_extra else args.func(args)) or 0)
     except DarkpoolError as exc:
         print(f"darkpool {args.command}: error: {exc}", file=sys.stderr)

@@ -19,10 +19,14 @@ taken from :func:`load_venues` where the job is built. See docs/venues.md.
 
 from __future__ import annotations
 
+import argparse
 import csv
+import dataclasses
 import functools
 import io
+import json
 import math
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -217,3 +221,41 @@ def describe_active_registry() -> str:
     overridden = sum(1 for m in user if m in shipped_venues())
     return (f"venue registry: shipped + {venues_file} ({len(user) - overridden} added, {overridden} overridden; "
             f"{len(venues)} venues)")
+
+
+def export_registry(venues_file: str | None, mode: str | None) -> None:
+    """Make a user registry the active one for this process and every process it starts, and check it.
+
+    Sets ``DARKPOOL_VENUES_FILE`` (absolute path) / ``DARKPOOL_VENUES_MODE`` for the
+    given values (None leaves a setting as it is), then loads the registry so that a
+    bad file fails now, with its line (DarkpoolError). The CLI's ``--venues`` /
+    ``--venues-mode`` do this before any command runs.
+    """
+    if venues_file is not None:
+        os.environ["DARKPOOL_VENUES_FILE"] = str(Path(venues_file).resolve()) if venues_file else ""
+    if mode is not None:
+        os.environ["DARKPOOL_VENUES_MODE"] = check_mode(mode)
+    load_venues()
+
+
+# --- `darkpool venues`: show (and so check) the active registry --------------------
+def _print_registry(args: argparse.Namespace) -> int:
+    active = load_venues()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(v) for v in active.values()], indent=2))
+        return 0
+    print(describe_active_registry())
+    print(f"{'MPID':8} {'TYPE':8} {'LAT':>9} {'LON':>10}  NAME (DATA CENTER)")
+    for v in active.values():
+        print(f"{v.mpid:8} {v.venue_type:8} {v.latitude:9.4f} {v.longitude:10.4f}  {v.name} ({v.data_center})")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """The `darkpool venues` command."""
+    p = subparsers.add_parser(
+        "venues", help="show the active venue registry (check a user file: darkpool --venues FILE venues)",
+        description="Print the active venue registry: the shipped one, or extended / replaced by the file of "
+                    "--venues / DARKPOOL_VENUES_FILE (an invalid file fails with its line). See docs/venues.md.")
+    p.add_argument("--json", action="store_true", help="print the venues as JSON")
+    p.set_defaults(func=_print_registry)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,8 +30,9 @@ def write_registry(tmp_path: Path, *rows: str, header: str = HEADER, name: str =
 
 @pytest.fixture(autouse=True)
 def _no_user_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DARKPOOL_VENUES_FILE", raising=False)
-    monkeypatch.delenv("DARKPOOL_VENUES_MODE", raising=False)
+    for name in ("DARKPOOL_VENUES_FILE", "DARKPOOL_VENUES_MODE"):
+        monkeypatch.setenv(name, "")  # recorded, so whatever a test (or the CLI) sets is undone
+        monkeypatch.delenv(name)
 
 
 def use_registry(monkeypatch: pytest.MonkeyPatch, path: Path | str, mode: str | None = None) -> None:
@@ -151,3 +155,23 @@ def test_the_pipeline_config_carries_the_registry_of_its_flags_or_settings(tmp_p
     bad = write_registry(tmp_path, "DARK9,Bad,Op,POOL,DC,40,-74", name="bad.csv")
     with pytest.raises(SystemExit):
         parse_pipeline_args(["--venues", str(bad)])
+
+
+def test_the_cli_option_sets_the_registry_for_every_command_and_its_children(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from console.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    write_registry(tmp_path, *SEED_ROWS)
+    assert main(["--venues", "venues.csv", "--venues-mode", "replace", "venues", "--json"]) == 0
+    listed = capsys.readouterr().out
+    assert [v["mpid"] for v in json.loads(listed)] == ["DARK1", "DARK2", "LIT"]
+    # exported (absolute path) before dispatch, so the processes a command starts inherit it
+    child = subprocess.run(
+        [sys.executable, "-c", "from darkpool.contracts import load_venues; print(','.join(load_venues()))"],
+        capture_output=True, text=True, check=True, cwd="/")
+    assert child.stdout.strip() == "DARK1,DARK2,LIT"
+
+    write_registry(tmp_path, SEED_ROWS[0], "DARK2,Two,Op,ATS,DC,40.5,-74.2,extra", name="bad.csv")
+    assert main(["--venues", "bad.csv", "venues"]) == 1
+    assert f"venue registry {tmp_path / 'bad.csv'}, line 3: 8 values for 7 columns" in capsys.readouterr().err
