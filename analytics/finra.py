@@ -33,7 +33,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -43,7 +43,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from darkpool.contracts import DARK_VENUE_TYPES, Calibration, VenueProfile, load_venues
+from analytics import market_sql as m
+from darkpool.contracts import Calibration, VenueProfile, load_venues
 from darkpool.errors import DarkpoolError
 
 log = logging.getLogger(__name__)
@@ -113,15 +114,6 @@ def parse_quantity(text: str, column: str) -> int:
     if number < 0:
         raise ValueError(f"{column} is negative: {number}")
     return number
-
-
-def hhi(shares: Iterable[float]) -> float:
-    """Herfindahl-Hirschman index (0-10,000) of volumes or fractions (normalised here)."""
-    values = [float(s) for s in shares]
-    total = sum(values)
-    if total <= 0:
-        raise ValueError("HHI of zero total volume is undefined")
-    return sum((100.0 * v / total) ** 2 for v in values)
 
 
 # --- parsing and validation --------------------------------------------------------
@@ -373,12 +365,12 @@ def filter_table(table: pa.Table, symbols: Sequence[str] | None = None,
 
 def venue_share(table: pa.Table) -> pd.DataFrame:
     """Each ATS's share of a symbol's weekly ATS volume, with its average trade size."""
-    return _con_with(table).execute("""
+    venue_share = m.ratio("sum(share_quantity)", "sum(sum(share_quantity)) OVER (PARTITION BY week, symbol)")
+    return _con_with(table).execute(f"""
         SELECT week, symbol, mpid, any_value(participant_name) AS participant_name,
                sum(share_quantity)::BIGINT AS share_quantity, sum(trade_count)::BIGINT AS trade_count,
-               sum(share_quantity) / nullif(sum(sum(share_quantity)) OVER (PARTITION BY week, symbol), 0)
-                   AS venue_share,
-               sum(share_quantity) / nullif(sum(trade_count), 0) AS avg_trade_size
+               {venue_share} AS venue_share,
+               {m.average_trade_size("sum(share_quantity)", "sum(trade_count)")} AS avg_trade_size
         FROM finra GROUP BY week, symbol, mpid
         ORDER BY week, symbol, venue_share DESC, mpid
     """).df()
@@ -386,24 +378,24 @@ def venue_share(table: pa.Table) -> pd.DataFrame:
 
 def venue_trade_size(table: pa.Table) -> pd.DataFrame:
     """Per week and ATS: volume, trades, average trade size and share of all ATS volume."""
-    return _con_with(table).execute("""
+    volume_share = m.ratio("sum(share_quantity)", "sum(sum(share_quantity)) OVER (PARTITION BY week)")
+    return _con_with(table).execute(f"""
         SELECT week, mpid, any_value(participant_name) AS participant_name, count(DISTINCT symbol) AS symbols,
                sum(share_quantity)::BIGINT AS share_quantity, sum(trade_count)::BIGINT AS trade_count,
-               sum(share_quantity) / nullif(sum(trade_count), 0) AS avg_trade_size,
-               sum(share_quantity) / nullif(sum(sum(share_quantity)) OVER (PARTITION BY week), 0) AS ats_volume_share
+               {m.average_trade_size("sum(share_quantity)", "sum(trade_count)")} AS avg_trade_size,
+               {volume_share} AS ats_volume_share
         FROM finra GROUP BY week, mpid ORDER BY week, share_quantity DESC, mpid
     """).df()
 
 
 def concentration(table: pa.Table) -> pd.DataFrame:
-    """Per week and symbol: number of ATSs, ATS volume, HHI of ATS shares (0-10,000), top ATS."""
-    return _con_with(table).execute("""
+    """Per week and symbol: number of ATSs, ATS volume, HHI of ATS shares (0-10,000), top ATS (docs/market-rules.md)."""
+    return _con_with(table).execute(f"""
         WITH v AS (
             SELECT week, symbol, mpid, sum(share_quantity)::DOUBLE AS q FROM finra GROUP BY week, symbol, mpid
         )
-        SELECT week, symbol, count(*) FILTER (WHERE q > 0) AS venues, sum(q)::BIGINT AS share_quantity,
-               10000 * sum(q * q) / nullif(sum(q) * sum(q), 0) AS hhi,
-               arg_max(mpid, q) AS top_mpid, max(q) / nullif(sum(q), 0) AS top_share
+        SELECT week, symbol, {m.venue_count("q")} AS venues, sum(q)::BIGINT AS share_quantity,
+               {m.hhi("q")} AS hhi, {m.top_venue("mpid", "q")} AS top_mpid, {m.top_venue_share("q")} AS top_share
         FROM v GROUP BY week, symbol ORDER BY week, share_quantity DESC, symbol
     """).df()
 
@@ -419,7 +411,8 @@ def _compare_sql(by_symbol: bool) -> str:
     part = "PARTITION BY symbol" if by_symbol else ""
     sym_col = "symbol, " if by_symbol else ""
     using = "symbol, venue" if by_symbol else "venue"
-    dark = ", ".join(f"'{t}'" for t in sorted(DARK_VENUE_TYPES))
+    pipeline_share = f"coalesce({m.ratio('pq', f'sum(pq) OVER ({part})')}, 0)"  # a venue absent on one side: 0
+    finra_share = f"coalesce({m.ratio('fq', f'sum(fq) OVER ({part})')}, 0)"
     return f"""
         WITH common AS (
             SELECT DISTINCT symbol FROM finra WHERE symbol IN (SELECT DISTINCT symbol FROM liquidity)
@@ -430,18 +423,17 @@ def _compare_sql(by_symbol: bool) -> str:
             SELECT {sym_col}venue, sum(share_quantity)::DOUBLE AS q
             FROM liquidity
             WHERE on_grid AND symbol IN (SELECT symbol FROM common)
-              AND (venue_type IN ({dark}) OR venue IN (SELECT DISTINCT mpid FROM finra))
+              AND ({m.is_dark("venue_type")} OR venue IN (SELECT DISTINCT mpid FROM finra))
             GROUP BY ALL
         ), j AS (
             SELECT {using}, p.q AS pq, f.q AS fq FROM p FULL OUTER JOIN f USING ({using})
         )
         SELECT {sym_col}venue, coalesce(r.name, '') AS name,
                coalesce(pq, 0)::BIGINT AS pipeline_quantity,
-               coalesce(pq / nullif(sum(pq) OVER ({part}), 0), 0) AS pipeline_share,
+               {pipeline_share} AS pipeline_share,
                coalesce(fq, 0)::BIGINT AS finra_quantity,
-               coalesce(fq / nullif(sum(fq) OVER ({part}), 0), 0) AS finra_share,
-               100 * (coalesce(pq / nullif(sum(pq) OVER ({part}), 0), 0)
-                      - coalesce(fq / nullif(sum(fq) OVER ({part}), 0), 0)) AS difference_pp
+               {finra_share} AS finra_share,
+               100 * ({pipeline_share} - {finra_share}) AS difference_pp
         FROM j LEFT JOIN venues r ON r.mpid = j.venue
         ORDER BY {sym_col}finra_share DESC, pipeline_share DESC, venue
     """

@@ -6,9 +6,11 @@ DataFrame. Counting rule (see analytics.dataset): tables that add volume over a
 period use only ``on_grid`` windows (non-overlapping, each trade counted once);
 per-window ratios (dark share, HHI over time) use every window as it is.
 
-Definitions (DESIGN.md): dark = ATS + SDP venues; share of volume = shares /
-total shares; average trade size = shares / trades; HHI = Σ (100 × share)² on
-0–10,000.
+Definitions: docs/market-rules.md (darkpool.market). The queries build those
+columns (dark, VWAP, average trade size, dark share, HHI, top venue, venue
+count, and every other ratio, NULL when its denominator is zero) with the SQL
+of :mod:`analytics.market_sql`, which tests/test_market_rules.py checks against
+darkpool.market and the dashboard.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from darkpool.contracts import DARK_VENUE_TYPES
-
-_DARK_TYPES_SQL = ", ".join(f"'{t}'" for t in sorted(DARK_VENUE_TYPES))
+from analytics import market_sql as m
 
 
 def _query(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
@@ -41,12 +41,12 @@ def venue_ranking(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         SELECT rank() OVER (ORDER BY v.notional DESC) AS rank_notional,
                rank() OVER (ORDER BY v.share_quantity DESC) AS rank_volume,
                v.venue, coalesce(r.name, '') AS name, v.venue_type,
-               v.venue_type IN ({_DARK_TYPES_SQL}) AS dark,
+               {m.is_dark("v.venue_type")} AS dark,
                v.trade_count, v.share_quantity, v.notional,
-               v.share_quantity / nullif(sum(v.share_quantity) OVER (), 0) AS volume_share,
-               v.notional / nullif(sum(v.notional) OVER (), 0) AS notional_share,
-               v.share_quantity / nullif(v.trade_count, 0) AS avg_trade_size,
-               v.notional / nullif(v.share_quantity, 0) AS vwap,
+               {m.ratio("v.share_quantity", "sum(v.share_quantity) OVER ()")} AS volume_share,
+               {m.ratio("v.notional", "sum(v.notional) OVER ()")} AS notional_share,
+               {m.average_trade_size("v.share_quantity", "v.trade_count")} AS avg_trade_size,
+               {m.vwap("v.notional", "v.share_quantity")} AS vwap,
                v.block_count, v.block_quantity
         FROM v LEFT JOIN venues r ON r.mpid = v.venue
         ORDER BY v.notional DESC, v.venue
@@ -55,56 +55,56 @@ def venue_ranking(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 def dark_lit_over_time(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Dark vs lit share of volume per window, across the selected symbols (every window)."""
-    return _query(con, """
+    return _query(con, f"""
         SELECT window_start, window_end, count(DISTINCT symbol) AS symbols,
                sum(share_quantity)::BIGINT AS share_quantity,
                sum(dark_quantity)::BIGINT AS dark_quantity, sum(lit_quantity)::BIGINT AS lit_quantity,
-               sum(dark_quantity) / nullif(sum(share_quantity), 0) AS dark_share,
-               sum(lit_quantity) / nullif(sum(share_quantity), 0) AS lit_share,
-               sum(dark_notional) / nullif(sum(notional), 0) AS dark_notional_share
+               {m.dark_share("sum(dark_quantity)", "sum(share_quantity)")} AS dark_share,
+               {m.ratio("sum(lit_quantity)", "sum(share_quantity)")} AS lit_share,
+               {m.ratio("sum(dark_notional)", "sum(notional)")} AS dark_notional_share
         FROM market GROUP BY window_start, window_end ORDER BY window_start
     """)
 
 
 def symbol_ranking(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Symbols ranked by dark share of volume over the period (on-grid windows)."""
-    return _query(con, """
+    dark_share = m.dark_share("dark_quantity", "share_quantity")
+    return _query(con, f"""
         WITH s AS (
             SELECT symbol, sum(share_quantity)::BIGINT AS share_quantity,
                    sum(dark_quantity)::BIGINT AS dark_quantity, sum(lit_quantity)::BIGINT AS lit_quantity,
                    sum(notional) AS notional, sum(dark_notional) AS dark_notional
             FROM market WHERE on_grid GROUP BY symbol
         )
-        SELECT rank() OVER (ORDER BY dark_quantity / nullif(share_quantity, 0) DESC NULLS LAST) AS rank,
+        SELECT rank() OVER (ORDER BY {dark_share} DESC NULLS LAST) AS rank,
                symbol, share_quantity, dark_quantity, lit_quantity,
-               dark_quantity / nullif(share_quantity, 0) AS dark_share,
-               notional, dark_notional, dark_notional / nullif(notional, 0) AS dark_notional_share
+               {dark_share} AS dark_share,
+               notional, dark_notional, {m.ratio("dark_notional", "notional")} AS dark_notional_share
         FROM s ORDER BY rank, symbol
     """)
 
 
 def trade_size(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Average trade size (shares per trade) on dark vs lit venues, per symbol and for ALL."""
-    return _query(con, """
+    dark_size = m.average_trade_size("dark_quantity", "dark_trade_count")
+    lit_size = m.average_trade_size("lit_quantity", "lit_trade_count")
+    return _query(con, f"""
         WITH t AS (
             SELECT CASE WHEN grouping(symbol) = 1 THEN 'ALL' ELSE symbol END AS symbol,
                    sum(dark_trade_count)::BIGINT AS dark_trade_count, sum(dark_quantity)::BIGINT AS dark_quantity,
                    sum(lit_trade_count)::BIGINT AS lit_trade_count, sum(lit_quantity)::BIGINT AS lit_quantity
             FROM market WHERE on_grid GROUP BY ROLLUP (symbol)
         )
-        SELECT symbol, dark_trade_count, dark_quantity,
-               dark_quantity / nullif(dark_trade_count, 0) AS dark_avg_trade_size,
-               lit_trade_count, lit_quantity,
-               lit_quantity / nullif(lit_trade_count, 0) AS lit_avg_trade_size,
-               (dark_quantity / nullif(dark_trade_count, 0)) / nullif(lit_quantity / nullif(lit_trade_count, 0), 0)
-                   AS dark_to_lit_ratio
+        SELECT symbol, dark_trade_count, dark_quantity, {dark_size} AS dark_avg_trade_size,
+               lit_trade_count, lit_quantity, {lit_size} AS lit_avg_trade_size,
+               {m.ratio(dark_size, lit_size)} AS dark_to_lit_ratio
         FROM t ORDER BY symbol <> 'ALL', symbol
     """)
 
 
 def block_activity(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Block trades (>= 10,000 sh or >= $200k) per symbol and for ALL: counts, dark part, volume share."""
-    return _query(con, """
+    return _query(con, f"""
         WITH b AS (
             SELECT CASE WHEN grouping(symbol) = 1 THEN 'ALL' ELSE symbol END AS symbol,
                    sum(block_count)::BIGINT AS block_count, sum(dark_block_count)::BIGINT AS dark_block_count,
@@ -113,9 +113,9 @@ def block_activity(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
             FROM market WHERE on_grid GROUP BY ROLLUP (symbol)
         )
         SELECT symbol, block_count, dark_block_count, block_count - dark_block_count AS lit_block_count,
-               dark_block_count / nullif(block_count, 0) AS dark_block_ratio,
-               block_quantity, share_quantity, block_quantity / nullif(share_quantity, 0) AS block_volume_share,
-               block_count / nullif(trade_count, 0) AS block_trade_ratio
+               {m.ratio("dark_block_count", "block_count")} AS dark_block_ratio,
+               block_quantity, share_quantity, {m.ratio("block_quantity", "share_quantity")} AS block_volume_share,
+               {m.ratio("block_count", "trade_count")} AS block_trade_ratio
         FROM b ORDER BY symbol <> 'ALL', block_count DESC, symbol
     """)
 
@@ -129,33 +129,32 @@ def block_by_venue(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                    sum(share_quantity)::BIGINT AS share_quantity
             FROM liquidity WHERE on_grid GROUP BY venue
         )
-        SELECT venue, venue_type, venue_type IN ({_DARK_TYPES_SQL}) AS dark, block_count, block_quantity,
-               block_count / nullif(sum(block_count) OVER (), 0) AS share_of_blocks,
-               block_quantity / nullif(share_quantity, 0) AS block_volume_share
+        SELECT venue, venue_type, {m.is_dark("venue_type")} AS dark, block_count, block_quantity,
+               {m.ratio("block_count", "sum(block_count) OVER ()")} AS share_of_blocks,
+               {m.ratio("block_quantity", "share_quantity")} AS block_volume_share
         FROM b ORDER BY block_count DESC, venue
     """)
 
 
 def hhi_over_time(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Venue concentration (per-symbol HHI, 0-10,000) per window: mean, volume-weighted, min, max."""
-    return _query(con, """
+    return _query(con, f"""
         SELECT window_start, count(DISTINCT symbol) AS symbols,
                avg(hhi) AS mean_hhi,
-               sum(hhi * share_quantity) / nullif(sum(share_quantity), 0) AS weighted_hhi,
+               {m.ratio("sum(hhi * share_quantity)", "sum(share_quantity)")} AS weighted_hhi,
                min(hhi) AS min_hhi, max(hhi) AS max_hhi, avg(venue_count) AS mean_venue_count
         FROM market GROUP BY window_start ORDER BY window_start
     """)
 
 
 def hhi_by_symbol(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Concentration per symbol: the period's HHI from venue volumes, and the mean per-window HHI."""
-    return _query(con, """
+    """Concentration per symbol: the period's HHI and top venue from venue volumes, and the mean per-window HHI."""
+    return _query(con, f"""
         WITH sv AS (
             SELECT symbol, venue, sum(share_quantity)::DOUBLE AS q FROM liquidity WHERE on_grid GROUP BY symbol, venue
         ), p AS (
-            SELECT symbol, count(*) FILTER (WHERE q > 0) AS venues,
-                   10000 * sum(q * q) / nullif(sum(q) * sum(q), 0) AS period_hhi,
-                   arg_max(venue, q) AS top_venue, max(q) / nullif(sum(q), 0) AS top_venue_share
+            SELECT symbol, {m.venue_count("q")} AS venues, {m.hhi("q")} AS period_hhi,
+                   {m.top_venue("venue", "q")} AS top_venue, {m.top_venue_share("q")} AS top_venue_share
             FROM sv GROUP BY symbol
         ), w AS (
             SELECT symbol, avg(hhi) AS mean_window_hhi, count(*) AS windows FROM market GROUP BY symbol

@@ -11,6 +11,7 @@ from analytics_handmade import FINRA_ROWS, write_finra
 from analytics import finra
 from analytics.dataset import Selection, connect, load_panes
 from analytics.finra import FinraValidationError
+from darkpool import market
 from darkpool.errors import DarkpoolError
 
 GOOD = "NMS Tier 1|AAA|Alpha Corp|UBS ATS|UBSA|6000|10|2026-11-16"
@@ -140,7 +141,7 @@ def test_finra_tables(finra_file: Path) -> None:
     assert conc.loc["AAA", "hhi"] == pytest.approx(60**2 + 40**2)
     assert conc.loc["BBB", "hhi"] == pytest.approx(75**2 + 25**2)
     assert conc.loc["BBB", "top_mpid"] == "JPMX"
-    assert finra.hhi([3, 1]) == pytest.approx(6250.0)
+    assert market.hhi({"A": 3, "B": 1}) == pytest.approx(6250.0)
 
 
 def test_comparison_with_the_pipeline(hand_dataset: Path, finra_file: Path) -> None:
