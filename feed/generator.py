@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import orjson
 
-from darkpool.contracts import TRADE_FIELDS, Calibration, format_event_time
+from darkpool.contracts import TRADE_FIELDS, Calibration, format_event_time, load_venues
 from darkpool.errors import DarkpoolError
 from feed.universe import (
     BLOCK_TAIL_ALPHA,
@@ -61,6 +61,8 @@ FAULT_LABELS = (None, OUT_OF_ORDER, LATE, DUPLICATE, *(f"malformed:{k}" for k in
 # fault codes in TradeBatch.fault
 F_NONE, F_OOO, F_LATE, F_DUP, F_MALFORMED = 0, 1, 2, 3, 4  # malformed kind k -> F_MALFORMED + k
 
+# MPIDs for injected unknown_venue faults: those of the active venue registry are skipped (a user
+# registry may declare DARK1, the seed project's venue), see unknown_venues()
 UNKNOWN_VENUES = ("XXXX", "ZZZZ", "DARK1")
 ABSURD_EVENT_TIMES = ("1970-01-01T00:00:00.000Z", "2999-12-31T23:59:59.999Z", "0001-01-01T00:00:00.000Z")
 
@@ -542,6 +544,17 @@ def event_time_texts(ts: np.ndarray) -> list[str]:
     return np.datetime_as_string(ts.astype("datetime64[ms]"), unit="ms").tolist()
 
 
+def unknown_venues() -> tuple[str, ...]:
+    """The venues of :data:`UNKNOWN_VENUES` that the active registry does not have (never none)."""
+    registry = load_venues()
+    unknown = tuple(m for m in UNKNOWN_VENUES if m not in registry)
+    n = 0
+    while not unknown:
+        n += 1
+        unknown = (f"XXXX{n}",) if f"XXXX{n}" not in registry else ()
+    return unknown
+
+
 def malformed_value(kind: str, trade: dict[str, object], detail: int) -> str:
     """The value text of a malformed record of ``kind``, derived from a valid trade.
 
@@ -558,7 +571,8 @@ def malformed_value(kind: str, trade: dict[str, object], detail: int) -> str:
     elif kind == "bad_price":
         record["price"] = -float(record["price"]) if detail % 2 else 0.0
     elif kind == "unknown_venue":
-        record["venue"] = UNKNOWN_VENUES[detail % len(UNKNOWN_VENUES)]
+        unknown = unknown_venues()
+        record["venue"] = unknown[detail % len(unknown)]
     elif kind == "absurd_timestamp":
         record["event_time"] = ABSURD_EVENT_TIMES[detail % len(ABSURD_EVENT_TIMES)]
     else:

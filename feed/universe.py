@@ -104,6 +104,10 @@ BASE_AVG_SIZE = {
     "MLIX": 190.0, "INCR": 130.0, "BIDS": 2400.0, "LEVL": 600.0, "KCGM": 200.0, "XSTM": 160.0,
 }
 LIT_AVG_SIZE = 110.0
+# A venue of a user registry (docs/venues.md) outside the tables above prints like a typical venue of its
+# type: this base share (of the dark or the lit volume) and average print size.
+TYPICAL_BASE_SHARE = {"ATS": 4.0, "SDP": 10.0, "EXCHANGE": 10.0}
+TYPICAL_AVG_SIZE = {"ATS": 170.0, "SDP": 150.0, "EXCHANGE": LIT_AVG_SIZE}
 BLOCK_PROBABILITY = {"BIDS": 0.08, "LEVL": 0.01, "ICBX": 0.005}
 DEFAULT_BLOCK_PROBABILITY = {"ATS": 0.002, "SDP": 0.0002, "EXCHANGE": 0.0005}
 
@@ -180,6 +184,33 @@ def _block_probability(mpid: str, venue_type: str) -> float:
     return BLOCK_PROBABILITY.get(mpid, DEFAULT_BLOCK_PROBABILITY[venue_type])
 
 
+def _base_shares(mpids: tuple[str, ...], is_dark: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per venue of the registry: (base share of the dark volume, base share of the lit volume).
+
+    Venues of the tables above keep their shares; any other venue of the active registry
+    gets the typical share of its type, so every registry venue (and no other) prints.
+    """
+    venues = load_venues()
+    dark = np.array([DARK_BASE_SHARE.get(m, TYPICAL_BASE_SHARE[venues[m].venue_type]) for m in mpids]) * is_dark
+    lit = np.array([LIT_BASE_SHARE.get(m, TYPICAL_BASE_SHARE[venues[m].venue_type]) for m in mpids]) * ~is_dark
+    return dark, lit
+
+
+def _split(dark_share: float, dark: np.ndarray, lit: np.ndarray) -> np.ndarray:
+    """Venue shares of a symbol: ``dark_share`` of it over the dark venues, the rest over the lit ones
+    (all of it on one side when the registry has no venue of the other)."""
+    if not dark.sum():
+        return lit / lit.sum()
+    if not lit.sum():
+        return dark / dark.sum()
+    return dark_share * dark / dark.sum() + (1 - dark_share) * lit / lit.sum()
+
+
+def _avg_sizes(mpids: tuple[str, ...]) -> np.ndarray:
+    venues = load_venues()
+    return np.array([BASE_AVG_SIZE.get(m, TYPICAL_AVG_SIZE[venues[m].venue_type]) for m in mpids])
+
+
 def _finish(symbols: list[str], price: list[float], vol: list[float], activity: list[float],
             share: np.ndarray, avg: np.ndarray, block_p: np.ndarray, mpids: tuple[str, ...],
             is_dark: np.ndarray, is_sdp: np.ndarray, max_block_fraction: float = 0.5) -> Market:
@@ -216,6 +247,8 @@ def default_market(symbols: list[str] | None = None) -> Market:
         specs = [known[s] for s in dict.fromkeys(symbols)]
     mpids, is_dark, is_sdp = _venue_tables()
     venues = load_venues()
+    dark_base, lit_base = _base_shares(mpids, is_dark)
+    base_size = _avg_sizes(mpids)
     n_s, n_v = len(specs), len(mpids)
     share = np.zeros((n_s, n_v))
     avg = np.zeros((n_s, n_v))
@@ -224,10 +257,8 @@ def default_market(symbols: list[str] | None = None) -> Market:
         rng = _symbol_rng(spec.symbol)
         jitter = np.exp(rng.normal(0.0, 0.35, n_v))
         size_jitter = np.exp(rng.normal(0.0, 0.15, n_v))
-        dark = np.array([DARK_BASE_SHARE.get(m, 0.0) for m in mpids]) * jitter * is_dark
-        lit = np.array([LIT_BASE_SHARE.get(m, 0.0) for m in mpids]) * jitter * ~is_dark
-        share[s] = spec.dark_share * dark / dark.sum() + (1 - spec.dark_share) * lit / lit.sum()
-        avg[s] = np.array([BASE_AVG_SIZE.get(m, LIT_AVG_SIZE) for m in mpids]) * size_jitter
+        share[s] = _split(spec.dark_share, dark_base * jitter, lit_base * jitter)
+        avg[s] = base_size * size_jitter
         block_p[s] = [_block_probability(m, venues[m].venue_type) for m in mpids]
     return _finish([s.symbol for s in specs], [s.price for s in specs], [s.volatility for s in specs],
                    [s.activity for s in specs], share, avg, block_p, mpids, is_dark, is_sdp)
@@ -256,8 +287,13 @@ def calibrated_market(calibration: Calibration, lit_share: float = DEFAULT_LIT_S
     venues = load_venues()
     index = {m: i for i, m in enumerate(mpids)}
     defaults = {s.symbol: s for s in DEFAULT_UNIVERSE}
-    lit_base = np.array([LIT_BASE_SHARE.get(m, 0.0) for m in mpids]) * ~is_dark
-    lit_base = lit_base / lit_base.sum()
+    _, lit_base = _base_shares(mpids, is_dark)
+    if not lit_base.sum():
+        if lit_share:
+            log.warning("calibration: the venue registry has no lit venue; the tape follows the file alone")
+        lit_share, lit_base = 0.0, np.zeros(len(mpids))
+    else:
+        lit_base = lit_base / lit_base.sum()
     skipped: set[str] = set()
     symbols, prices, vols, activity, shares, avgs, blocks = [], [], [], [], [], [], []
     for symbol, profiles in calibration.items():
@@ -289,7 +325,7 @@ def calibrated_market(calibration: Calibration, lit_share: float = DEFAULT_LIT_S
         log.warning("calibration: venue(s) not in the registry skipped: %s", ", ".join(sorted(skipped)))
     if not symbols:
         raise DarkpoolError("no symbol of the calibration has volume at a venue of the registry",
-                            hint="check the file's MPIDs against darkpool/data/venues.csv")
+                            hint="check the file's MPIDs against the venue registry (`darkpool venues`)")
     # blocks carry at most a quarter of each calibrated average, so venue shares converge on shorter tapes
     return _finish(symbols, prices, vols, activity, np.array(shares), np.array(avgs), np.array(blocks),
                    mpids, is_dark, is_sdp, max_block_fraction=CALIBRATED_MAX_BLOCK_FRACTION)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from darkpool import contracts, venues
@@ -175,3 +176,62 @@ def test_the_cli_option_sets_the_registry_for_every_command_and_its_children(
     write_registry(tmp_path, SEED_ROWS[0], "DARK2,Two,Op,ATS,DC,40.5,-74.2,extra", name="bad.csv")
     assert main(["--venues", "bad.csv", "venues"]) == 1
     assert f"venue registry {tmp_path / 'bad.csv'}, line 3: 8 values for 7 columns" in capsys.readouterr().err
+
+
+def tape_venues(records) -> dict[str, int]:
+    """venue -> share volume of a generated tape's records."""
+    volume: dict[str, int] = {}
+    for record in records:
+        trade = json.loads(record.value)
+        volume[trade["venue"]] = volume.get(trade["venue"], 0) + trade["quantity"]
+    return volume
+
+
+def test_the_synthetic_feed_prints_on_the_venues_of_the_active_registry(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from feed.generator import FeedConfig, generate_tape
+    from feed.universe import default_market
+
+    config = FeedConfig(seed=5, session_trades=20_000, session_date=dt.date(2026, 11, 24))
+    use_registry(monkeypatch, write_registry(tmp_path, *SEED_ROWS))  # extend: 23 + 3 venues
+    market = default_market()
+    assert market.venues == tuple(contracts.load_venues())
+    assert np.allclose(market.volume_share.sum(axis=1), 1.0)
+    assert np.all(market.volume_share[:, [market.venues.index(m) for m in ("DARK1", "DARK2", "LIT")]] > 0)
+    volume = tape_venues(generate_tape(config))
+    assert {"DARK1", "DARK2", "LIT", "CDRG", "XNAS"} <= set(volume) <= set(contracts.load_venues())
+
+    use_registry(monkeypatch, write_registry(tmp_path, *SEED_ROWS, name="seed.csv"), mode="replace")
+    market = default_market()
+    assert market.venues == ("DARK1", "DARK2", "LIT") and np.allclose(market.volume_share.sum(axis=1), 1.0)
+    dark_share = float(market.dark_share.mean())
+    assert 0.3 < dark_share < 0.6  # the symbols' dark share goes to DARK1/DARK2, the rest to LIT
+    volume = tape_venues(generate_tape(config))
+    assert set(volume) == {"DARK1", "DARK2", "LIT"}
+
+    # a registry without any lit venue: the whole tape prints dark (no NaN shares)
+    use_registry(monkeypatch, write_registry(tmp_path, *SEED_ROWS[:2], name="dark.csv"), mode="replace")
+    market = default_market()
+    assert np.allclose(market.volume_share.sum(axis=1), 1.0) and np.allclose(market.dark_share, 1.0)
+    assert set(tape_venues(generate_tape(config))) == {"DARK1", "DARK2"}
+
+
+def test_injected_unknown_venues_are_never_venues_of_the_active_registry(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from feed.generator import UNKNOWN_VENUES, malformed_value, unknown_venues
+
+    trade = {"trade_id": "t", "event_time": "2026-11-24T14:30:00.000Z", "symbol": "AAPL", "venue": "CDRG",
+             "price": 1.0, "quantity": 1, "side": "B"}
+
+    def injected() -> set[str]:
+        return {json.loads(malformed_value("unknown_venue", trade, d))["venue"] for d in range(10)}
+
+    assert injected() == set(UNKNOWN_VENUES) and "DARK1" in UNKNOWN_VENUES
+    use_registry(monkeypatch, write_registry(tmp_path, *SEED_ROWS))
+    assert "DARK1" not in unknown_venues() and injected() == set(UNKNOWN_VENUES) - {"DARK1"}
+    rows = [f"{m},Declared,Op,ATS,DC,40,-74" for m in UNKNOWN_VENUES]
+    use_registry(monkeypatch, write_registry(tmp_path, *rows, name="all.csv"))
+    assert injected() == {"XXXX1"}
+    assert not injected() & set(contracts.load_venues())
