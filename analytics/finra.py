@@ -464,7 +464,7 @@ def calibration_from_table(table: pa.Table, registry_only: bool = True) -> Calib
 
     Weeks are added together. Rows with no shares or no trades carry no profile
     and are left out. With ``registry_only`` (the default) MPIDs that are not in
-    the venue registry (darkpool/data/venues.csv) are left out and the remaining
+    the active venue registry (shipped, or a user file: docs/venues.md) are left out and the remaining
     shares renormalised, since the pipeline rejects trades on unknown venues.
     """
     known = set(load_venues())
@@ -486,7 +486,7 @@ def calibration_from_table(table: pa.Table, registry_only: bool = True) -> Calib
     if not calibration:
         raise DarkpoolError(
             "the FINRA data gives no calibration: no row with shares and trades on a registry venue",
-            "check the file's MPIDs against darkpool/data/venues.csv",
+            "check the file's MPIDs against the venue registry (`darkpool venues`; your own: --venues FILE)",
         )
     return calibration
 
