@@ -235,3 +235,16 @@ def test_injected_unknown_venues_are_never_venues_of_the_active_registry(tmp_pat
     use_registry(monkeypatch, write_registry(tmp_path, *rows, name="all.csv"))
     assert injected() == {"XXXX1"}
     assert not injected() & set(contracts.load_venues())
+
+
+def test_analytics_names_and_types_venues_from_the_active_registry(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from analytics.dataset import connect
+
+    use_registry(monkeypatch, write_registry(
+        tmp_path, *SEED_ROWS, "XNAS,Nasdaq (user),Nasdaq Inc.,EXCHANGE,Carteret NJ,40.5779,-74.2285"))
+    rows = connect().execute("SELECT mpid, name, registry_type FROM venues ORDER BY mpid").fetchall()
+    by_mpid = {mpid: (name, kind) for mpid, name, kind in rows}
+    assert len(rows) == 26
+    assert by_mpid["DARK1"] == ("Seed Dark Pool 1", "ATS") and by_mpid["LIT"] == ("Seed Lit Exchange", "EXCHANGE")
+    assert by_mpid["XNAS"] == ("Nasdaq (user)", "EXCHANGE")
