@@ -5,6 +5,7 @@ import {
 } from 'chart.js';
 import { DARK_COLOR, LIT_COLOR, PALETTE } from './config.js';
 import { hhmm, int, money, pct } from './format.js';
+import { byVolumeOrder } from './metrics.js';
 
 Chart.register(
   ArcElement, BarController, BarElement, CategoryScale, DoughnutController, Filler, Legend, LinearScale,
@@ -97,7 +98,7 @@ export function updateVenueCharts(charts, perVenue) {
     chart.update('none');
     chart.canvas.dataset.labels = labels.join(','); // what is plotted, for tests and curious users
   }
-  const byVolume = [...perVenue].sort((a, b) => b.share_quantity - a.share_quantity);
+  const byVolume = [...perVenue].sort(byVolumeOrder); // the top venue first (docs/market-rules.md)
   charts.share.data.labels = byVolume.map((v) => v.venue);
   charts.share.data.datasets[0].data = byVolume.map((v) => v.share_quantity);
   charts.share.data.datasets[0].backgroundColor = byVolume.map((v, i) => shade(sideColor(v.is_dark), i));

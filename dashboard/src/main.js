@@ -13,7 +13,7 @@ import {
 import { age, clock, int, money, pct, price, windowLabel } from './format.js';
 import { LiveStream, throttle } from './live.js';
 import {
-  ageSeconds, byVenue, darkLitTradeSize, keepLatest, liquidityOverTime, recentBlocks, summarize,
+  ageSeconds, byVenue, darkLitTradeSize, isDark, keepLatest, liquidityOverTime, recentBlocks, summarize,
   tradeSizeOverTime, venueMapPoints,
 } from './metrics.js';
 
@@ -65,7 +65,7 @@ function renderSymbolHeadline(record, rows) {
   setText('sym-blocks', int(fig.block_count));
   setText('sym-trades', int(fig.trade_count));
   setText('sym-venues', int(fig.venue_count));
-  setText('sym-top-venue', record?.top_venue ? `${record.top_venue} ${pct(record.top_venue_share, 0)}` : '—');
+  setText('sym-top-venue', fig.top_venue ? `${fig.top_venue} ${pct(fig.top_venue_share, 0)}` : '—');
 }
 
 function renderMarketHeadline(rows) {
@@ -112,7 +112,7 @@ function renderBlocks() {
   body.replaceChildren(...rows.map((r) => {
     const tr = document.createElement('tr');
     tr.dataset.key = `${r.symbol}|${r.venue}|${r.window_start}`;
-    const dark = state.venues[r.venue]?.is_dark ?? ['ATS', 'SDP'].includes(r.venue_type);
+    const dark = isDark(r, state.venues);
     const cells = [windowLabel(r.window_start, r.window_end), r.symbol, null, int(r.block_count),
       int(r.block_quantity), `${r.pane_timing ?? ''} #${r.pane_index ?? 0}`];
     cells.forEach((text, j) => {

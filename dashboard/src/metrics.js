@@ -1,10 +1,31 @@
 // Market-structure figures computed in the browser from API records (pure functions).
 //
-// Definitions follow DESIGN.md: dark = ATS + SDP venues; dark share = dark share
-// quantity / total share quantity; HHI = sum over venues of (100 * venue share of
-// volume)^2, 0..10,000; average trade size = shares / trades.
+// The definitions are darkpool.market's (docs/market-rules.md): dark = ATS + SDP
+// venues; VWAP = notional / shares; average trade size = shares / trades; dark
+// share = dark shares / shares; HHI = sum over venues of (100 * venue share of
+// volume)^2, 0..10,000; top venue = most shares, a tie to the first MPID in plain
+// string order; venue count = venues with shares. Every ratio is null when
+// nothing traded. tests/test_market_rules.py runs this module with node on the
+// same cases as the Python and SQL implementations and requires equal results.
 
 export const DARK_TYPES = new Set(['ATS', 'SDP']);
+export const HHI_SCALE = 10000;
+
+/** numerator / denominator, or null unless the denominator is positive (nothing traded). */
+export function ratio(numerator, denominator) {
+  return denominator > 0 ? numerator / denominator : null;
+}
+
+/** Plain string order (UTF-16 code units, as Python and DuckDB order MPIDs), not the locale's. */
+export function compareMpid(a, b) {
+  if (a < b) return -1;
+  return a > b ? 1 : 0;
+}
+
+/** Venues by share quantity, largest first; equal quantities in MPID order (the top venue rule). */
+export function byVolumeOrder(a, b) {
+  return b.share_quantity - a.share_quantity || compareMpid(a.venue, b.venue);
+}
 
 /** True when a liquidity record (or registry venue) is off-exchange. */
 export function isDark(record, venues = {}) {
@@ -13,11 +34,19 @@ export function isDark(record, venues = {}) {
   return DARK_TYPES.has(record.venue_type);
 }
 
-/** Herfindahl–Hirschman index of a list of volumes: 0 (empty) .. 10,000 (one venue). */
+/** Herfindahl–Hirschman index of a list of volumes: up to 10,000 (one venue); null when they add up to nothing. */
 export function hhi(volumes) {
   const total = volumes.reduce((a, v) => a + v, 0);
   if (total <= 0) return null;
-  return volumes.reduce((a, v) => a + (100 * v / total) ** 2, 0);
+  return HHI_SCALE * volumes.reduce((a, v) => a + (v / total) ** 2, 0);
+}
+
+/** The venue with the most shares of [{venue, share_quantity}] and its share: {venue: null, share: null} when none. */
+export function topVenue(perVenue) {
+  const total = perVenue.reduce((a, v) => a + v.share_quantity, 0);
+  if (total <= 0) return { venue: null, share: null };
+  const top = [...perVenue].sort(byVolumeOrder)[0];
+  return { venue: top.venue, share: top.share_quantity / total };
 }
 
 /** Sum liquidity rows per venue: [{venue, is_dark, notional, share_quantity, trade_count, block_count, ...}], by notional desc. */
@@ -35,7 +64,7 @@ export function byVenue(rows, venues = {}) {
     a.block_quantity += Number(r.block_quantity) || 0;
     acc.set(r.venue, a);
   }
-  return [...acc.values()].sort((x, y) => y.notional - x.notional || x.venue.localeCompare(y.venue));
+  return [...acc.values()].sort((x, y) => y.notional - x.notional || compareMpid(x.venue, y.venue));
 }
 
 /**
@@ -53,18 +82,21 @@ export function summarize(rows, venues = {}) {
     if (v.is_dark) darkQty += v.share_quantity;
   }
   const symbols = new Set(rows.map((r) => r.symbol));
+  const top = topVenue(perVenue);
   return {
     share_quantity: qty,
     dark_quantity: darkQty,
-    dark_share: qty > 0 ? darkQty / qty : null,
+    dark_share: ratio(darkQty, qty),
     notional,
-    vwap: qty > 0 && symbols.size === 1 ? notional / qty : null,
+    vwap: symbols.size === 1 ? ratio(notional, qty) : null,
     trade_count: trades,
     block_count: blocks,
     hhi: hhi(perVenue.map((v) => v.share_quantity)),
     venue_count: perVenue.filter((v) => v.share_quantity > 0).length,
+    top_venue: top.venue,
+    top_venue_share: top.share,
     symbol_count: symbols.size,
-    avg_trade_size: trades > 0 ? qty / trades : null,
+    avg_trade_size: ratio(qty, trades),
   };
 }
 
@@ -76,8 +108,7 @@ export function darkLitTradeSize(rows, venues = {}) {
     sums[side][0] += Number(r.share_quantity) || 0;
     sums[side][1] += Number(r.trade_count) || 0;
   }
-  const avg = ([q, n]) => (n > 0 ? q / n : null);
-  return { dark: avg(sums.dark), lit: avg(sums.lit) };
+  return { dark: ratio(...sums.dark), lit: ratio(...sums.lit) };
 }
 
 /** Sorted window starts present in a timeseries response ({venues: {MPID: [points]}}). */
@@ -99,7 +130,7 @@ export function liquidityOverTime(timeseries, venues = {}, top = 6) {
     for (const p of points) data[index.get(p.window_start)] = Number(p.notional) || 0;
     return { venue, is_dark: isDark({ venue }, venues), data, total: data.reduce((a, v) => a + v, 0) };
   });
-  perVenue.sort((a, b) => b.total - a.total || a.venue.localeCompare(b.venue));
+  perVenue.sort((a, b) => b.total - a.total || compareMpid(a.venue, b.venue));
   const series = perVenue.slice(0, top);
   const rest = perVenue.slice(top);
   if (rest.length) {
@@ -123,7 +154,7 @@ export function tradeSizeOverTime(timeseries, venues = {}) {
       n[side][i] += Number(p.trade_count) || 0;
     }
   }
-  const avg = (side) => labels.map((_, i) => (n[side][i] > 0 ? q[side][i] / n[side][i] : null));
+  const avg = (side) => labels.map((_, i) => ratio(q[side][i], n[side][i]));
   return { labels, dark: avg('dark'), lit: avg('lit') };
 }
 

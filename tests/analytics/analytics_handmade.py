@@ -17,6 +17,10 @@ Venues: UBSA (ATS, dark), CDRG (SDP, dark), XNYS (exchange, lit). Final pane val
 Superseded panes are present too: an EARLY pane before AAA UBSA W1's final one, an
 ON_TIME pane before BBB CDRG W3's final LATE pane, and two panes of AAA XNYS W3 with
 the same pane_index where the newer emitted_at wins.
+
+The ratios come from darkpool.market; the market rows' HHI, top venue and venue
+count are written out by hand and tests/test_market_rules.py checks them
+against darkpool.market over the final liquidity rows.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from darkpool import market
 from darkpool.contracts import LIQUIDITY_SCHEMA, MARKET_SCHEMA, venue_type_of
 
 DAY = datetime(2026, 11, 24, tzinfo=UTC)
@@ -42,8 +47,8 @@ def liq(ws, symbol, venue, trades, qty, notional, *, blocks=0, block_qty=0, timi
     return {
         "window_start": ws, "window_end": ws + SIZE, "symbol": symbol, "venue": venue,
         "venue_type": venue_type_of(venue), "trade_count": trades, "share_quantity": qty, "notional": notional,
-        "vwap": notional / qty, "min_price": notional / qty - 0.05, "max_price": notional / qty + 0.05,
-        "avg_trade_size": qty / trades, "block_count": blocks, "block_quantity": block_qty,
+        "vwap": market.vwap(notional, qty), "min_price": notional / qty - 0.05, "max_price": notional / qty + 0.05,
+        "avg_trade_size": market.average_trade_size(qty, trades), "block_count": blocks, "block_quantity": block_qty,
         "buy_quantity": qty // 2, "sell_quantity": qty - qty // 2,
         "pane_timing": timing, "pane_index": index, "emitted_at": ws + SIZE + timedelta(seconds=emitted_delay_s),
     }
@@ -54,11 +59,11 @@ def mkt(ws, symbol, *, trades, qty, notional, dark_qty, dark_notional, dark_trad
     """One market pane row."""
     return {
         "window_start": ws, "window_end": ws + SIZE, "symbol": symbol, "trade_count": trades,
-        "share_quantity": qty, "notional": notional, "vwap": notional / qty,
+        "share_quantity": qty, "notional": notional, "vwap": market.vwap(notional, qty),
         "dark_quantity": dark_qty, "lit_quantity": qty - dark_qty,
         "dark_notional": dark_notional, "lit_notional": notional - dark_notional,
         "dark_trade_count": dark_trades, "lit_trade_count": trades - dark_trades,
-        "dark_share": dark_qty / qty, "block_count": blocks, "block_quantity": block_qty,
+        "dark_share": market.dark_share(dark_qty, qty), "block_count": blocks, "block_quantity": block_qty,
         "dark_block_count": dark_blocks, "hhi": hhi, "venue_count": venues, "top_venue": top,
         "top_venue_share": top_share, "pane_timing": timing, "pane_index": index,
         "emitted_at": ws + SIZE + timedelta(seconds=400),
