@@ -5,7 +5,8 @@
   with out-of-order, too-late and malformed records and duplicates injected;
 - :func:`expected_panes`: an *independent* recomputation of the final panes
   from the tape with pandas (it shares no code with the pipeline: parsing,
-  validation, window assignment and the finance math are re-done here);
+  validation, window assignment and the market math are re-done here, by the
+  rules and limits of docs/market-rules.md);
 - :func:`read_topic` / :func:`final_panes`: what the pipeline wrote;
 - :class:`PipelineRun`: one job on its own topics, and the check of its outputs.
 """
@@ -25,7 +26,7 @@ import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from darkpool.config import Settings
-from darkpool.contracts import load_venues
+from darkpool.contracts import BLOCK_MIN_NOTIONAL, BLOCK_MIN_SHARES, DARK_VENUE_TYPES, load_venues
 from darkpool.stack import flink
 from darkpool.stack.topics import TopicSpec, committed_offset, create_topics, end_offset
 from feed.generator import FaultConfig, FeedConfig, TapeGenerator, TapeRecord
@@ -94,8 +95,8 @@ def expected_panes(tape: Tape) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     venue_types = {m: v.venue_type for m, v in load_venues().items()}
     trades["venue_type"] = trades["venue"].map(venue_types)
     trades["notional"] = trades["price"] * trades["quantity"]
-    trades["block"] = (trades["quantity"] >= 10_000) | (trades["notional"] >= 200_000)
-    trades["dark"] = trades["venue_type"].isin(["ATS", "SDP"])
+    trades["block"] = (trades["quantity"] >= BLOCK_MIN_SHARES) | (trades["notional"] >= BLOCK_MIN_NOTIONAL)
+    trades["dark"] = trades["venue_type"].isin(sorted(DARK_VENUE_TYPES))
     last_start = (trades["ts"] // PERIOD_MS) * PERIOD_MS
     expanded = pd.concat([trades.assign(window_start=last_start - k * PERIOD_MS)
                           for k in range(WINDOW_MS // PERIOD_MS)], ignore_index=True)
