@@ -2,12 +2,13 @@
 
 Not a test: prints figures. The end-to-end Flink throughput benchmark is a
 separate script; this one shows where the Python worker's time per trade goes
-(the part DESIGN.md names as the bottleneck) and how much the two-stage shape
-saves, without needing the Java stack:
+(the pipeline's bottleneck, see docs/pipeline.md "Performance notes") and how
+much the two-stage shape saves, without needing the Java stack:
 
 1. microseconds per record of each Python step (best of several repeats):
    decoding KafkaIO's metadata Row vs a plain key/value pair, JSON parsing,
-   validation, batching, the too-late filter, the per-bundle pre-aggregation;
+   validation, batching, the too-late filter, a trade batch through its coder
+   (what a shuffle costs it), the per-bundle pre-aggregation;
 2. the same tape through the whole pipeline in a bounded backfill on the
    DirectRunner (FnApiRunner), simple vs two-stage shape: trades/s and ratio.
 
@@ -25,12 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+from apache_beam import coders
 from apache_beam.coders import RowCoder
+from apache_beam.typehints.native_type_compatibility import convert_to_beam_type
 from apache_beam.typehints.schemas import named_tuple_to_schema
 
 from darkpool.contracts import format_event_time, load_venues
+from pipeline.codec import TRADE_BATCH, decode_record_batch, encode_record_batch
 from pipeline.main import run
-from pipeline.records import SourceRecord, decode_record_batch, encode_record_batch
+from pipeline.records import SourceRecord
 from pipeline.transforms.aggregate import PreAggregateFn
 from pipeline.transforms.lateness import FilterTooLateFn, ParseAndFilterPartitionBatchFn
 from pipeline.transforms.parse import ParseAndBatchFn, parse_trade
@@ -106,7 +110,7 @@ def step_costs(values: list[tuple[int, bytes]]) -> list[tuple[str, float]]:
         by_partition.setdefault(record.partition, []).append(record)
     record_batches = [(partition, encode_record_batch(part[i:i + 4096]))
                       for partition, part in by_partition.items() for i in range(0, len(part), 4096)]
-    batch_fn = ParseAndFilterPartitionBatchFn("darkpool.trades", DAY_MS, 60_000, 600_000)
+    batch_fn = ParseAndFilterPartitionBatchFn("darkpool.trades", venues, DAY_MS, 60_000, 600_000)
     batch_fn.setup()
 
     def parse_and_filter_batches():
@@ -116,7 +120,7 @@ def step_costs(values: list[tuple[int, bytes]]) -> list[tuple[str, float]]:
         batch_fn.finish_bundle()  # the parse counters
         return out
 
-    parse_fn = ParseAndBatchFn(DAY_MS)
+    parse_fn = ParseAndBatchFn(venues, DAY_MS)
     parse_fn.setup()
 
     def parse_bundle():
@@ -134,9 +138,11 @@ def step_costs(values: list[tuple[int, bytes]]) -> list[tuple[str, float]]:
 
     def filter_all():
         states = {}
-        return [kept for batch in batches for kept in filter_fn.process(batch, states.setdefault(batch[0], _State()))]
+        return [kept for key, trades in batches
+                for kept in filter_fn.process((key, trades), states.setdefault(key, _State()))]
 
     kept = filter_all()
+    batch_coder = coders.registry.get_coder(convert_to_beam_type(TRADE_BATCH))
 
     def pre_aggregate_bundle():
         pre.start_bundle()
@@ -155,6 +161,8 @@ def step_costs(values: list[tuple[int, bytes]]) -> list[tuple[str, float]]:
          best_us(lambda: [parse_trade(v, ts, 0, venues, DAY_MS) for ts, v in values], n)),
         ("ParseAndBatchFn per record (incl. parse_trade)", best_us(parse_bundle, n)),
         ("FilterTooLateFn per trade", best_us(filter_all, n)),
+        ("trade batches through their coder (the shuffle before FilterTooLate)",
+         best_us(lambda: [batch_coder.decode(batch_coder.encode(batch)) for batch in batches], n)),
         ("ParseAndFilterPartitionBatchFn per record (default reader: decode + parse + too-late rule)",
          best_us(parse_and_filter_batches, n)),
         ("PreAggregateFn per trade (one bundle)", best_us(pre_aggregate_bundle, n)),

@@ -1,65 +1,71 @@
 """CombineFns: per-venue and per-symbol statistics that merge correctly in any order.
 
-Two CombineFns over two accumulator shapes (layouts in :mod:`pipeline.records`):
+Two CombineFns over the two accumulator shapes of :mod:`pipeline.records`:
 
-- :class:`VenueStatsFn`: trades -> venue statistics (the reference, "simple" shape).
-- :class:`SymbolStatsFn`: trades -> {venue: statistics} for one symbol, so the
+- :class:`VenueStatsFn`: trades -> :class:`~pipeline.records.VenueStats` (the reference, "simple" shape).
+- :class:`SymbolStatsFn`: trades -> {venue: VenueStats} for one symbol, so the
   market rollup (HHI, dark share, top venue) is computed from the same trades
   in the same window, exactly.
 
 ``merge_accumulators`` never mutates its inputs except the fresh accumulator it
 returns, so any split and merge order gives the same counts and quantities
-(and notional up to floating-point summation order).
+(and notional up to floating-point summation order). The accumulators' coders
+are the registered ones of :mod:`pipeline.codec`.
 """
 
 from __future__ import annotations
 
 import apache_beam as beam
+from apache_beam import coders
 
-from pipeline import records
-from pipeline.records import T_PRICE, T_QUANTITY, T_SIDE, T_VENUE
+from pipeline.codec import VenueStatsCoder
+from pipeline.records import SymbolStats, Trade, VenueStats, merge_symbol_stats_into
 
 
 class VenueStatsFn(beam.CombineFn):
     """Trades of one (window, symbol, venue) -> count, quantity, notional, min/max, blocks, buy/sell."""
 
-    def create_accumulator(self) -> list:
-        return records.new_stats()
+    def create_accumulator(self) -> VenueStats:
+        return VenueStats()
 
-    def add_input(self, accumulator: list, trade: tuple) -> list:
-        records.add_trade(accumulator, trade[T_PRICE], trade[T_QUANTITY], trade[T_SIDE])
+    def add_input(self, accumulator: VenueStats, trade: Trade) -> VenueStats:
+        accumulator.add(trade.price, trade.quantity, trade.side)
         return accumulator
 
-    def merge_accumulators(self, accumulators) -> list:
-        merged = records.new_stats()
+    def merge_accumulators(self, accumulators) -> VenueStats:
+        merged = VenueStats()
         for accumulator in accumulators:
-            records.merge_stats_into(merged, accumulator)
+            merged.merge(accumulator)
         return merged
 
-    def extract_output(self, accumulator: list) -> list:
+    def extract_output(self, accumulator: VenueStats) -> VenueStats:
         return accumulator
+
+    def get_accumulator_coder(self) -> coders.Coder:
+        return VenueStatsCoder()
 
 
 class SymbolStatsFn(beam.CombineFn):
-    """Trades of one (window, symbol) -> {venue: venue statistics}."""
+    """Trades of one (window, symbol) -> {venue: VenueStats}."""
 
-    def create_accumulator(self) -> dict:
+    def create_accumulator(self) -> SymbolStats:
         return {}
 
-    def add_input(self, accumulator: dict, trade: tuple) -> dict:
-        venue = trade[T_VENUE]
-        stats = accumulator.get(venue)
+    def add_input(self, accumulator: SymbolStats, trade: Trade) -> SymbolStats:
+        stats = accumulator.get(trade.venue)
         if stats is None:
-            stats = accumulator[venue] = records.new_stats()
-        records.add_trade(stats, trade[T_PRICE], trade[T_QUANTITY], trade[T_SIDE])
+            stats = accumulator[trade.venue] = VenueStats()
+        stats.add(trade.price, trade.quantity, trade.side)
         return accumulator
 
-    def merge_accumulators(self, accumulators) -> dict:
-        merged: dict = {}
+    def merge_accumulators(self, accumulators) -> SymbolStats:
+        merged: SymbolStats = {}
         for accumulator in accumulators:
-            records.merge_symbol_stats_into(merged, accumulator)
+            merge_symbol_stats_into(merged, accumulator)
         return merged
 
-    def extract_output(self, accumulator: dict) -> dict:
+    def extract_output(self, accumulator: SymbolStats) -> SymbolStats:
         return accumulator
 
+    def get_accumulator_coder(self) -> coders.Coder:
+        return coders.MapCoder(coders.StrUtf8Coder(), VenueStatsCoder())

@@ -67,7 +67,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig) -> dict:
             range_start=config.range_start if config.source == "kafka-range" else None,
             reader=config.kafka_reader,
         )
-    outputs = records | "LiquidityAnalytics" >> LiquidityAnalytics(config)
+    outputs = records | "LiquidityAnalytics" >> LiquidityAnalytics.from_config(config)
 
     if config.kafka_output:
         for name, topic, to_kv in (

@@ -1,30 +1,33 @@
-"""In-pipeline record shapes: the source record, the parsed trade, the running statistics.
+"""The pipeline's records: the source record, the parsed trade, venue and symbol statistics, output values.
 
-Elements that cross between runner stages are plain tuples, lists and dicts
-(cheap to encode with Beam's FastPrimitivesCoder); the layouts are named here
-once so the rest of the code never uses a bare index.
+Every element passed between the pipeline's steps has named fields:
 
 - :class:`SourceRecord`: what the parse step reads, with the attributes of the
   Row that ``ReadFromKafka(with_metadata=True)`` yields (topic, partition,
   offset, timestamp, key, value). File backfill and tests build the same shape.
-- Record batch: what the default Kafka reader hands Python, one source
-  partition's records in one ``(partition, bytes)`` element (:func:`decode_record_batch`).
-- Trade tuple: ``(event_ms, symbol, venue, price, quantity, side, trade_id, offset, record_ms)``
-  (record_ms: the source record's timestamp, which drives the watermark).
-- Venue statistics: a list indexed by the ``S_*`` constants (see :func:`new_stats`).
-- Symbol statistics: ``{venue MPID: venue statistics}``, enough for the market
-  rollup (HHI needs every venue's quantity).
+- :class:`Trade`: a validated trade (a NamedTuple: a tuple, so cheap to build
+  and to move); ``record_ms`` is the source record's timestamp, which drives
+  the watermark. Trades travel in ``(partition key, [Trade, ...])`` batches.
+- :class:`VenueStats`: the running statistics of one (window, symbol, venue),
+  a mutable dataclass that trades are added into in place.
+- Symbol statistics: ``{venue MPID: VenueStats}``, enough for the market rollup
+  (HHI needs every venue's quantity).
+
+Every derived figure comes from :mod:`darkpool.market`; this module only adds
+numbers up and lays them out as contract records. The byte layouts (the Java
+reader's record batches) and the Beam coders of these types are in
+:mod:`pipeline.codec`.
 """
 
 from __future__ import annotations
 
 import math
-import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from darkpool import market
-from darkpool.contracts import format_event_time, load_venues
+from darkpool.contracts import format_event_time
 
 
 class SourceRecord(NamedTuple):
@@ -38,146 +41,140 @@ class SourceRecord(NamedTuple):
     value: bytes | None
 
 
-# --- record batches of the darkpool Kafka reader ----------------------------------
-# jvm/transforms/src/main/java/io/darkpool/beam/ReadTradeRecords.java writes them:
-# per record a big-endian header (flags, partition, offset, timestamp ms, key
-# length, value length), then the key and value bytes. Flags mark null keys/values.
-RECORD_HEADER = struct.Struct(">BiqqII")
-KEY_NULL = 1
-VALUE_NULL = 2
+class Trade(NamedTuple):
+    """A validated trade print, as the parse step hands it on."""
+
+    event_ms: int  # the trade's event_time, epoch ms
+    symbol: str
+    venue: str  # MPID, in the job's venue registry
+    price: float
+    quantity: int
+    side: str | None  # "B", "S" or None
+    trade_id: str
+    offset: int  # the source record's offset (dead letters name it)
+    record_ms: int  # the source record's timestamp, epoch ms (drives the watermark)
 
 
-def decode_record_batch(batch: bytes) -> Iterator[tuple[int, int, int, bytes | None, bytes | None]]:
-    """A batch from ReadTradeRecords -> (partition, offset, timestamp ms, key, value) per record, in order."""
-    unpack = RECORD_HEADER.unpack_from
-    header_size = RECORD_HEADER.size
-    position, end = 0, len(batch)
-    while position < end:
-        flags, partition, offset, timestamp, key_length, value_length = unpack(batch, position)
-        position += header_size
-        key = None if flags & KEY_NULL else batch[position:position + key_length]
-        position += key_length
-        value = None if flags & VALUE_NULL else batch[position:position + value_length]
-        position += value_length
-        yield partition, offset, timestamp, key, value
+new_trade = tuple.__new__
+"""``new_trade(Trade, (event_ms, symbol, ...))``: a Trade without the Python-level ``__new__`` call
+(a third of the cost of ``Trade(...)``; the parse step builds one per record)."""
 
 
-def encode_record_batch(records: Iterable[SourceRecord]) -> bytes:
-    """SourceRecords -> one batch in ReadTradeRecords' layout (what the Java side sends; for tests and tools)."""
-    parts = []
-    for record in records:
-        key = record.key or b""
-        value = record.value or b""
-        flags = (KEY_NULL if record.key is None else 0) | (VALUE_NULL if record.value is None else 0)
-        parts.append(RECORD_HEADER.pack(flags, record.partition, record.offset, record.timestamp,
-                                        len(key), len(value)))
-        parts.append(key)
-        parts.append(value)
-    return b"".join(parts)
+@dataclass(slots=True)
+class VenueStats:
+    """Statistics of the trades of one (window, symbol, venue); add trades and merge in place."""
+
+    count: int = 0
+    quantity: int = 0
+    notional: float = 0.0
+    min_price: float = math.inf
+    max_price: float = -math.inf
+    block_count: int = 0
+    block_quantity: int = 0
+    buy_quantity: int = 0
+    sell_quantity: int = 0
+
+    def add(self, price: float, quantity: int, side: str | None) -> None:
+        """Add one print."""
+        self.count += 1
+        self.quantity += quantity
+        self.notional += price * quantity
+        if price < self.min_price:
+            self.min_price = price
+        if price > self.max_price:
+            self.max_price = price
+        if market.is_block(price, quantity):
+            self.block_count += 1
+            self.block_quantity += quantity
+        if side == "B":
+            self.buy_quantity += quantity
+        elif side == "S":
+            self.sell_quantity += quantity
+
+    def merge(self, other: VenueStats) -> None:
+        """Add ``other`` into these statistics (order-independent)."""
+        self.count += other.count
+        self.quantity += other.quantity
+        self.notional += other.notional
+        if other.min_price < self.min_price:
+            self.min_price = other.min_price
+        if other.max_price > self.max_price:
+            self.max_price = other.max_price
+        self.block_count += other.block_count
+        self.block_quantity += other.block_quantity
+        self.buy_quantity += other.buy_quantity
+        self.sell_quantity += other.sell_quantity
+
+    def copy(self) -> VenueStats:
+        return VenueStats(*self.as_tuple())
+
+    def as_tuple(self) -> tuple:
+        """The fields in declaration order (what :class:`pipeline.codec.VenueStatsCoder` writes)."""
+        return (self.count, self.quantity, self.notional, self.min_price, self.max_price,
+                self.block_count, self.block_quantity, self.buy_quantity, self.sell_quantity)
 
 
-# --- trade tuple layout ---------------------------------------------------------
-T_EVENT_MS, T_SYMBOL, T_VENUE, T_PRICE, T_QUANTITY, T_SIDE, T_TRADE_ID, T_OFFSET, T_RECORD_MS = range(9)
-
-# --- venue statistics layout ------------------------------------------------------
-(S_COUNT, S_QUANTITY, S_NOTIONAL, S_MIN_PRICE, S_MAX_PRICE,
- S_BLOCK_COUNT, S_BLOCK_QUANTITY, S_BUY_QUANTITY, S_SELL_QUANTITY) = range(9)
-STATS_LEN = 9
+SymbolStats = dict[str, VenueStats]  # venue MPID -> statistics, for one (window, symbol)
 
 
-def new_stats() -> list:
-    """Empty venue statistics: count, quantity, notional, min/max price, blocks, buy/sell quantity."""
-    return [0, 0, 0.0, math.inf, -math.inf, 0, 0, 0, 0]
-
-
-def add_trade(stats: list, price: float, quantity: int, side: str | None) -> None:
-    """Add one print to venue statistics, in place."""
-    stats[S_COUNT] += 1
-    stats[S_QUANTITY] += quantity
-    stats[S_NOTIONAL] += price * quantity
-    if price < stats[S_MIN_PRICE]:
-        stats[S_MIN_PRICE] = price
-    if price > stats[S_MAX_PRICE]:
-        stats[S_MAX_PRICE] = price
-    if market.is_block(price, quantity):
-        stats[S_BLOCK_COUNT] += 1
-        stats[S_BLOCK_QUANTITY] += quantity
-    if side == "B":
-        stats[S_BUY_QUANTITY] += quantity
-    elif side == "S":
-        stats[S_SELL_QUANTITY] += quantity
-
-
-def merge_stats_into(target: list, other: list) -> None:
-    """Add ``other`` venue statistics into ``target``, in place (order-independent)."""
-    target[S_COUNT] += other[S_COUNT]
-    target[S_QUANTITY] += other[S_QUANTITY]
-    target[S_NOTIONAL] += other[S_NOTIONAL]
-    if other[S_MIN_PRICE] < target[S_MIN_PRICE]:
-        target[S_MIN_PRICE] = other[S_MIN_PRICE]
-    if other[S_MAX_PRICE] > target[S_MAX_PRICE]:
-        target[S_MAX_PRICE] = other[S_MAX_PRICE]
-    target[S_BLOCK_COUNT] += other[S_BLOCK_COUNT]
-    target[S_BLOCK_QUANTITY] += other[S_BLOCK_QUANTITY]
-    target[S_BUY_QUANTITY] += other[S_BUY_QUANTITY]
-    target[S_SELL_QUANTITY] += other[S_SELL_QUANTITY]
-
-
-def merge_symbol_stats_into(target: dict, other: dict) -> None:
-    """Add ``other`` symbol statistics (venue -> stats) into ``target``, in place."""
+def merge_symbol_stats_into(target: SymbolStats, other: SymbolStats) -> None:
+    """Add ``other`` symbol statistics into ``target``, in place (``other`` is never modified)."""
     for venue, stats in other.items():
         mine = target.get(venue)
         if mine is None:
-            target[venue] = list(stats)
+            target[venue] = stats.copy()
         else:
-            merge_stats_into(mine, stats)
+            mine.merge(stats)
 
 
 # --- output records (contracts.LIQUIDITY_FIELDS / MARKET_FIELDS) -----------------------
-def liquidity_values(symbol: str, venue: str, stats: list) -> dict:
-    """The aggregate part of a darkpool.liquidity record for one (window, symbol, venue)."""
-    venue_info = load_venues().get(venue)
-    quantity = stats[S_QUANTITY]
+def liquidity_values(symbol: str, venue: str, stats: VenueStats, venue_types: Mapping[str, str]) -> dict:
+    """The aggregate part of a darkpool.liquidity record for one (window, symbol, venue).
+
+    ``venue_types``: {MPID: venue type} of the job's registry (PipelineConfig.venue_types).
+    """
+    quantity = stats.quantity
+    count = stats.count
     return {
         "symbol": symbol,
         "venue": venue,
-        "venue_type": venue_info.venue_type if venue_info else None,
-        "trade_count": stats[S_COUNT],
+        "venue_type": venue_types.get(venue),
+        "trade_count": count,
         "share_quantity": quantity,
-        "notional": stats[S_NOTIONAL],
-        "vwap": market.vwap(stats[S_NOTIONAL], quantity),
-        "min_price": stats[S_MIN_PRICE] if stats[S_COUNT] else None,
-        "max_price": stats[S_MAX_PRICE] if stats[S_COUNT] else None,
-        "avg_trade_size": market.average_trade_size(quantity, stats[S_COUNT]),
-        "block_count": stats[S_BLOCK_COUNT],
-        "block_quantity": stats[S_BLOCK_QUANTITY],
-        "buy_quantity": stats[S_BUY_QUANTITY],
-        "sell_quantity": stats[S_SELL_QUANTITY],
+        "notional": stats.notional,
+        "vwap": market.vwap(stats.notional, quantity),
+        "min_price": stats.min_price if count else None,
+        "max_price": stats.max_price if count else None,
+        "avg_trade_size": market.average_trade_size(quantity, count),
+        "block_count": stats.block_count,
+        "block_quantity": stats.block_quantity,
+        "buy_quantity": stats.buy_quantity,
+        "sell_quantity": stats.sell_quantity,
     }
 
 
-def market_values(symbol: str, by_venue: dict) -> dict:
-    """The aggregate part of a darkpool.market record: totals, dark vs lit, HHI, top venue."""
-    venues = load_venues()
+def market_values(symbol: str, by_venue: Mapping[str, VenueStats], venue_types: Mapping[str, str]) -> dict:
+    """The aggregate part of a darkpool.market record: totals, dark vs lit, HHI, top venue.
+
+    ``venue_types``: {MPID: venue type} of the job's registry (PipelineConfig.venue_types).
+    """
     count = quantity = dark_quantity = dark_count = block_count = block_quantity = dark_blocks = 0
     total_notional = dark_notional = lit_notional = 0.0
     quantities: dict[str, int] = {}
     for venue, stats in by_venue.items():
-        venue_info = venues.get(venue)
-        dark = market.is_dark(venue_info.venue_type if venue_info else None)
-        count += stats[S_COUNT]
-        quantity += stats[S_QUANTITY]
-        total_notional += stats[S_NOTIONAL]
-        block_count += stats[S_BLOCK_COUNT]
-        block_quantity += stats[S_BLOCK_QUANTITY]
-        quantities[venue] = stats[S_QUANTITY]
-        if dark:
-            dark_quantity += stats[S_QUANTITY]
-            dark_notional += stats[S_NOTIONAL]
-            dark_count += stats[S_COUNT]
-            dark_blocks += stats[S_BLOCK_COUNT]
+        count += stats.count
+        quantity += stats.quantity
+        total_notional += stats.notional
+        block_count += stats.block_count
+        block_quantity += stats.block_quantity
+        quantities[venue] = stats.quantity
+        if market.is_dark(venue_types.get(venue)):
+            dark_quantity += stats.quantity
+            dark_notional += stats.notional
+            dark_count += stats.count
+            dark_blocks += stats.block_count
         else:
-            lit_notional += stats[S_NOTIONAL]
+            lit_notional += stats.notional
     top, top_share = market.top_venue(quantities)
     return {
         "symbol": symbol,

@@ -1,6 +1,6 @@
 """ComputeLiquidity: per (window, symbol, venue) liquidity and per (window, symbol) market rollup.
 
-Input: batches of on-time-enough trades ``(partition key, [trade, ...])``
+Input: batches of on-time-enough trades ``(partition key, [Trade, ...])``
 (global window). Output: ``{"liquidity": records, "market": records}``.
 
 Two shapes, same results (tests hold them to it):
@@ -9,7 +9,7 @@ Two shapes, same results (tests hold them to it):
   and combined per (symbol, venue) and per symbol. Each trade is aggregated
   size/period times; every trade crosses the runner's shuffle.
 - ``two-stage`` (the fast one): trades are first summed inside each bundle per
-  (symbol, period slot) into ``{venue: statistics}`` partials (no trade leaves
+  (symbol, period slot) into ``{venue: VenueStats}`` partials (no trade leaves
   the Python step one by one; a partial is stamped inside its period, so it
   lands in exactly the size/period windows of its trades). The partials go
   into the sliding windows with *discarding* panes, grouped per symbol (one
@@ -29,21 +29,23 @@ accumulator holds every venue's statistics, so HHI and the top venue are exact.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipeline import records
+from pipeline.codec import SYMBOL_PARTIAL
 from pipeline.combiners import SymbolStatsFn, VenueStatsFn
-from pipeline.options import PipelineConfig
-from pipeline.records import T_EVENT_MS, T_PRICE, T_QUANTITY, T_SIDE, T_SYMBOL, T_VENUE
+from pipeline.options import SHAPES
+from pipeline.records import Trade, VenueStats
 from pipeline.transforms.accumulate import AccumulatePanes
 from pipeline.transforms.format import FormatLiquidity, FormatMarket
-from pipeline.transforms.windowing import SlidingEventTimeWindows
+from pipeline.transforms.windowing import SlidingEventTimeWindows, Windowing
 
 
 class PreAggregateFn(beam.DoFn):
-    """Trade batches -> one (symbol, {venue: statistics}) partial per (symbol, period slot) per bundle.
+    """Trade batches -> one (symbol, {venue: VenueStats}) partial per (symbol, period slot) per bundle.
 
     Partials are summed over every batch of the bundle (all source partitions)
     and emitted when the bundle finishes: the runner ships a stage's outputs at
@@ -57,26 +59,27 @@ class PreAggregateFn(beam.DoFn):
         self._period_ms = period_ms
 
     def start_bundle(self) -> None:
+        # (symbol, slot start) -> [latest event ms, {venue: stats}]
         self._partials: dict[tuple[str, int], list] = {}
 
-    def process(self, element):
+    def process(self, element: tuple[str, list[Trade]]):
         _, trades = element
         period = self._period_ms
         partials = self._partials
-        add_trade, new_stats = records.add_trade, records.new_stats
         for trade in trades:
-            event_ms = trade[T_EVENT_MS]
-            slot_key = (trade[T_SYMBOL], event_ms - event_ms % period)
+            event_ms = trade.event_ms
+            slot_key = (trade.symbol, event_ms - event_ms % period)
             entry = partials.get(slot_key)
             if entry is None:
                 entry = partials[slot_key] = [event_ms, {}]
             elif event_ms > entry[0]:
                 entry[0] = event_ms
             by_venue = entry[1]
-            stats = by_venue.get(trade[T_VENUE])
+            stats = by_venue.get(trade.venue)
             if stats is None:
-                stats = by_venue[trade[T_VENUE]] = new_stats()
-            add_trade(stats, trade[T_PRICE], trade[T_QUANTITY], trade[T_SIDE])
+                stats = by_venue[trade.venue] = VenueStats()
+            stats.add(trade.price, trade.quantity, trade.side)
+        return ()  # the partials leave in finish_bundle
 
     def finish_bundle(self):
         for (symbol, _), (latest_ms, by_venue) in self._partials.items():
@@ -84,60 +87,70 @@ class PreAggregateFn(beam.DoFn):
         self._partials = {}
 
 
-def explode_trades(element):
+def explode_trades(element: tuple[str, list[Trade]]):
     """A batch of trades -> each trade, stamped with its event time."""
     _, trades = element
     for trade in trades:
-        yield TimestampedValue(trade, trade[T_EVENT_MS] / 1000.0)
+        yield TimestampedValue(trade, trade.event_ms / 1000.0)
 
 
-def venue_key(trade: tuple) -> tuple[tuple[str, str], tuple]:
+def venue_key(trade: Trade) -> tuple[tuple[str, str], Trade]:
     """Key a trade by (symbol, venue)."""
-    return (trade[T_SYMBOL], trade[T_VENUE]), trade
+    return (trade.symbol, trade.venue), trade
 
 
-def symbol_key(trade: tuple) -> tuple[str, tuple]:
+def symbol_key(trade: Trade) -> tuple[str, Trade]:
     """Key a trade by symbol."""
-    return trade[T_SYMBOL], trade
+    return trade.symbol, trade
 
 
 class ComputeLiquidity(beam.PTransform):
-    """Trade batches -> liquidity and market records, in the configured shape."""
+    """Trade batches -> liquidity and market records, in the given shape (``two-stage`` or ``simple``).
 
-    def __init__(self, config: PipelineConfig) -> None:
+    ``windowing``: the windows and triggers; ``venue_types``: {MPID: venue type}
+    of the job's registry (the records' venue_type, dark vs lit).
+    """
+
+    def __init__(self, shape: str, windowing: Windowing, venue_types: Mapping[str, str]) -> None:
         super().__init__()
-        self._config = config
+        if shape not in SHAPES:
+            raise ValueError(f"unknown shape {shape!r}; use one of {SHAPES}")
+        self._shape = shape
+        self._windowing = windowing
+        self._venue_types = dict(venue_types)
 
     def expand(self, batches):
-        if self._config.shape == "simple":
+        if self._shape == "simple":
             return self._simple(batches)
         return self._two_stage(batches)
 
     def _simple(self, batches):
         windowed = (
             batches
-            | "EachTrade" >> beam.FlatMap(explode_trades)
-            | "Windows" >> SlidingEventTimeWindows(self._config)
+            | "EachTrade" >> beam.FlatMap(explode_trades).with_output_types(Trade)
+            | "Windows" >> SlidingEventTimeWindows(self._windowing)
         )
         liquidity = (
             windowed
-            | "KeyBySymbolVenue" >> beam.Map(venue_key)
+            | "KeyBySymbolVenue" >> beam.Map(venue_key).with_output_types(tuple[tuple[str, str], Trade])
             | "VenueStats" >> beam.CombinePerKey(VenueStatsFn())
-            | "FormatLiquidity" >> FormatLiquidity()
+            | "FormatLiquidity" >> FormatLiquidity(self._venue_types)
         )
         market = (
             windowed
-            | "KeyBySymbol" >> beam.Map(symbol_key)
+            | "KeyBySymbol" >> beam.Map(symbol_key).with_output_types(tuple[str, Trade])
             | "SymbolStats" >> beam.CombinePerKey(SymbolStatsFn())
-            | "FormatMarket" >> FormatMarket()
+            | "FormatMarket" >> FormatMarket(self._venue_types)
         )
         return {"liquidity": liquidity, "market": market}
 
     def _two_stage(self, batches):
         deltas = (
             batches
-            | "PreAggregate" >> beam.ParDo(PreAggregateFn(self._config.period_ms))
-            | "Windows" >> SlidingEventTimeWindows(self._config, deltas=True)
+            | "PreAggregate" >> beam.ParDo(PreAggregateFn(self._windowing.period_ms)).with_output_types(
+                SYMBOL_PARTIAL)
+            | "Windows" >> SlidingEventTimeWindows(self._windowing, deltas=True)
             | "SymbolDeltas" >> beam.GroupByKey()
         )
-        return deltas | "AccumulatePanes" >> AccumulatePanes(self._config.accumulating)
+        return deltas | "AccumulatePanes" >> AccumulatePanes(self._windowing.accumulating, self._venue_types)
+

@@ -16,44 +16,78 @@ dead letters are the parse rejections and the too-late trades together.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import apache_beam as beam
 
 from pipeline.options import PipelineConfig
 from pipeline.transforms.aggregate import ComputeLiquidity
 from pipeline.transforms.lateness import FilterTooLate, ParseAndFilterPartitionBatches
 from pipeline.transforms.parse import ParseTrades
+from pipeline.transforms.windowing import Windowing
+
+
+def windowing_of(config: PipelineConfig) -> Windowing:
+    """The window and trigger settings of a job's options."""
+    return Windowing(size_ms=config.window_ms, period_ms=config.period_ms,
+                     allowed_lateness_ms=config.allowed_lateness_ms,
+                     early_firing_seconds=config.early_firing_seconds, accumulating=config.accumulating,
+                     bounded=config.bounded)
 
 
 class LiquidityAnalytics(beam.PTransform):
     """Raw records -> {liquidity, market, deadletter} PCollections of dicts.
 
     Records are SourceRecord-like rows, or ``(partition, bytes)`` record batches
-    when the config reads Kafka with the ``darkpool`` reader (then parsing and the
-    too-late rule are one keyed step). A kafka-range run keeps the
-    records before its range end (default: the time the pipeline is built).
+    of ``trades_topic`` with ``record_batches`` (the ``darkpool`` Kafka reader:
+    then parsing and the too-late rule are one keyed step). ``venues`` /
+    ``venue_types``: the MPIDs / {MPID: venue type} of the job's registry;
+    ``too_late_filter``: apply the too-late rule (streaming runs);
+    ``keep_before_ms``: a kafka-range run's end (records stamped at or after it
+    are skipped). :meth:`from_config` takes them all from a job's options.
     """
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, *, venues: Iterable[str], venue_types: Mapping[str, str], windowing: Windowing, shape: str,
+                 max_event_skew_ms: int, record_batches: bool, trades_topic: str, too_late_filter: bool,
+                 keep_before_ms: int | None = None) -> None:
         super().__init__()
-        self._config = config
+        self._venues = tuple(sorted(venues))
+        self._venue_types = dict(venue_types)
+        self._windowing = windowing
+        self._shape = shape
+        self._max_event_skew_ms = max_event_skew_ms
+        self._record_batches = record_batches
+        self._trades_topic = trades_topic
+        self._too_late_filter = too_late_filter
+        self._keep_before_ms = keep_before_ms
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> LiquidityAnalytics:
+        """The analytics of a job's options (what ``pipeline.main.build_pipeline`` uses)."""
+        return cls(venues=config.venue_mpids, venue_types=config.venue_types, windowing=windowing_of(config),
+                   shape=config.shape, max_event_skew_ms=config.max_event_skew_ms,
+                   record_batches=config.reads_record_batches, trades_topic=config.trades_topic,
+                   too_late_filter=config.too_late_filter, keep_before_ms=config.keep_before_ms)
 
     def expand(self, records):
-        config = self._config
-        if config.reads_record_batches:
+        windowing = self._windowing
+        if self._record_batches:
             checked = records | "ParseAndFilterTooLate" >> ParseAndFilterPartitionBatches(
-                config.trades_topic, config.max_event_skew_ms, config.period_ms, config.allowed_lateness_ms,
-                too_late_filter=config.too_late_filter, keep_before_ms=config.keep_before_ms)
+                self._trades_topic, self._venues, self._max_event_skew_ms, windowing.period_ms,
+                windowing.allowed_lateness_ms, too_late_filter=self._too_late_filter,
+                keep_before_ms=self._keep_before_ms)
             trades = checked["trades"]
             dead_letters = [checked["deadletter"]]
         else:
-            parsed = records | "ParseTrades" >> ParseTrades(config.max_event_skew_ms,
-                                                            keep_before_ms=config.keep_before_ms)
+            parsed = records | "ParseTrades" >> ParseTrades(self._venues, self._max_event_skew_ms,
+                                                            keep_before_ms=self._keep_before_ms)
             trades = parsed["trades"]
             dead_letters = [parsed["deadletter"]]
-            if config.too_late_filter:
-                filtered = trades | "FilterTooLate" >> FilterTooLate(config.period_ms, config.allowed_lateness_ms)
+            if self._too_late_filter:
+                filtered = trades | "FilterTooLate" >> FilterTooLate(windowing.period_ms,
+                                                                     windowing.allowed_lateness_ms)
                 trades = filtered["trades"]
                 dead_letters.append(filtered["deadletter"])
-        outputs = trades | "ComputeLiquidity" >> ComputeLiquidity(config)
+        outputs = trades | "ComputeLiquidity" >> ComputeLiquidity(self._shape, windowing, self._venue_types)
         deadletter = tuple(dead_letters) | "AllDeadLetters" >> beam.Flatten()
         return {"liquidity": outputs["liquidity"], "market": outputs["market"], "deadletter": deadletter}

@@ -1,7 +1,7 @@
 """Format aggregates as contract records, and contract records as Kafka key/value bytes.
 
-:class:`FormatLiquidity` / :class:`FormatMarket` turn ``(key, statistics)``
-panes into the dicts of contracts.LIQUIDITY_FIELDS / MARKET_FIELDS, adding
+:class:`FormatLiquidity` / :class:`FormatMarket` turn ``(key, VenueStats)`` /
+``(symbol, {venue: VenueStats})`` panes into the dicts of contracts.LIQUIDITY_FIELDS / MARKET_FIELDS, adding
 the window bounds (ISO-8601 UTC), the pane's timing (EARLY / ON_TIME / LATE)
 and index from its PaneInfo, and ``emitted_at`` (wall clock).
 :func:`liquidity_kv` / :func:`market_kv` / :func:`deadletter_kv` give the
@@ -11,13 +11,14 @@ Kafka key and JSON value bytes.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import apache_beam as beam
 import orjson
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from darkpool.contracts import format_event_time, liquidity_key, market_key
-from pipeline import records
+from pipeline.records import liquidity_values, market_values, window_fields
 
 
 def pane_fields(pane) -> dict:
@@ -34,39 +35,53 @@ def _window_bounds(win) -> tuple[int, int]:
 
 
 class FormatLiquidityFn(beam.DoFn):
-    """((symbol, venue), venue statistics) in a window pane -> a darkpool.liquidity record."""
+    """((symbol, venue), VenueStats) in a window pane -> a darkpool.liquidity record."""
+
+    def __init__(self, venue_types: Mapping[str, str]) -> None:
+        self._venue_types = dict(venue_types)
 
     def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         (symbol, venue), stats = element
-        record = records.window_fields(*_window_bounds(win))
-        record.update(records.liquidity_values(symbol, venue, stats))
+        record = window_fields(*_window_bounds(win))
+        record.update(liquidity_values(symbol, venue, stats, self._venue_types))
         record.update(pane_fields(pane))
         yield record
 
 
 class FormatMarketFn(beam.DoFn):
-    """(symbol, {venue: statistics}) in a window pane -> a darkpool.market record."""
+    """(symbol, {venue: VenueStats}) in a window pane -> a darkpool.market record."""
+
+    def __init__(self, venue_types: Mapping[str, str]) -> None:
+        self._venue_types = dict(venue_types)
 
     def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         symbol, by_venue = element
-        record = records.window_fields(*_window_bounds(win))
-        record.update(records.market_values(symbol, by_venue))
+        record = window_fields(*_window_bounds(win))
+        record.update(market_values(symbol, by_venue, self._venue_types))
         record.update(pane_fields(pane))
         yield record
 
 
 class FormatLiquidity(beam.PTransform):
-    """Venue-statistics panes -> darkpool.liquidity records (dicts)."""
+    """Venue-statistics panes -> darkpool.liquidity records (dicts); ``venue_types`` {MPID: type} of the registry."""
+
+    def __init__(self, venue_types: Mapping[str, str]) -> None:
+        super().__init__()
+        self._venue_types = dict(venue_types)
 
     def expand(self, panes):
-        return panes | "LiquidityRecord" >> beam.ParDo(FormatLiquidityFn())
+        return panes | "LiquidityRecord" >> beam.ParDo(FormatLiquidityFn(self._venue_types))
 
 
 class FormatMarket(beam.PTransform):
-    """Symbol-statistics panes -> darkpool.market records (dicts)."""
+    """Symbol-statistics panes -> darkpool.market records (dicts); ``venue_types`` {MPID: type} of the registry."""
+
+    def __init__(self, venue_types: Mapping[str, str]) -> None:
+        super().__init__()
+        self._venue_types = dict(venue_types)
 
     def expand(self, panes):
-        return panes | "MarketRecord" >> beam.ParDo(FormatMarketFn())
+        return panes | "MarketRecord" >> beam.ParDo(FormatMarketFn(self._venue_types))
 
 
 def liquidity_kv(record: dict) -> tuple[bytes, bytes]:

@@ -30,7 +30,7 @@ Two transforms apply it (same rule, :func:`split_too_late`):
 from __future__ import annotations
 
 import time
-import typing
+from collections.abc import Iterable
 
 import apache_beam as beam
 import orjson
@@ -38,19 +38,10 @@ from apache_beam.coders import VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
-from darkpool.contracts import REASON_TOO_LATE, format_event_time, load_venues
+from darkpool.contracts import REASON_TOO_LATE, format_event_time
 from pipeline import eventtime
-from pipeline.records import (
-    T_EVENT_MS,
-    T_OFFSET,
-    T_PRICE,
-    T_QUANTITY,
-    T_RECORD_MS,
-    T_SIDE,
-    T_SYMBOL,
-    T_TRADE_ID,
-    T_VENUE,
-)
+from pipeline.codec import RECORD_BATCH, TRADE_BATCH
+from pipeline.records import Trade
 from pipeline.transforms.parse import (
     DEADLETTER_TAG,
     METRICS_NAMESPACE,
@@ -65,44 +56,44 @@ TOO_LATE_TAG = "too_late"
 PARTITION_WATERMARK = ReadModifyWriteStateSpec("partition_watermark", VarIntCoder())
 
 
-def trade_json(trade: tuple) -> bytes:
+def trade_json(trade: Trade) -> bytes:
     """The trade as a contract JSON record (re-encoded from the parsed fields)."""
     return orjson.dumps({
-        "trade_id": trade[T_TRADE_ID], "event_time": format_event_time(trade[T_EVENT_MS]),
-        "symbol": trade[T_SYMBOL], "venue": trade[T_VENUE], "price": trade[T_PRICE],
-        "quantity": trade[T_QUANTITY], "side": trade[T_SIDE],
+        "trade_id": trade.trade_id, "event_time": format_event_time(trade.event_ms),
+        "symbol": trade.symbol, "venue": trade.venue, "price": trade.price,
+        "quantity": trade.quantity, "side": trade.side,
     })
 
 
-def split_too_late(topic: str, partition: int, trades: list, watermark: int | None, period_ms: int,
-                   allowed_lateness_ms: int, now_ms: int) -> tuple[list, list[dict], int | None]:
+def split_too_late(topic: str, partition: int, trades: list[Trade], watermark: int | None, period_ms: int,
+                   allowed_lateness_ms: int, now_ms: int) -> tuple[list[Trade], list[dict], int | None]:
     """One partition's trades in arrival order -> (kept trades, too-late dead letters, new partition watermark).
 
     The watermark advances with each kept trade's record time, capped at ``now_ms``:
     like KafkaIO's CreateTime policy, a future-stamped record never moves it past now
     (one record stamped an hour ahead would otherwise make the next hour of trades too late).
     """
-    kept: list = []
+    kept: list[Trade] = []
     dead: list[dict] = []
     is_too_late = eventtime.is_too_late
     for trade in trades:
-        if is_too_late(trade[T_EVENT_MS], watermark, period_ms, allowed_lateness_ms):
+        if is_too_late(trade.event_ms, watermark, period_ms, allowed_lateness_ms):
             dead.append(deadletter_record(
                 REASON_TOO_LATE,
                 f"partition watermark {format_event_time(watermark)} had passed the end of its first "
                 f"window + allowed lateness",
-                trade_json(trade), trade[T_SYMBOL].encode(), topic, partition, trade[T_OFFSET],
+                trade_json(trade), trade.symbol.encode(), topic, partition, trade.offset,
                 raw_encoding="json-reencoded"))
             continue
         kept.append(trade)
-        record_ms = min(trade[T_RECORD_MS], now_ms)
+        record_ms = min(trade.record_ms, now_ms)
         if watermark is None or record_ms > watermark:
             watermark = record_ms
     return kept, dead, watermark
 
 
-def filter_too_late(topic: str, partition: int, trades: list, watermark_state, period_ms: int,
-                    allowed_lateness_ms: int, too_late_counter) -> tuple[list, list[dict]]:
+def filter_too_late(topic: str, partition: int, trades: list[Trade], watermark_state, period_ms: int,
+                    allowed_lateness_ms: int, too_late_counter) -> tuple[list[Trade], list[dict]]:
     """:func:`split_too_late` against a partition's watermark in keyed state: reads and updates the
     state, counts the too-late trades; returns (kept trades, too-late dead letters)."""
     kept, dead, watermark = split_too_late(topic, partition, trades, watermark_state.read(), period_ms,
@@ -142,13 +133,15 @@ class ParseAndFilterPartitionBatchFn(beam.DoFn):
     partition's watermark in the same stateful step: the trades never cross a
     shuffle between parsing and the too-late rule, and a record passes one
     Python stage fewer on its way to the windows. Main output: ``(partition
-    key, [trade, ...])``; tagged ``deadletter``: parse rejections and too-late
-    trades. ``too_late_filter`` False (bounded runs) skips the rule.
+    key, [Trade, ...])``; tagged ``deadletter``: parse rejections and too-late
+    trades. ``venues``: the MPIDs of the job's registry. ``too_late_filter``
+    False (bounded runs) skips the rule.
     """
 
-    def __init__(self, topic: str, max_skew_ms: int, period_ms: int, allowed_lateness_ms: int,
-                 too_late_filter: bool = True, keep_before_ms: int | None = None) -> None:
+    def __init__(self, topic: str, venues: Iterable[str], max_skew_ms: int, period_ms: int,
+                 allowed_lateness_ms: int, too_late_filter: bool = True, keep_before_ms: int | None = None) -> None:
         self._topic = topic
+        self._venue_mpids = tuple(sorted(venues))
         self._max_skew_ms = max_skew_ms
         self._period_ms = period_ms
         self._lateness_ms = allowed_lateness_ms
@@ -156,7 +149,7 @@ class ParseAndFilterPartitionBatchFn(beam.DoFn):
         self._keep_before_ms = keep_before_ms
 
     def setup(self) -> None:
-        self._venues = frozenset(load_venues())
+        self._venues = frozenset(self._venue_mpids)
         self._tally = ParseTally()
         self._too_late_counter = Metrics.counter(METRICS_NAMESPACE, "too_late")
 
@@ -181,7 +174,7 @@ class ParseAndFilterPartitionBatchFn(beam.DoFn):
 class FilterTooLate(beam.PTransform):
     """Split per-partition trade batches into on-time-enough batches (main) and ``too_late`` dead letters.
 
-    Input and main output: ``(partition key, [trade, ...])`` in the global window.
+    Input and main output: ``(partition key, [Trade, ...])`` in the global window.
     The rule is :func:`pipeline.eventtime.is_too_late`.
     """
 
@@ -193,7 +186,7 @@ class FilterTooLate(beam.PTransform):
     def expand(self, batches):
         outputs = batches | "TrackPartitionWatermark" >> beam.ParDo(
             FilterTooLateFn(self._period_ms, self._lateness_ms)
-        ).with_input_types(tuple[str, typing.Any]).with_outputs(TOO_LATE_TAG, main="trades")
+        ).with_input_types(TRADE_BATCH).with_output_types(TRADE_BATCH).with_outputs(TOO_LATE_TAG, main="trades")
         return {"trades": outputs.trades, "deadletter": outputs[TOO_LATE_TAG]}
 
 
@@ -204,13 +197,13 @@ class ParseAndFilterPartitionBatches(beam.PTransform):
     (:class:`ParseAndFilterPartitionBatchFn`). Counters as both of them.
     """
 
-    def __init__(self, topic: str, max_skew_ms: int, period_ms: int, allowed_lateness_ms: int,
-                 too_late_filter: bool = True, keep_before_ms: int | None = None) -> None:
+    def __init__(self, topic: str, venues: Iterable[str], max_skew_ms: int, period_ms: int,
+                 allowed_lateness_ms: int, too_late_filter: bool = True, keep_before_ms: int | None = None) -> None:
         super().__init__()
-        self._fn = ParseAndFilterPartitionBatchFn(topic, max_skew_ms, period_ms, allowed_lateness_ms,
+        self._fn = ParseAndFilterPartitionBatchFn(topic, venues, max_skew_ms, period_ms, allowed_lateness_ms,
                                                   too_late_filter, keep_before_ms)
 
     def expand(self, batches):
         outputs = batches | "ParseAndTrackPartitionWatermark" >> beam.ParDo(self._fn).with_input_types(
-            tuple[int, bytes]).with_outputs(DEADLETTER_TAG, main="trades")
+            RECORD_BATCH).with_output_types(TRADE_BATCH).with_outputs(DEADLETTER_TAG, main="trades")
         return {"trades": outputs.trades, "deadletter": outputs[DEADLETTER_TAG]}

@@ -4,7 +4,7 @@ The hottest code of the pipeline: every record passes through :func:`parse_trade
 once. It uses orjson, a per-minute cache for the usual ``...T14:30:00.123Z``
 timestamps, and no exceptions on the happy path.
 
-Valid trades leave as few, large elements: one ``(partition key, [trade, ...])``
+Valid trades leave as few, large elements: one ``(partition key, [Trade, ...])``
 batch per source partition per bundle (capped at ``max_batch`` trades), in the
 global window with the batch's earliest timestamp. Keeping the partition as the
 key lets the next step (:mod:`pipeline.transforms.lateness`) track each
@@ -40,15 +40,14 @@ from darkpool.contracts import (
     REASON_UNKNOWN_VENUE,
     TRADE_FIELDS,
     format_event_time,
-    load_venues,
     parse_event_time,
 )
-from pipeline.records import T_EVENT_MS, T_RECORD_MS, decode_record_batch
+from pipeline.codec import TRADE_BATCH, decode_record_batch
+from pipeline.records import Trade, new_trade
 
 DEADLETTER_TAG = "deadletter"
 METRICS_NAMESPACE = "darkpool.pipeline"
 MIN_EVENT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: anything earlier is absurd
-
 
 
 class Rejected(Exception):  # noqa: N818 - it is an outcome, not an error of the program
@@ -93,8 +92,8 @@ def event_time_ms(text: object) -> int:
         raise Rejected(REASON_BAD_EVENT_TIME, f"unparseable event_time {text!r}") from exc
 
 
-def parse_trade(value: bytes | None, record_ms: int, offset: int, venues, max_skew_ms: int) -> tuple:
-    """Validate one trade record (JSON bytes) -> trade tuple (layout in :mod:`pipeline.records`).
+def parse_trade(value: bytes | None, record_ms: int, offset: int, venues, max_skew_ms: int) -> Trade:
+    """Validate one trade record (JSON bytes) -> :class:`~pipeline.records.Trade`.
 
     ``venues`` is a set of known MPIDs; ``record_ms`` the record's timestamp;
     an event_time further than ``max_skew_ms`` from it, or before 2000, is absurd.
@@ -143,7 +142,7 @@ def parse_trade(value: bytes | None, record_ms: int, offset: int, venues, max_sk
     if event_ms < MIN_EVENT_MS or abs(event_ms - record_ms) > max_skew_ms:
         raise Rejected(REASON_ABSURD_EVENT_TIME,
                        f"event_time {event_time} vs record timestamp {format_event_time(max(record_ms, 0))}")
-    return (event_ms, symbol, venue, price, quantity, side, trade_id, offset, record_ms)
+    return new_trade(Trade, (event_ms, symbol, venue, price, quantity, side, trade_id, offset, record_ms))
 
 
 def _raw_text(raw: bytes | None) -> tuple[str | None, str]:
@@ -212,11 +211,11 @@ class ParseTally:
 
 
 def parse_records(records: Iterable[tuple], topic: str, venues, max_skew_ms: int, tally: ParseTally,
-                  keep_before_ms: int | None = None) -> tuple[list, list[dict]]:
-    """(partition, offset, record ms, key, value) records of a topic -> (valid trade tuples in arrival order,
+                  keep_before_ms: int | None = None) -> tuple[list[Trade], list[dict]]:
+    """(partition, offset, record ms, key, value) records of a topic -> (valid trades in arrival order,
     dead-letter dicts); counts into tally. Records stamped at/after ``keep_before_ms`` (a bounded
     range's end) are skipped and counted as outside."""
-    trades: list = []
+    trades: list[Trade] = []
     dead: list[dict] = []
     append = trades.append
     seen = outside = 0
@@ -236,7 +235,7 @@ def parse_records(records: Iterable[tuple], topic: str, venues, max_skew_ms: int
 
 
 def parse_record_batch(batch: bytes, topic: str, venues, max_skew_ms: int, tally: ParseTally,
-                       keep_before_ms: int | None = None) -> tuple[list, list[dict]]:
+                       keep_before_ms: int | None = None) -> tuple[list[Trade], list[dict]]:
     """A darkpool reader record batch -> :func:`parse_records` of its records."""
     return parse_records(decode_record_batch(batch), topic, venues, max_skew_ms, tally, keep_before_ms)
 
@@ -249,16 +248,18 @@ class ParseAndBatchFn(beam.DoFn):
     :func:`parse_records` (at ``max_batch`` records, or when the bundle ends):
     no per-record call setup on this path. With ``keep_before_ms`` (a bounded
     range of the topic), records stamped at or after it are skipped and counted
-    as ``outside_range``.
+    as ``outside_range``. ``venues``: the MPIDs of the job's registry.
     """
 
-    def __init__(self, max_skew_ms: int, max_batch: int = 20_000, keep_before_ms: int | None = None) -> None:
+    def __init__(self, venues: Iterable[str], max_skew_ms: int, max_batch: int = 20_000,
+                 keep_before_ms: int | None = None) -> None:
+        self._venue_mpids = tuple(sorted(venues))
         self._max_skew_ms = max_skew_ms
         self._max_batch = max_batch
         self._keep_before_ms = keep_before_ms
 
     def setup(self) -> None:
-        self._venues = frozenset(load_venues())
+        self._venues = frozenset(self._venue_mpids)
         self._tally = ParseTally()
 
     def start_bundle(self) -> None:
@@ -287,7 +288,7 @@ class ParseAndBatchFn(beam.DoFn):
         trades, dead = parse_records(pending, topic, self._venues, self._max_skew_ms, self._tally,
                                      self._keep_before_ms)
         if dead:
-            earliest = min(record[2] for record in pending) / 1000.0
+            earliest = min(record_ms for _, _, record_ms, _, _ in pending) / 1000.0
             for letter in dead:
                 yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, WindowedValue(letter, earliest, (GlobalWindow(),)))
         if trades:
@@ -299,9 +300,9 @@ def partition_key(topic: str, partition: int) -> str:
     return f"{topic}/{partition}"
 
 
-def _batch_value(topic: str, partition: int, batch: list) -> WindowedValue:
+def _batch_value(topic: str, partition: int, batch: list[Trade]) -> WindowedValue:
     """A batch element in the global window, stamped with its earliest event or record time."""
-    earliest = min(min(t[T_EVENT_MS], t[T_RECORD_MS]) for t in batch)
+    earliest = min(min(trade.event_ms, trade.record_ms) for trade in batch)
     return WindowedValue((partition_key(topic, partition), batch), earliest / 1000.0, (GlobalWindow(),))
 
 
@@ -313,12 +314,15 @@ class ParseTrades(beam.PTransform):
     ``records_in``, ``trades_valid`` and ``deadletter_<reason>`` count them.
     Input: SourceRecord-like rows (Beam's ReadFromKafka, files). The darkpool
     Kafka reader's batches take :class:`~pipeline.transforms.lateness.ParseAndFilterPartitionBatches`.
+    ``venues``: the MPIDs of the job's registry (a trade at any other venue is ``unknown_venue``).
     """
 
-    def __init__(self, max_skew_ms: int, max_batch: int = 20_000, keep_before_ms: int | None = None) -> None:
+    def __init__(self, venues: Iterable[str], max_skew_ms: int, max_batch: int = 20_000,
+                 keep_before_ms: int | None = None) -> None:
         super().__init__()
-        self._fn = ParseAndBatchFn(max_skew_ms, max_batch, keep_before_ms)
+        self._fn = ParseAndBatchFn(venues, max_skew_ms, max_batch, keep_before_ms)
 
     def expand(self, records):
-        outputs = records | "ValidateAndBatch" >> beam.ParDo(self._fn).with_outputs(DEADLETTER_TAG, main="trades")
+        outputs = records | "ValidateAndBatch" >> beam.ParDo(self._fn).with_output_types(
+            TRADE_BATCH).with_outputs(DEADLETTER_TAG, main="trades")
         return {"trades": outputs.trades, "deadletter": outputs[DEADLETTER_TAG]}

@@ -23,7 +23,6 @@ checkpoint: rows are at-least-once; readers keep the latest pane per key
 from __future__ import annotations
 
 import time
-import typing
 import uuid
 
 import apache_beam as beam
@@ -44,6 +43,7 @@ from darkpool.config import load_settings
 from darkpool.contracts import PARQUET_PARTITION_FIELD
 from darkpool.kafka_client import java_client_config
 from darkpool.schema import KIND_TIME, kind_of
+from pipeline.codec import DATED_ROWS
 from pipeline.transforms.parse import METRICS_NAMESPACE
 
 BYTE_ARRAY_SERIALIZER = "org.apache.kafka.common.serialization.ByteArraySerializer"
@@ -234,9 +234,9 @@ class _BatchByDate(beam.PTransform):
         return (
             pcoll
             | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
-            | "RowsPerBundle" >> beam.ParDo(BundleRowsFn(self._batch_rows))
+            | "RowsPerBundle" >> beam.ParDo(BundleRowsFn(self._batch_rows)).with_output_types(DATED_ROWS)
             | "BufferPerDate" >> beam.ParDo(BufferRowsFn(self._batch_rows, self._flush_seconds, self._clock))
-            .with_input_types(tuple[str, typing.Any])
+            .with_input_types(DATED_ROWS)
         )
 
 

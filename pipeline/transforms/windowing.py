@@ -13,18 +13,30 @@ In a bounded (backfill) run every window fires once, when the input is done
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import apache_beam as beam
 from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Duration
 
-from pipeline.options import PipelineConfig
+
+@dataclass(frozen=True)
+class Windowing:
+    """The window and trigger settings (``pipeline.transforms.analytics.windowing_of`` reads a job's)."""
+
+    size_ms: int
+    period_ms: int
+    allowed_lateness_ms: int
+    early_firing_seconds: int
+    accumulating: bool = True
+    bounded: bool = False  # a backfill: every window fires once, ON_TIME, when the input ends
 
 
-def _main_trigger(config: PipelineConfig):
-    if config.bounded:
+def _main_trigger(windowing: Windowing):
+    if windowing.bounded:
         return trigger.DefaultTrigger()
     return trigger.AfterWatermark(
-        early=trigger.AfterProcessingTime(int(config.early_firing_seconds)), late=trigger.AfterCount(1))
+        early=trigger.AfterProcessingTime(int(windowing.early_firing_seconds)), late=trigger.AfterCount(1))
 
 
 class SlidingEventTimeWindows(beam.PTransform):
@@ -34,18 +46,18 @@ class SlidingEventTimeWindows(beam.PTransform):
     (the two-stage shape accumulates the deltas itself, in keyed state).
     """
 
-    def __init__(self, config: PipelineConfig, deltas: bool = False) -> None:
+    def __init__(self, windowing: Windowing, deltas: bool = False) -> None:
         super().__init__()
-        self._config = config
+        self._windowing = windowing
         self._deltas = deltas
 
     def expand(self, pcoll):
-        config = self._config
-        accumulate = config.accumulating and not self._deltas
+        settings = self._windowing
+        accumulate = settings.accumulating and not self._deltas
         mode = trigger.AccumulationMode.ACCUMULATING if accumulate else trigger.AccumulationMode.DISCARDING
         return pcoll | "SlidingWindows" >> beam.WindowInto(
-            window.SlidingWindows(config.window_ms / 1000.0, config.period_ms / 1000.0),
-            trigger=_main_trigger(config),
+            window.SlidingWindows(settings.size_ms / 1000.0, settings.period_ms / 1000.0),
+            trigger=_main_trigger(settings),
             accumulation_mode=mode,
-            allowed_lateness=Duration(micros=config.allowed_lateness_ms * 1000),
+            allowed_lateness=Duration(micros=settings.allowed_lateness_ms * 1000),
         )

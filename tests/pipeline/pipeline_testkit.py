@@ -27,8 +27,9 @@ from darkpool.contracts import (
     parse_event_time,
 )
 from darkpool.market import HHI_SCALE
+from pipeline.codec import RECORD_BATCH, encode_record_batch
 from pipeline.main import metric_totals
-from pipeline.records import SourceRecord, encode_record_batch
+from pipeline.records import SourceRecord
 from pipeline.transforms.analytics import LiquidityAnalytics
 
 T0 = parse_event_time("2026-11-25T14:00:00.000Z")  # a multiple of 5 minutes
@@ -85,8 +86,9 @@ def run_analytics(source, config, streaming: bool = True) -> tuple[dict[str, lis
     records = pipeline | "Source" >> source
     if config.reads_record_batches:
         # what the default (darkpool) Kafka reader hands the pipeline: records in ReadTradeRecords' batch layout
-        records = records | "AsRecordBatches" >> beam.Map(lambda r: (r.partition, encode_record_batch([r])))
-    outputs = records | "Analytics" >> LiquidityAnalytics(config)
+        records = records | "AsRecordBatches" >> beam.Map(
+            lambda r: (r.partition, encode_record_batch([r]))).with_output_types(RECORD_BATCH)
+    outputs = records | "Analytics" >> LiquidityAnalytics.from_config(config)
     for name in ("liquidity", "market", "deadletter"):
         _ = outputs[name] | f"Collect{name}" >> beam.ParDo(Collect(f"{token}/{name}"))
     result = pipeline.run()

@@ -1,21 +1,26 @@
-"""Property tests: every CombineFn gives the same result however its inputs are split and merged."""
+"""Property tests: every CombineFn gives the same result however its inputs are split and merged; the
+registered coders of trades and statistics round-trip them."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
+from apache_beam import coders
+from apache_beam.typehints.native_type_compatibility import convert_to_beam_type
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import records
+from pipeline.codec import SYMBOL_PARTIAL, TRADE_BATCH, VenueStatsCoder
 from pipeline.combiners import SymbolStatsFn, VenueStatsFn
-from pipeline.records import S_NOTIONAL
+from pipeline.records import Trade, VenueStats
 
 VENUES = ["UBSA", "MSPL", "XNAS", "CDRG", "IEXG"]
 
 trades_strategy = st.lists(
-    st.tuples(
+    st.builds(
+        Trade,
         st.integers(1_700_000_000_000, 1_700_000_600_000),  # event_ms
         st.just("AAPL"),
         st.sampled_from(VENUES),
@@ -52,9 +57,10 @@ def single_pass(fn, inputs: list):
     return fn.extract_output(acc)
 
 
-def assert_stats_equal(a: list, b: list) -> None:
-    assert a[:S_NOTIONAL] == b[:S_NOTIONAL] and a[S_NOTIONAL + 1:] == b[S_NOTIONAL + 1:]
-    assert a[S_NOTIONAL] == pytest.approx(b[S_NOTIONAL], rel=1e-12)
+def assert_stats_equal(a: VenueStats, b: VenueStats) -> None:
+    exact = [name for name in VenueStats.__dataclass_fields__ if name != "notional"]
+    assert [getattr(a, name) for name in exact] == [getattr(b, name) for name in exact]
+    assert a.notional == pytest.approx(b.notional, rel=1e-12)
 
 
 @settings(max_examples=150, deadline=None)
@@ -100,8 +106,33 @@ def test_partials_merged_pane_by_pane_equal_direct_combination(trades, cuts, par
 
 def test_merge_does_not_mutate_inputs():
     fn = SymbolStatsFn()
-    a = fn.add_input(fn.create_accumulator(), (0, "AAPL", "UBSA", 10.0, 100, "B", "T", 0, 0))
-    b = fn.add_input(fn.create_accumulator(), (0, "AAPL", "UBSA", 11.0, 200, "S", "T", 0, 0))
-    before = (list(a["UBSA"]), list(b["UBSA"]))
+    a = fn.add_input(fn.create_accumulator(), Trade(0, "AAPL", "UBSA", 10.0, 100, "B", "T", 0, 0))
+    b = fn.add_input(fn.create_accumulator(), Trade(0, "AAPL", "UBSA", 11.0, 200, "S", "T", 0, 0))
+    before = (a["UBSA"].copy(), b["UBSA"].copy())
     fn.merge_accumulators([a, b])
     assert (a["UBSA"], b["UBSA"]) == before
+
+
+def registered_coder(hint):
+    return coders.registry.get_coder(convert_to_beam_type(hint))
+
+
+@settings(max_examples=50, deadline=None)
+@given(trades_strategy)
+def test_registered_coders_round_trip_trade_batches_and_partials(trades):
+    """The coders Beam picks for the steps' element types: keys StrUtf8, values back with their named types."""
+    batch_coder = registered_coder(TRADE_BATCH)
+    assert batch_coder.key_coder() == coders.StrUtf8Coder()
+    decoded = batch_coder.decode(batch_coder.encode(("darkpool.trades/0", trades)))
+    assert decoded == ("darkpool.trades/0", trades) and all(type(t) is Trade for t in decoded[1])
+    partial_coder = registered_coder(SYMBOL_PARTIAL)
+    assert partial_coder.key_coder().is_deterministic()
+    partial = single_pass(SymbolStatsFn(), trades)
+    assert partial_coder.decode(partial_coder.encode(("AAPL", partial))) == ("AAPL", partial)
+
+
+def test_venue_stats_coder_empty_and_oversized():
+    coder = VenueStatsCoder()
+    assert coder.decode(coder.encode(VenueStats())) == VenueStats()  # min/max price +-inf
+    huge = VenueStats(count=1, quantity=2**70, notional=1e25, min_price=1.0, max_price=1.0)
+    assert coder.decode(coder.encode(huge)) == huge  # beyond 64 bits: still exact

@@ -8,8 +8,9 @@ import math
 import pytest
 
 from darkpool import market
+from darkpool.venues import load_venues, venue_types
 from pipeline import eventtime, records
-from pipeline.records import S_BLOCK_COUNT, S_BUY_QUANTITY, S_COUNT, S_MAX_PRICE, S_MIN_PRICE, S_SELL_QUANTITY
+from pipeline.records import VenueStats
 
 MIN = 60_000
 
@@ -79,25 +80,25 @@ def test_too_late_rule():
 
 
 def test_stats_accumulate_and_merge():
-    a, b = records.new_stats(), records.new_stats()
-    records.add_trade(a, 10.0, 100, "B")
-    records.add_trade(a, 25.0, 10_000, "S")
-    records.add_trade(b, 5.0, 50, None)
-    merged = records.new_stats()
-    records.merge_stats_into(merged, a)
-    records.merge_stats_into(merged, b)
-    assert merged[S_COUNT] == 3 and merged[S_BLOCK_COUNT] == 1
-    assert (merged[S_MIN_PRICE], merged[S_MAX_PRICE]) == (5.0, 25.0)
-    assert (merged[S_BUY_QUANTITY], merged[S_SELL_QUANTITY]) == (100, 10_000)
-    assert records.new_stats()[S_MIN_PRICE] == math.inf
+    a, b = VenueStats(), VenueStats()
+    a.add(10.0, 100, "B")
+    a.add(25.0, 10_000, "S")
+    b.add(5.0, 50, None)
+    merged = VenueStats()
+    merged.merge(a)
+    merged.merge(b)
+    assert merged.count == 3 and merged.block_count == 1
+    assert (merged.min_price, merged.max_price) == (5.0, 25.0)
+    assert (merged.buy_quantity, merged.sell_quantity) == (100, 10_000)
+    assert VenueStats().min_price == math.inf
 
 
 def test_market_values_dark_lit_hhi_top():
-    by_venue = {"UBSA": records.new_stats(), "XNAS": records.new_stats(), "CDRG": records.new_stats()}
-    records.add_trade(by_venue["UBSA"], 10.0, 600, "B")   # ATS
-    records.add_trade(by_venue["CDRG"], 10.0, 100, "S")   # SDP
-    records.add_trade(by_venue["XNAS"], 12.0, 300, None)  # exchange
-    rollup = records.market_values("AAPL", by_venue)
+    by_venue = {"UBSA": VenueStats(), "XNAS": VenueStats(), "CDRG": VenueStats()}
+    by_venue["UBSA"].add(10.0, 600, "B")   # ATS
+    by_venue["CDRG"].add(10.0, 100, "S")   # SDP
+    by_venue["XNAS"].add(12.0, 300, None)  # exchange
+    rollup = records.market_values("AAPL", by_venue, venue_types(load_venues().values()))
     assert (rollup["share_quantity"], rollup["dark_quantity"], rollup["lit_quantity"]) == (1_000, 700, 300)
     assert rollup["dark_share"] == pytest.approx(0.7)
     assert (rollup["dark_notional"], rollup["lit_notional"]) == (7_000.0, 3_600.0)
@@ -109,10 +110,10 @@ def test_market_values_dark_lit_hhi_top():
 
 
 def test_liquidity_values():
-    stats = records.new_stats()
-    records.add_trade(stats, 100.0, 2_500, "B")
-    records.add_trade(stats, 101.0, 500, "S")
-    values = records.liquidity_values("MSFT", "JPMX", stats)
+    stats = VenueStats()
+    stats.add(100.0, 2_500, "B")
+    stats.add(101.0, 500, "S")
+    values = records.liquidity_values("MSFT", "JPMX", stats, venue_types(load_venues().values()))
     assert values["venue_type"] == "ATS"
     assert values["avg_trade_size"] == 1_500.0
     assert values["block_count"] == 1 and values["block_quantity"] == 2_500  # $250,000 notional

@@ -93,7 +93,7 @@ def test_streaming_pipeline_writes_one_row_per_pane_partitioned_by_date(tmp_path
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = True
     with beam.Pipeline(options=options) as pipeline:
-        outputs = pipeline | stream | LiquidityAnalytics(config)
+        outputs = pipeline | stream | LiquidityAnalytics.from_config(config)
         for name, schema in (("liquidity", LIQUIDITY_SCHEMA), ("market", MARKET_SCHEMA)):
             _ = outputs[name] | f"Parquet{name}" >> WriteParquet(tmp_path, name, schema, 1_000, 5)
         _ = outputs["market"] | beam.ParDo(Collect(f"parquet-test-{tmp_path}"))

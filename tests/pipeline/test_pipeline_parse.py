@@ -15,17 +15,9 @@ from pipeline_testkit import MINUTE, T0, record, run_analytics
 
 from darkpool.contracts import DEADLETTER_REASONS as REASONS
 from darkpool.contracts import TRADES_TOPIC, format_event_time, load_venues, parse_event_time
+from pipeline.codec import decode_record_batch, encode_record_batch
 from pipeline.options import PipelineConfig
-from pipeline.records import (
-    T_EVENT_MS,
-    T_OFFSET,
-    T_PRICE,
-    T_QUANTITY,
-    T_SIDE,
-    SourceRecord,
-    decode_record_batch,
-    encode_record_batch,
-)
+from pipeline.records import SourceRecord, Trade
 from pipeline.transforms.lateness import ParseAndFilterPartitionBatchFn
 from pipeline.transforms.parse import Rejected, event_time_ms, parse_trade
 
@@ -46,11 +38,13 @@ def encoded(**changes) -> bytes:
 
 def test_valid_trade():
     trade = parse(encoded())
-    assert trade[:6] == (T0, "AAPL", "UBSA", 189.23, 500, "B")
-    assert parse(encoded(side=None))[T_SIDE] is None
-    assert parse(encoded(price=190))[T_PRICE] == 190.0  # integer price is a number
-    assert parse(encoded(quantity=500.0))[T_QUANTITY] == 500  # integral float quantity
-    assert parse(encoded(event_time="2026-11-25T09:00:00-05:00"))[T_EVENT_MS] == T0
+    assert trade == Trade(event_ms=T0, symbol="AAPL", venue="UBSA", price=189.23, quantity=500, side="B",
+                          trade_id="T-1", offset=7, record_ms=T0)
+    assert type(trade) is Trade
+    assert parse(encoded(side=None)).side is None
+    assert parse(encoded(price=190)).price == 190.0  # integer price is a number
+    assert parse(encoded(quantity=500.0)).quantity == 500  # integral float quantity
+    assert parse(encoded(event_time="2026-11-25T09:00:00-05:00")).event_ms == T0
 
 
 @pytest.mark.parametrize("value,reason", [
@@ -154,7 +148,7 @@ def test_a_partition_batch_is_parsed_and_checked_against_the_partition_watermark
     records = [record(0, T0 + 1_000, partition=1).value, record(1, T0 + 3_000, partition=1, value=b"{oops").value,
                record(2, T0 + 20 * MINUTE, partition=1).value, record(3, T0 + 2_000, partition=1).value,
                SourceRecord(TRADES_TOPIC, 1, 4, T0 + 5_000, None, None)]
-    fn = ParseAndFilterPartitionBatchFn(TRADES_TOPIC, max_skew_ms=3_600_000, period_ms=MINUTE,
+    fn = ParseAndFilterPartitionBatchFn(TRADES_TOPIC, VENUES, max_skew_ms=3_600_000, period_ms=MINUTE,
                                         allowed_lateness_ms=10 * MINUTE)
     fn.setup()
     state = _WatermarkState()
@@ -166,7 +160,7 @@ def test_a_partition_batch_is_parsed_and_checked_against_the_partition_watermark
     assert dead[0][3] == "{oops" and dead[1][3] is None
     [(key, trades)] = [o for o in emitted if not isinstance(o, TaggedOutput)]
     assert key == f"{TRADES_TOPIC}/1"
-    assert [t[T_OFFSET] for t in trades] == [0, 2]
+    assert [t.offset for t in trades] == [0, 2]
     assert state.value == T0 + 20 * MINUTE
 
 
