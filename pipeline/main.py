@@ -59,8 +59,10 @@ LOG = logging.getLogger("pipeline")
 
 def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig) -> dict:
     """Add the whole graph (source -> analytics -> sinks) to ``pipeline``; returns the record PCollections."""
+    unreadable = None  # a file's rows the reader could not read: dead letters already
     if config.source == "file":
-        records = pipeline | "ReadTradesFile" >> ReadTradesFile(config.input_file)
+        read = pipeline | "ReadTradesFile" >> ReadTradesFile(config.input_file)
+        records, unreadable = read["records"], read["deadletter"]
     else:
         records = pipeline | "ReadTrades" >> ReadTradesFromKafka(
             config.bootstrap_servers, config.trades_topic, config.group_id, config.expansion_service,
@@ -68,6 +70,9 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig) -> dict:
             reader=config.kafka_reader,
         )
     outputs = records | "LiquidityAnalytics" >> LiquidityAnalytics.from_config(config)
+    if unreadable is not None:
+        dead = (outputs["deadletter"], unreadable) | "WithUnreadableRows" >> beam.Flatten()
+        outputs = {**outputs, "deadletter": dead}
 
     if config.kafka_output:
         for name, topic, to_kv in (

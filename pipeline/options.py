@@ -16,14 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from darkpool import contracts, storage
+from darkpool import contracts, storage, tradefile
 from darkpool.config import VENUES_MODES, load_settings
 from darkpool.errors import DarkpoolError
 from darkpool.venues import Venue, registry_for, venue_types
 
 SOURCES = ("kafka", "file", "kafka-range")
 KAFKA_READERS = ("darkpool", "beam")
-INPUT_SUFFIXES = (".csv", ".jsonl", ".json", ".ndjson", ".parquet")
 SHAPES = ("two-stage", "simple")
 ACCUMULATION_MODES = ("accumulating", "discarding")
 
@@ -301,8 +300,10 @@ def validate(config: PipelineConfig) -> str | None:
             return "--source file needs --input FILE"
         if not config.input_file.is_file():
             return f"--input {config.input_file}: no such file"
-        if config.input_file.suffix.lower() not in INPUT_SUFFIXES:
-            return f"--input {config.input_file}: not a trades file (use {', '.join(INPUT_SUFFIXES)})"
+        try:
+            tradefile.detect_format(config.input_file)
+        except DarkpoolError:
+            return f"--input {config.input_file}: not a trades file (use {', '.join(tradefile.EXTENSIONS)}; .gz too)"
     elif config.input_file is not None:
         return "--input is only for --source file"
     if config.source == "kafka-range" and config.range_start is None:

@@ -19,35 +19,33 @@
   With ``range_start`` it is bounded: it starts at the first offset at or
   after that time and reads as many records as the topic held then (counted
   with confluent-kafka); the parse step keeps only records before ``range_end``.
-- :class:`ReadTradesFile`: a CSV (contract columns, or the seed layout
-  ``timestamp, symbol, price, quantity, venue, side``; extra columns ignored),
-  JSON-lines or Parquet file of trades, as SourceRecords of one partition in file order.
+- :class:`ReadTradesFile`: a CSV, JSON-lines or Parquet file of trades, read by
+  the one trade-file reader (:mod:`darkpool.tradefile`, docs/trade-files.md), as
+  SourceRecords of one partition in file order (offset = the row's line), and
+  a dead letter for each row it cannot read.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 import logging
 import time
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 
 import apache_beam as beam
 import orjson
-import pyarrow.parquet as pq
 from apache_beam.io.kafka import ReadFromKafka
 from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
 
-from darkpool.contracts import format_event_time, parse_event_time
+from darkpool import tradefile
+from darkpool.contracts import format_event_time
 from darkpool.errors import DarkpoolError
 from darkpool.kafka_client import client_config, java_client_config
-from pipeline.options import INPUT_SUFFIXES, KAFKA_READERS
+from darkpool.tradefile import RowError, Trade
+from pipeline.options import KAFKA_READERS
 from pipeline.records import SourceRecord
-from pipeline.transforms.parse import Rejected, event_time_ms
+from pipeline.transforms.parse import DEADLETTER_TAG, ParseTally, deadletter_record
 
-FILE_FORMATS = INPUT_SUFFIXES
 PROGRESS_EVERY = 100_000
 LOG = logging.getLogger(__name__)
 
@@ -155,133 +153,79 @@ class ReadTradesFromKafka(beam.PTransform):
 
 
 # --- files -------------------------------------------------------------------------------
-def _event_time_text(value: object) -> str | None:
-    """A file's time cell -> the contract's ISO-8601 text, or the raw text when it cannot be read.
+def file_record(trade: Trade, name: str) -> SourceRecord:
+    """A readable row of file ``name`` -> a SourceRecord holding the contract trade JSON.
 
-    Accepts ISO-8601 (with 'Z', an offset, a space instead of 'T', or naive = UTC),
-    epoch seconds or milliseconds, and datetime values (Parquet timestamps).
+    Topic ``file:<name>``, partition 0, offset = the row's line, record time =
+    the trade's event time, key = its symbol; a row without a trade_id gets
+    ``<name>:<line>``.
     """
-    if value is None or value == "":
-        return None
-    if isinstance(value, dt.datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return format_event_time(int(round(aware.timestamp() * 1000)))
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        text = str(value).strip()
-        try:
-            number = float(text)
-        except ValueError:
-            try:
-                return format_event_time(parse_event_time(text))
-            except ValueError:
-                return text
-    millis = number if number >= 1e11 else number * 1000.0  # epoch ms vs epoch seconds
-    return format_event_time(int(round(millis)))
+    value = orjson.dumps(trade.contract(f"{name}:{trade.line}"))
+    return SourceRecord(topic=f"file:{name}", partition=0, offset=trade.line, timestamp=trade.event_ms,
+                        key=trade.symbol.encode(), value=value)
 
 
-def _number(value: object) -> object:
-    """A CSV cell -> int or float when it is one, else unchanged (validation dead-letters it)."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            return value
+def unreadable_row_letter(error: RowError) -> dict:
+    """A row the reader could not read -> its darkpool.deadletter record.
+
+    reason = the reader's, source_topic ``file:<name>``, source_offset = the
+    line, detail ``<name>:<line>: <what is wrong>``, raw_value = the row.
+    """
+    return deadletter_record(reason=error.reason, detail=f"{error.where}: {error.detail}", value=error.raw,
+                             key=None, topic=f"file:{error.file}", partition=0, offset=error.line)
 
 
-def row_to_record(row: dict, source: str, offset: int) -> SourceRecord:
-    """A file row (contract or seed columns) -> a SourceRecord holding the trade as contract JSON."""
-    time_text = _event_time_text(row["event_time"] if "event_time" in row else row.get("timestamp"))
-    side = row.get("side")
-    trade = {
-        "trade_id": row.get("trade_id") or f"{source}-{offset}",
-        "event_time": time_text,
-        "symbol": row.get("symbol"),
-        "venue": row.get("venue"),
-        "price": _number(row.get("price")),
-        "quantity": _number(row.get("quantity")),
-        "side": side if side not in ("", None) else None,
-    }
-    try:
-        record_ms = parse_event_time(time_text) if time_text else 0
-    except ValueError:
-        record_ms = 0
-    symbol = trade["symbol"]
-    key = symbol.encode() if isinstance(symbol, str) else None
-    return SourceRecord(f"file:{source}", 0, offset, record_ms, key, orjson.dumps(trade))
+class ReadTradeFileFn(beam.DoFn):
+    """A trade file's path -> a SourceRecord per readable row (main) and a dead letter per unreadable row
+    (tagged ``deadletter``), in file order, read by :mod:`darkpool.tradefile`.
 
-
-def _jsonl_record(line: bytes, source: str, offset: int) -> SourceRecord:
-    """A JSON line is the raw record value itself; its record timestamp is its event_time when readable."""
-    record_ms = 0
-    key = None
-    try:
-        data = orjson.loads(line)
-        if isinstance(data, dict):
-            key = data["symbol"].encode() if isinstance(data.get("symbol"), str) else None
-            record_ms = event_time_ms(data.get("event_time"))
-    except (orjson.JSONDecodeError, Rejected):
-        pass  # the parse step dead-letters the record with its reason
-    return SourceRecord(f"file:{source}", 0, offset, record_ms, key, line)
-
-
-def read_trade_file(path: str) -> Iterator[SourceRecord]:
-    """Every row of a trades file (CSV / JSON lines / Parquet) as a SourceRecord, in file order.
-
+    The unreadable rows never reach the parse step, so they are counted here,
+    as the parse step counts its rejections: ``records_in`` and
+    ``deadletter_<reason>`` (:class:`~pipeline.transforms.parse.ParseTally`).
     Logs progress every PROGRESS_EVERY rows.
     """
-    for count, record in enumerate(_read_rows(Path(path)), start=1):
-        if count % PROGRESS_EVERY == 0:
-            LOG.info("backfill: read %s rows of %s", f"{count:,}", path)
-        yield record
 
+    def __init__(self, fmt: str | None = None) -> None:
+        self._fmt = fmt
 
-def _read_rows(file: Path) -> Iterator[SourceRecord]:
-    path = str(file)
-    suffix = file.suffix.lower()
-    source = file.name
-    if suffix == ".csv":
-        with open(file, newline="", encoding="utf-8") as handle:
-            for offset, row in enumerate(csv.DictReader(handle, skipinitialspace=True)):
-                cells = {k.strip(): v.strip() if isinstance(v, str) else v for k, v in row.items() if k}
-                yield row_to_record(cells, source, offset)
-    elif suffix in (".jsonl", ".json", ".ndjson"):
-        with open(file, "rb") as handle:
-            offset = 0
-            for line in handle:
-                line = line.strip()
-                if line:
-                    yield _jsonl_record(line, source, offset)
-                    offset += 1
-    elif suffix == ".parquet":
-        offset = 0
-        for batch in pq.ParquetFile(file).iter_batches(batch_size=65_536):
-            for row in batch.to_pylist():
-                yield row_to_record(row, source, offset)
-                offset += 1
-    else:
-        raise DarkpoolError(f"{path}: unsupported trades file type {suffix!r}",
-                            f"use one of {', '.join(FILE_FORMATS)}")
+    def setup(self) -> None:
+        self._tally = ParseTally()
+
+    def process(self, path: str):
+        name = Path(path).name
+        tally = self._tally
+        for count, row in enumerate(tradefile.read_rows(path, self._fmt), start=1):
+            if type(row) is Trade:
+                yield file_record(row, name)
+            else:
+                tally.records += 1
+                tally.reject(row.reason)
+                yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, unreadable_row_letter(row))
+            if count % PROGRESS_EVERY == 0:
+                LOG.info("backfill: read %s rows of %s", f"{count:,}", path)
+                tally.flush()
+        tally.flush()
 
 
 class ReadTradesFile(beam.PTransform):
-    """A trades file -> SourceRecords (one partition, file order), for bounded backfill."""
+    """A trade file -> ``{"records": SourceRecords, "deadletter": dead letters of its unreadable rows}``.
 
-    def __init__(self, path: Path) -> None:
+    One partition, file order, for bounded backfill. The file's format and
+    columns are checked when the transform is built (a DarkpoolError then, not a
+    failed run); a row that cannot be read is dead-lettered with its reason and
+    line and never stops the run.
+    """
+
+    def __init__(self, path: Path, fmt: str | None = None) -> None:
         super().__init__()
-        self._path = Path(path)
-        if self._path.suffix.lower() not in FILE_FORMATS:
-            raise DarkpoolError(f"{path}: unsupported trades file type", f"use one of {', '.join(FILE_FORMATS)}")
+        checked = tradefile.open_trade_file(path, fmt)
+        self._path = str(checked.path)
+        self._fmt = checked.format
 
     def expand(self, pbegin):
-        return (
+        rows = (
             pbegin
-            | "FilePath" >> beam.Create([str(self._path)])
-            | "ReadRows" >> beam.FlatMap(read_trade_file)
+            | "FilePath" >> beam.Create([self._path])
+            | "ReadRows" >> beam.ParDo(ReadTradeFileFn(self._fmt)).with_outputs(DEADLETTER_TAG, main="records")
         )
+        return {"records": rows.records, "deadletter": rows[DEADLETTER_TAG]}

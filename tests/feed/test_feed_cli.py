@@ -122,7 +122,8 @@ def test_bad_options_give_a_clear_message_and_exit_1(args: list[str], message: s
 def test_unreadable_file_rows_are_named(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("timestamp,symbol,price,quantity,venue,side\n2024-03-01T14:30:00Z,AAPL,-1,100,UBSA,B\n")
-    assert_clean_error(feed("--bootstrap", "127.0.0.1:1", "--from-file", str(path)), "line 2: price '-1' must be > 0")
+    assert_clean_error(feed("--bootstrap", "127.0.0.1:1", "--from-file", str(path)),
+                       "line 2: non_positive_price: price '-1' must be > 0")
 
 
 def test_malformed_syntax_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,8 @@
-"""Replay from files: the seed project's CSV layout, JSONL, Parquet, and clear errors for bad rows."""
+"""Replay from files: the seed project's CSV layout, JSONL, Parquet, and clear errors for bad rows.
+
+The rules themselves (columns, time units, sides, reasons) are the one reader's,
+tested in tests/test_tradefile.py; these tests cover what the feed makes of them.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ from feed_checks import classify, validation_error
 
 from darkpool.contracts import TRADE_FIELDS, format_event_time, parse_event_time
 from darkpool.errors import DarkpoolError
+from darkpool.tradefile import detect_format
 from feed.generator import FaultConfig
-from feed.replay import detect_format, file_batches, parse_timestamp, read_trades
+from feed.replay import file_batches, read_trades
 
 SEED_CSV = """timestamp,symbol,price,quantity,venue,side,exchange_code,notes
 2024-03-01T14:30:00.120Z,AAPL,179.66,100,UBSA,BUY,D,first
@@ -74,14 +79,16 @@ def test_jsonl_and_parquet_give_the_same_records(tmp_path: Path) -> None:
     assert [orjson.loads(r.value)["trade_id"] for r in from_jsonl] == ["X0", "X1", "X2", "X3"]
 
 
-def test_epoch_timestamps_in_seconds_millis_and_micros() -> None:
+def test_epoch_timestamps_in_seconds_millis_micros_and_nanos(tmp_path: Path) -> None:
     ms = parse_event_time("2024-03-01T14:30:00.120Z")
-    assert parse_timestamp(ms / 1000) == ms
-    assert parse_timestamp(str(ms)) == ms
-    assert parse_timestamp(ms * 1000) == ms
+    path = tmp_path / "epochs.csv"
+    path.write_text("timestamp,symbol,price,quantity,venue,side\n"
+                    + "".join(f"{stamp},AAPL,1.5,1,UBSA,B\n"
+                              for stamp in (ms / 1000, ms, ms * 1000, ms * 1_000_000)))
+    assert read_trades(path).ts.tolist() == [ms] * 4
 
 
-def test_unreadable_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
+def test_unreadable_rows_are_reported_with_line_numbers_and_reasons(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("timestamp,symbol,price,quantity,venue,side\n"
                     "2024-03-01T14:30:00Z,AAPL,179.66,100,UBSA,B\n"
@@ -89,25 +96,48 @@ def test_unreadable_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
                     "yesterday,AAPL,179.66,100,UBSA,B\n"
                     "2024-03-01T14:30:03Z,AAPL,179.66,-5,UBSA,B\n"
                     "2024-03-01T14:30:04Z,AAPL,179.66,100,UBSA,MAYBE\n"
-                    "2024-03-01T14:30:05Z,AAPL,179.66\n")
+                    "2024-03-01T14:30:05Z,AAPL,179.66\n"
+                    "1709303400120000000000,AAPL,179.66,100,UBSA,B\n")
     with pytest.raises(DarkpoolError) as error:
         read_trades(path)
     text = str(error.value)
-    assert "5 unreadable row(s)" in text
-    for line, reason in ((3, "price 'abc'"), (4, "timestamp 'yesterday'"), (5, "quantity '-5'"),
-                         (6, "side 'MAYBE'"), (7, "3 fields")):
+    assert "6 unreadable row(s)" in text
+    for line, reason in ((3, "bad_type: price 'abc'"), (4, "bad_event_time: time 'yesterday'"),
+                         (5, "non_positive_quantity: quantity '-5' must be > 0"), (6, "bad_side: side 'MAYBE'"),
+                         (7, "bad_csv_row: 3 fields"), (8, "bad_event_time: epoch time 1709303400120000000000")):
         assert f"line {line}: {reason}" in text
     assert "--skip-bad-rows" in text
     trades = read_trades(path, skip_bad_rows=True)
-    assert len(trades) == 1 and trades.skipped == 5
+    assert len(trades) == 1 and trades.skipped == 6
+    assert [(e.line, e.reason) for e in trades.rejected] == [
+        (3, "bad_type"), (4, "bad_event_time"), (5, "non_positive_quantity"), (6, "bad_side"), (7, "bad_csv_row"),
+        (8, "bad_event_time")]
 
 
-def test_jsonl_errors_name_the_line(tmp_path: Path) -> None:
+def test_jsonl_errors_name_the_line_and_reason(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"timestamp": "2024-03-01T14:30:00Z", "symbol": "AAPL", "price": 1.5, "quantity": 1, '
-                    '"venue": "UBSA"}\n{not json\n{"symbol": "AAPL"}\n')
-    with pytest.raises(DarkpoolError, match=r"line 2: not JSON[\s\S]*line 3: missing field\(s\) timestamp"):
+                    '"venue": "UBSA"}\n{not json\n{"symbol": "AAPL"}\n[1]\n')
+    with pytest.raises(DarkpoolError, match=r"line 2: bad_json: not JSON[\s\S]*line 3: missing_field: "
+                                            r"missing field\(s\) timestamp[\s\S]*line 4: not_an_object"):
         read_trades(path)
+
+
+def test_many_bad_rows_show_the_first_ten(tmp_path: Path) -> None:
+    path = tmp_path / "many_bad.csv"
+    path.write_text("timestamp,symbol,price,quantity,venue\n" + "x,AAPL,1,1,UBSA\n" * 25 + "1709303400,A,1,1,UBSA\n")
+    with pytest.raises(DarkpoolError, match=r"25 unreadable row\(s\)[\s\S]*line 11: [\s\S]*and 15 more") as error:
+        read_trades(path)
+    assert "line 12:" not in str(error.value)
+    assert read_trades(path, skip_bad_rows=True).skipped == 25
+
+
+def test_rows_without_a_trade_id_get_generated_ones(tmp_path: Path) -> None:
+    path = tmp_path / "ids.jsonl"
+    path.write_text('{"timestamp": 1709303400, "symbol": "AAPL", "price": 1.5, "quantity": 1, "venue": "UBSA",'
+                    ' "trade_id": "X-1"}\n'
+                    '{"timestamp": 1709303401, "symbol": "AAPL", "price": 1.5, "quantity": 1, "venue": "UBSA"}\n')
+    assert [orjson.loads(r.value)["trade_id"] for r in records_of(path)] == ["X-1", "R-0000000001"]
 
 
 def test_missing_columns_and_unknown_formats_are_clear(tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ import pytest
 from pipeline_testkit import MINUTE, SECOND, T0, recompute
 
 from darkpool.contracts import format_event_time, parse_event_time
+from darkpool.tradefile import read_rows
 from pipeline.main import metric_totals, run
-from pipeline.transforms.read import read_trade_file
+from pipeline.transforms.read import file_record
 
 VENUES = ["UBSA", "MSPL", "SGMT", "CDRG", "NITE", "XNYS", "XNAS", "IEXG"]
 
@@ -106,8 +107,10 @@ def test_backfill_seed_csv_matches_pandas(tmp_path: Path, shape: str):
     assert counters["trades_valid"] == len(frame)
     dead = [orjson.loads(line) for f in (tmp_path / "out" / "deadletter").rglob("*.jsonl")
             for line in f.read_bytes().splitlines()]
-    assert sorted(d["reason"] for d in dead) == sorted(
-        ["bad_event_time", "non_positive_price", "non_positive_quantity", "unknown_venue"])
+    first_bad_line = len(frame) + 2  # the header is line 1
+    assert sorted((d["source_offset"], d["reason"]) for d in dead) == [
+        (first_bad_line, "bad_event_time"), (first_bad_line + 1, "non_positive_price"),
+        (first_bad_line + 2, "non_positive_quantity"), (first_bad_line + 3, "unknown_venue")]
     assert {d["source_topic"] for d in dead} == {"file:trades.csv"}
 
 
@@ -138,19 +141,63 @@ def test_backfill_jsonl_and_parquet_inputs(tmp_path: Path):
 
 
 def test_seed_csv_variants_are_read_as_contract_records(tmp_path: Path):
-    """Spaces after commas, naive or epoch-second/-ms times, empty side, extra columns."""
+    """Spaces after commas, naive or epoch-second/-ms/-us/-ns times, side aliases, empty side, extra columns."""
     path = tmp_path / "seed.csv"
     path.write_text(
         "timestamp, symbol, price, quantity, venue, side, note\n"
-        "2026-11-25 14:00:01, AAPL, 189.5, 100, UBSA, B, x\n"
+        "2026-11-25 14:00:01, AAPL, 189.5, 100, UBSA, BUY, x\n"
         "2026-11-25 14:00:02.250, AAPL, 189.6, 200, XNAS, , y\n"
-        "1795615203, MSFT, 400, 300, MSPL, S, z\n"
+        "1795615203, MSFT, 400, 300, MSPL, SELL, z\n"
         "1795615204500, MSFT, 400.25, 10, MSPL, S, z\n"
+        "1795615205120000, MSFT, 400.25, 10, MSPL, b, z\n"
+        "1795615206120000000, MSFT, 400.25, 10, MSPL, sold, z\n"
     )
-    rows = [orjson.loads(r.value) for r in read_trade_file(str(path))]
+    rows = [orjson.loads(file_record(r, "seed.csv").value) for r in read_rows(path)]
     assert [r["event_time"] for r in rows] == [
         "2026-11-25T14:00:01.000Z", "2026-11-25T14:00:02.250Z", "2026-11-25T14:00:03.000Z",
-        "2026-11-25T14:00:04.500Z"]
-    assert rows[0] == {"trade_id": "seed.csv-0", "event_time": "2026-11-25T14:00:01.000Z", "symbol": "AAPL",
+        "2026-11-25T14:00:04.500Z", "2026-11-25T14:00:05.120Z", "2026-11-25T14:00:06.120Z"]
+    assert rows[0] == {"trade_id": "seed.csv:2", "event_time": "2026-11-25T14:00:01.000Z", "symbol": "AAPL",
                        "venue": "UBSA", "price": 189.5, "quantity": 100, "side": "B"}
-    assert rows[1]["side"] is None and rows[2]["price"] == 400
+    assert [r["side"] for r in rows] == ["B", None, "S", "S", "B", "S"] and rows[2]["price"] == 400
+
+
+SEED_LAYOUT = "timestamp,symbol,price,quantity,venue,side,is_spoof,algo_fingerprint,order_type,order_id"
+
+
+def test_backfill_dead_letters_unreadable_rows_and_never_stops(tmp_path: Path):
+    """The seed project's full layout with BUY/SELL, an epoch-microsecond row (once a crash of the whole run:
+    "year 58886 is out of range"), and one row of each unreadable kind: each bad row is dead-lettered with its
+    reason and line, the good ones are aggregated, and the counters add up."""
+    good = [
+        "2026-11-25 14:00:01.250,AAPL,189.5,100,UBSA,BUY,0,fp,LIMIT,1",
+        "2026-11-25T14:00:02Z,AAPL,189.6,200,XNAS,SELL,1,fp,MARKET,2",
+        "1795615203120000,MSFT,400,300,MSPL,SELL,0,fp,LIMIT,3",  # epoch microseconds
+    ]
+    bad = [
+        ("1795615203120000000000,MSFT,400,300,MSPL,S,0,fp,LIMIT,4", "bad_event_time"),
+        ("2026-11-25T14:00:04Z,MSFT,abc,300,MSPL,S,0,fp,LIMIT,5", "bad_type"),
+        ("2026-11-25T14:00:05Z,MSFT,400,-3,MSPL,S,0,fp,LIMIT,6", "non_positive_quantity"),
+        ("2026-11-25T14:00:06Z,MSFT,0,3,MSPL,S,0,fp,LIMIT,7", "non_positive_price"),
+        ("2026-11-25T14:00:07Z,MSFT,400,3,MSPL,MAYBE,0,fp,LIMIT,8", "bad_side"),
+        ("2026-11-25T14:00:08Z,,400,3,MSPL,B,0,fp,LIMIT,9", "missing_field"),
+        ("2026-11-25T14:00:09Z,MSFT,400,3", "bad_csv_row"),
+        ("2026-11-25T14:00:10Z,MSFT,400,3,DARK1,BUY,0,fp,LIMIT,10", "unknown_venue"),  # decided by the parse step
+    ]
+    path = tmp_path / "seed.csv"
+    path.write_text("\n".join([SEED_LAYOUT, *good, *(row for row, _ in bad)]) + "\n")
+    result = run(["--source", "file", "--input", str(path), "--output", str(tmp_path / "out"), "--shape", "simple"])
+    dead = [orjson.loads(line) for f in (tmp_path / "out" / "deadletter").rglob("*.jsonl")
+            for line in f.read_bytes().splitlines()]
+    assert sorted((d["source_offset"], d["reason"]) for d in dead) == [
+        (len(good) + 2 + i, reason) for i, (_, reason) in enumerate(bad)]
+    by_line = {d["source_offset"]: d for d in dead}
+    assert by_line[len(good) + 2]["raw_value"] == bad[0][0]
+    assert by_line[len(good) + 2]["detail"].startswith(f"seed.csv:{len(good) + 2}: ")
+    counters = metric_totals(result)
+    assert counters["records_in"] == len(good) + len(bad)
+    assert counters["trades_valid"] == len(good)
+    assert all(counters[f"deadletter_{reason}"] == 1 for _, reason in bad)
+    market = read_dataset(tmp_path / "out", "market")
+    assert market["trade_count"].sum() == 5 * len(good)  # every good trade in its 5 windows
+    msft = market[market["symbol"] == "MSFT"]
+    assert set(msft["share_quantity"]) == {300}
