@@ -3,7 +3,7 @@
 Measures, each into a fresh topic (4 partitions) on the same broker:
 
 1. generation + encoding alone (no Kafka): how fast the tape is made;
-2. the feed (``feed.publisher.publish_batches`` over ``feed.generator.generate_batches``,
+2. the feed (``feed.producer.publish_batches`` over ``feed.generator.generate_batches``,
    the same code as ``darkpool feed --mode replay``) with a delivery report per
    record (the default), and with error-only delivery reports;
 3. optionally the feed in several processes at once (``--processes N``);
@@ -45,7 +45,8 @@ from darkpool.config import load_settings  # noqa: E402
 from darkpool.errors import DarkpoolError  # noqa: E402
 from feed.generator import SIDE_VALUE, FeedConfig, TapeGenerator, generate_batches  # noqa: E402
 from feed.parallel import publish_parallel  # noqa: E402
-from feed.publisher import ProducerOptions, check_broker, ensure_topic, publish_batches  # noqa: E402
+from feed.producer import ProducerOptions, publish_batches  # noqa: E402
+from feed.topic_admin import check_broker, ensure_topic  # noqa: E402
 
 SESSION = dt.date(2026, 11, 24)
 

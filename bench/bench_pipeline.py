@@ -46,7 +46,7 @@ from darkpool.stack import flink
 from darkpool.stack.services import stack_services
 from darkpool.stack.topics import committed_offset, create_topics, product_topic_specs
 from feed.generator import FeedConfig, TapeGenerator
-from feed.publisher import publish_batches
+from feed.producer import publish_batches
 from pipeline.commands import submit_to_flink
 
 

@@ -35,8 +35,10 @@ from feed.generator import (
     TapeGenerator,
     generate_batches,
 )
+from feed.live import live_batches
 from feed.parallel import BatchFactory, publish_parallel
-from feed.publisher import FeedSummary, ProducerOptions, Progress, live_batches
+from feed.producer import ProducerOptions, Progress
+from feed.summary import FeedSummary
 from feed.universe import DEFAULT_LIT_SHARE
 
 log = logging.getLogger(__name__)

@@ -664,7 +664,7 @@ def generate_batches(config: FeedConfig, shift_to_ms: int | None = None,
     """Replay-mode tape as encoded batches (what the publisher sends); see TapeGenerator.replay_batches."""
     if config.mode != "replay":
         raise DarkpoolError("generate_batches builds replay tapes; live mode is paced by the publisher "
-                            "(feed.publisher.live_batches)")
+                            "(feed.live.live_batches)")
     generator = TapeGenerator(config)
     shard = shard or Shard()
     for batch in generator.replay_batches(shift_to_ms):

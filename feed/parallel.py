@@ -29,7 +29,9 @@ from typing import Any
 from darkpool.contracts import DARK_VENUE_TYPES, load_venues
 from darkpool.errors import DarkpoolError
 from feed.generator import EncodedBatch, Shard
-from feed.publisher import FeedSummary, ProducerOptions, Progress, ensure_topic, publish_batches
+from feed.producer import ProducerOptions, Progress, publish_batches
+from feed.summary import FeedSummary
+from feed.topic_admin import ensure_topic
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,10 @@ from feed_checks import classify, consume_all, label_counts
 from darkpool.contracts import format_event_time, load_venues
 from darkpool.errors import DarkpoolError
 from feed.generator import FaultConfig, FeedConfig, TapeGenerator, generate_batches, generate_tape
+from feed.live import live_batches
 from feed.parallel import publish_parallel
-from feed.publisher import ProducerOptions, live_batches, publish, publish_batches, read_tape
+from feed.producer import ProducerOptions, publish, publish_batches
+from feed.tape import read_tape
 
 SESSION = dt.date(2026, 11, 24)
 FAULTY = FaultConfig(out_of_order_rate=0.02, late_rate=0.01, malformed_rate=0.03, duplicate_rate=0.02)

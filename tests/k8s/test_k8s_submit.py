@@ -23,7 +23,7 @@ from darkpool.stack.topics import TopicSpec, create_topics, end_offset
 from deploy import policy, render
 from deploy.submit import flag_value
 from feed.generator import FeedConfig, TapeGenerator
-from feed.publisher import publish
+from feed.producer import publish
 
 pytestmark = pytest.mark.k8s
 

@@ -30,7 +30,7 @@ from darkpool.contracts import BLOCK_MIN_NOTIONAL, BLOCK_MIN_SHARES, DARK_VENUE_
 from darkpool.stack import flink
 from darkpool.stack.topics import TopicSpec, committed_offset, create_topics, end_offset
 from feed.generator import FaultConfig, FeedConfig, TapeGenerator, TapeRecord
-from feed.publisher import publish
+from feed.producer import publish
 from pipeline.commands import submit_to_flink
 
 LIQUIDITY_KEY = ["window_start", "symbol", "venue"]

@@ -1,9 +1,11 @@
-"""Publishing the tape: an idempotent confluent-kafka producer, delivery accounting, progress, summary.
+"""Publishing batches: an idempotent confluent-kafka producer, delivery accounting, progress.
 
 :func:`publish_batches` sends :class:`~feed.generator.EncodedBatch` objects
 (key = symbol, value = the trade's JSON text, record timestamp = event time)
-and returns a :class:`FeedSummary`; :func:`publish` does the same for an
-iterable of :class:`~feed.generator.TapeRecord` (the simple API for tests).
+and returns a :class:`~feed.summary.FeedSummary`; :func:`publish` does the
+same for an iterable of :class:`~feed.generator.TapeRecord` (the simple API
+for tests). Tape files are :mod:`feed.tape`, the topic check and creation
+:mod:`feed.topic_admin`, live pacing :mod:`feed.live`.
 
 Delivery accounting: ``sent`` counts records handed to the producer, ``failed``
 the delivery reports with an error, ``acked`` the records the broker
@@ -20,7 +22,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,16 +30,12 @@ import numpy as np
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from darkpool.contracts import DARK_VENUE_TYPES, load_venues
 from darkpool.errors import DarkpoolError
 from darkpool.kafka_client import client_config
-from feed.generator import (
-    F_DUP,
-    FAULT_LABELS,
-    EncodedBatch,
-    TapeGenerator,
-    TapeRecord,
-)
+from feed.generator import F_DUP, FAULT_LABELS, EncodedBatch, TapeRecord
+from feed.summary import FeedSummary, FeedTotals
+from feed.tape import TapeWriter
+from feed.topic_admin import ensure_topic
 
 log = logging.getLogger(__name__)
 
@@ -76,69 +74,6 @@ class ProducerOptions:
             "delivery.report.only.error": self.delivery_reports == "errors",
             "logger": _RDKAFKA_LOG,
         }
-
-
-@dataclass
-class FeedSummary:
-    """What a feed run did. ``faults`` maps fault label -> records sent with it."""
-
-    topic: str
-    bootstrap: str
-    mode: str = "replay"
-    seed: int | None = None
-    sent: int = 0
-    acked: int = 0
-    failed: int = 0
-    unconfirmed: int = 0
-    elapsed_seconds: float = 0.0
-    valid_trades: int = 0
-    share_volume: int = 0
-    dark_share: float | None = None
-    by_venue: dict[str, dict[str, int]] = field(default_factory=dict)
-    faults: dict[str, int] = field(default_factory=dict)
-    first_event_time_ms: int | None = None
-    last_event_time_ms: int | None = None
-    first_error: str | None = None
-    tape_out: str | None = None
-    interrupted: bool = False
-
-    @property
-    def rate(self) -> float:
-        """Records sent per second of wall-clock time."""
-        return self.sent / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["rate"] = round(self.rate, 1)
-        return data
-
-    def format(self) -> str:
-        """A human-readable multi-line summary."""
-        lines = [
-            f"feed summary ({self.mode} -> {self.topic} at {self.bootstrap}"
-            + (f", seed {self.seed}" if self.seed is not None else "") + ")",
-            f"  sent {self.sent:,}  acknowledged {self.acked:,}  failed {self.failed:,}"
-            + (f"  unconfirmed {self.unconfirmed:,}" if self.unconfirmed else "")
-            + f"  in {self.elapsed_seconds:.2f} s ({self.rate:,.0f} records/s)"
-            + ("  (interrupted)" if self.interrupted else ""),
-            f"  valid trades {self.valid_trades:,}  shares {self.share_volume:,}"
-            + (f"  dark share {self.dark_share:.1%}" if self.dark_share is not None else ""),
-        ]
-        if self.by_venue:
-            lines.append("  by venue (trades / shares):")
-            venues = load_venues()
-            ranked = sorted(self.by_venue.items(), key=lambda item: -item[1]["shares"])
-            for mpid, stats in ranked:
-                kind = venues[mpid].venue_type if mpid in venues else "?"
-                lines.append(f"    {mpid:<6} {kind:<8} {stats['trades']:>12,} {stats['shares']:>16,}")
-        injected = {k: v for k, v in self.faults.items() if v}
-        lines.append("  injected faults: " + (", ".join(f"{k} {v:,}" for k, v in sorted(injected.items()))
-                                              if injected else "none"))
-        if self.first_error:
-            lines.append(f"  first delivery error: {self.first_error}")
-        if self.tape_out:
-            lines.append(f"  tape written to {self.tape_out}")
-        return "\n".join(lines)
 
 
 class DeliveryCounter:
@@ -191,117 +126,6 @@ class Progress:
             self.stream.flush()
 
 
-# connection errors while probing are expected: keep librdkafka's log lines out of the console
-_PROBE_LOG = logging.getLogger("feed.rdkafka.probe")
-_PROBE_LOG.addHandler(logging.NullHandler())
-_PROBE_LOG.propagate = False
-
-
-def _admin(bootstrap: str, timeout: float):
-    from confluent_kafka.admin import AdminClient
-
-    return AdminClient({**client_config(), "bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000),
-                        "logger": _PROBE_LOG})
-
-
-def check_broker(bootstrap: str, timeout: float = 3.0) -> None:
-    """Raise a clear DarkpoolError (which address, how to start it) when no broker answers."""
-    try:
-        _admin(bootstrap, timeout).list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise DarkpoolError(
-            f"no Kafka broker answers at {bootstrap} ({exc.args[0].str()})",
-            hint="start the local broker with `darkpool kafka start` (or `darkpool stack up`), "
-                 "or point --bootstrap at a running one") from exc
-
-
-def ensure_topic(bootstrap: str, topic: str, partitions: int = 4, timeout: float = 30.0) -> None:
-    """Check that a broker answers (clear error if not) and create the topic if it is missing.
-
-    A new topic gets the product's settings for the trades topic
-    (``darkpool.stack.topics.product_topic_specs``).
-    """
-    from confluent_kafka.admin import NewTopic
-
-    from darkpool.stack.topics import product_topic_specs
-
-    check_broker(bootstrap)
-    admin = _admin(bootstrap, timeout)
-    if topic in admin.list_topics(timeout=timeout).topics:
-        return
-    spec = product_topic_specs(trades=topic, partitions=partitions)[topic]
-    future = admin.create_topics([NewTopic(topic, num_partitions=spec.partitions, replication_factor=1,
-                                           config=spec.config)], request_timeout=timeout)[topic]
-    try:
-        future.result()
-    except KafkaException as exc:
-        if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-            raise DarkpoolError(f"creating topic {topic} at {bootstrap} failed: {exc.args[0].str()}") from exc
-
-
-class _Stats:
-    """Running totals for the summary, updated per batch with numpy."""
-
-    def __init__(self) -> None:
-        self.faults = np.zeros(len(FAULT_LABELS), dtype=np.int64)
-        self.venue_trades: dict[str, int] = {}
-        self.venue_shares: dict[str, int] = {}
-        self.first_ts: int | None = None
-        self.last_ts: int | None = None
-
-    def add(self, batch: EncodedBatch) -> None:
-        if not len(batch):
-            return
-        self.faults += np.bincount(batch.faults, minlength=len(FAULT_LABELS))
-        names = batch.venue_names
-        valid_venues = batch.venue[batch.valid]
-        trades = np.bincount(valid_venues, minlength=len(names))
-        shares = np.bincount(valid_venues, weights=batch.qty[batch.valid], minlength=len(names))
-        for i in np.flatnonzero(trades).tolist():
-            name = names[i]
-            self.venue_trades[name] = self.venue_trades.get(name, 0) + int(trades[i])
-            self.venue_shares[name] = self.venue_shares.get(name, 0) + int(shares[i])
-        lo, hi = min(batch.timestamps), max(batch.timestamps)
-        self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
-        self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
-
-    def fill(self, summary: FeedSummary) -> None:
-        venues = load_venues()
-        summary.by_venue = {m: {"trades": self.venue_trades[m], "shares": self.venue_shares[m]}
-                            for m in self.venue_trades}
-        summary.valid_trades = sum(self.venue_trades.values())
-        summary.share_volume = sum(self.venue_shares.values())
-        dark = sum(v for m, v in self.venue_shares.items() if m in venues and venues[m].venue_type
-                   in DARK_VENUE_TYPES)
-        registry_total = sum(v for m, v in self.venue_shares.items() if m in venues)
-        summary.dark_share = dark / registry_total if registry_total else None
-        summary.faults = {label: int(n) for label, n in zip(FAULT_LABELS, self.faults.tolist(), strict=True)
-                          if label is not None}
-        summary.first_event_time_ms, summary.last_event_time_ms = self.first_ts, self.last_ts
-
-
-class TapeWriter:
-    """Writes every record actually sent as JSONL: key, timestamp_ms, value (text), fault."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self.stream = stream
-
-    def write(self, batch: EncodedBatch) -> None:
-        dumps = orjson.dumps
-        labels = [FAULT_LABELS[c] for c in batch.faults.tolist()]
-        self.stream.write(b"".join(
-            dumps({"key": k.decode("utf-8"), "timestamp_ms": t, "value": v, "fault": f}) + b"\n"
-            for k, t, v, f in zip(batch.keys, batch.timestamps, batch.values, labels, strict=True)))
-
-
-def read_tape(path: str | Path) -> Iterator[TapeRecord]:
-    """Read a tape written with ``--tape-out`` back as TapeRecords."""
-    with open(path, "rb") as stream:
-        for line in stream:
-            row = orjson.loads(line)
-            yield TapeRecord(row["key"], row["timestamp_ms"], row["value"], row["fault"])
-
-
 class Publisher:
     """Sends encoded batches with one idempotent producer; keeps counts and stats."""
 
@@ -319,7 +143,7 @@ class Publisher:
         self.progress = progress or Progress(enabled=False)
         self.tape = tape
         self.sent = 0
-        self.stats = _Stats()
+        self.stats = FeedTotals()
 
     @property
     def acked(self) -> int:
@@ -483,36 +307,3 @@ def records_to_batches(records: Iterable[TapeRecord], size: int = 8192) -> Itera
 def publish(records: Iterable[TapeRecord], bootstrap: str, topic: str, **kwargs: Any) -> FeedSummary:
     """Publish TapeRecords (e.g. from :func:`feed.generator.generate_tape`); same options as publish_batches."""
     return publish_batches(records_to_batches(records), bootstrap, topic, **kwargs)
-
-
-def live_batches(generator: TapeGenerator, rate: float, count: int | None = None,
-                 tick: float = 0.05) -> Iterator[EncodedBatch]:
-    """Live mode: prints stamped with the current time, ``rate`` per second, until ``count`` records.
-
-    Every ``tick`` seconds the prints due since the last tick are generated,
-    their event times spread evenly over that interval (never in the future).
-    """
-    if rate <= 0:
-        raise DarkpoolError(f"--rate must be > 0, got {rate}")
-    start = time.time()
-    last_ms = int(start * 1000)
-    due_total = 0
-    produced = 0
-    cap = generator.config.batch_size
-    while count is None or produced < count:
-        now = time.time()
-        due = min(int(rate * (now - start)) - due_total, cap)
-        if count is not None:
-            due = min(due, count - produced)
-        if due <= 0:
-            time.sleep(min(tick, max(0.001, (due_total + 1) / rate - (now - start))))
-            continue
-        now_ms = max(int(now * 1000), last_ms)
-        times = last_ms + (np.arange(1, due + 1, dtype=np.int64) * (now_ms - last_ms)) // due
-        last_ms = now_ms
-        due_total += due
-        batch = generator.batch(times)
-        if count is not None and len(batch) > count - produced:
-            batch = batch.take(slice(0, count - produced))
-        produced += len(batch)
-        yield generator.encoder.encode(batch)

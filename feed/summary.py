@@ -1,0 +1,121 @@
+"""What a feed run did: :class:`FeedSummary` (the report) and :class:`FeedTotals` (its running totals).
+
+The totals are kept per batch sent (numpy counts of faults, trades and shares
+per venue, first/last event time) and filled into the summary at the end of a
+run; :meth:`FeedSummary.format` prints it, :meth:`FeedSummary.to_dict` gives
+the JSON form (``darkpool feed --json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from darkpool.contracts import DARK_VENUE_TYPES, load_venues
+from feed.generator import FAULT_LABELS, EncodedBatch
+
+
+@dataclass
+class FeedSummary:
+    """What a feed run did. ``faults`` maps fault label -> records sent with it."""
+
+    topic: str
+    bootstrap: str
+    mode: str = "replay"
+    seed: int | None = None
+    sent: int = 0
+    acked: int = 0
+    failed: int = 0
+    unconfirmed: int = 0
+    elapsed_seconds: float = 0.0
+    valid_trades: int = 0
+    share_volume: int = 0
+    dark_share: float | None = None
+    by_venue: dict[str, dict[str, int]] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    first_event_time_ms: int | None = None
+    last_event_time_ms: int | None = None
+    first_error: str | None = None
+    tape_out: str | None = None
+    interrupted: bool = False
+
+    @property
+    def rate(self) -> float:
+        """Records sent per second of wall-clock time."""
+        return self.sent / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rate"] = round(self.rate, 1)
+        return data
+
+    def format(self) -> str:
+        """A human-readable multi-line summary."""
+        lines = [
+            f"feed summary ({self.mode} -> {self.topic} at {self.bootstrap}"
+            + (f", seed {self.seed}" if self.seed is not None else "") + ")",
+            f"  sent {self.sent:,}  acknowledged {self.acked:,}  failed {self.failed:,}"
+            + (f"  unconfirmed {self.unconfirmed:,}" if self.unconfirmed else "")
+            + f"  in {self.elapsed_seconds:.2f} s ({self.rate:,.0f} records/s)"
+            + ("  (interrupted)" if self.interrupted else ""),
+            f"  valid trades {self.valid_trades:,}  shares {self.share_volume:,}"
+            + (f"  dark share {self.dark_share:.1%}" if self.dark_share is not None else ""),
+        ]
+        if self.by_venue:
+            lines.append("  by venue (trades / shares):")
+            venues = load_venues()
+            ranked = sorted(self.by_venue.items(), key=lambda item: -item[1]["shares"])
+            for mpid, stats in ranked:
+                kind = venues[mpid].venue_type if mpid in venues else "?"
+                lines.append(f"    {mpid:<6} {kind:<8} {stats['trades']:>12,} {stats['shares']:>16,}")
+        injected = {k: v for k, v in self.faults.items() if v}
+        lines.append("  injected faults: " + (", ".join(f"{k} {v:,}" for k, v in sorted(injected.items()))
+                                              if injected else "none"))
+        if self.first_error:
+            lines.append(f"  first delivery error: {self.first_error}")
+        if self.tape_out:
+            lines.append(f"  tape written to {self.tape_out}")
+        return "\n".join(lines)
+
+
+class FeedTotals:
+    """Running totals of what was sent, for the summary: updated per batch with numpy, then :meth:`fill`."""
+
+    def __init__(self) -> None:
+        self.faults = np.zeros(len(FAULT_LABELS), dtype=np.int64)
+        self.venue_trades: dict[str, int] = {}
+        self.venue_shares: dict[str, int] = {}
+        self.first_ts: int | None = None
+        self.last_ts: int | None = None
+
+    def add(self, batch: EncodedBatch) -> None:
+        if not len(batch):
+            return
+        self.faults += np.bincount(batch.faults, minlength=len(FAULT_LABELS))
+        names = batch.venue_names
+        valid_venues = batch.venue[batch.valid]
+        trades = np.bincount(valid_venues, minlength=len(names))
+        shares = np.bincount(valid_venues, weights=batch.qty[batch.valid], minlength=len(names))
+        for i in np.flatnonzero(trades).tolist():
+            name = names[i]
+            self.venue_trades[name] = self.venue_trades.get(name, 0) + int(trades[i])
+            self.venue_shares[name] = self.venue_shares.get(name, 0) + int(shares[i])
+        lo, hi = min(batch.timestamps), max(batch.timestamps)
+        self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
+        self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
+
+    def fill(self, summary: FeedSummary) -> None:
+        venues = load_venues()
+        summary.by_venue = {m: {"trades": self.venue_trades[m], "shares": self.venue_shares[m]}
+                            for m in self.venue_trades}
+        summary.valid_trades = sum(self.venue_trades.values())
+        summary.share_volume = sum(self.venue_shares.values())
+        dark = sum(v for m, v in self.venue_shares.items() if m in venues and venues[m].venue_type
+                   in DARK_VENUE_TYPES)
+        registry_total = sum(v for m, v in self.venue_shares.items() if m in venues)
+        summary.dark_share = dark / registry_total if registry_total else None
+        summary.faults = {label: int(n) for label, n in zip(FAULT_LABELS, self.faults.tolist(), strict=True)
+                          if label is not None}
+        summary.first_event_time_ms, summary.last_event_time_ms = self.first_ts, self.last_ts
