@@ -44,6 +44,16 @@ from pipeline.transforms.format import FormatLiquidity, FormatMarket
 from pipeline.transforms.windowing import SlidingEventTimeWindows, Windowing
 
 
+class _SlotPartial:
+    """PreAggregateFn's sums of one (symbol, period slot) in a bundle, and the latest event time they hold."""
+
+    __slots__ = ("by_venue", "latest_ms")
+
+    def __init__(self, event_ms: int) -> None:
+        self.latest_ms = event_ms
+        self.by_venue: dict[str, VenueStats] = {}
+
+
 class PreAggregateFn(beam.DoFn):
     """Trade batches -> one (symbol, {venue: VenueStats}) partial per (symbol, period slot) per bundle.
 
@@ -59,8 +69,7 @@ class PreAggregateFn(beam.DoFn):
         self._period_ms = period_ms
 
     def start_bundle(self) -> None:
-        # (symbol, slot start) -> [latest event ms, {venue: stats}]
-        self._partials: dict[tuple[str, int], list] = {}
+        self._partials: dict[tuple[str, int], _SlotPartial] = {}  # key: (symbol, slot start)
 
     def process(self, element: tuple[str, list[Trade]]):
         _, trades = element
@@ -69,12 +78,12 @@ class PreAggregateFn(beam.DoFn):
         for trade in trades:
             event_ms = trade.event_ms
             slot_key = (trade.symbol, event_ms - event_ms % period)
-            entry = partials.get(slot_key)
-            if entry is None:
-                entry = partials[slot_key] = [event_ms, {}]
-            elif event_ms > entry[0]:
-                entry[0] = event_ms
-            by_venue = entry[1]
+            partial = partials.get(slot_key)
+            if partial is None:
+                partial = partials[slot_key] = _SlotPartial(event_ms)
+            elif event_ms > partial.latest_ms:
+                partial.latest_ms = event_ms
+            by_venue = partial.by_venue
             stats = by_venue.get(trade.venue)
             if stats is None:
                 stats = by_venue[trade.venue] = VenueStats()
@@ -82,8 +91,8 @@ class PreAggregateFn(beam.DoFn):
         return ()  # the partials leave in finish_bundle
 
     def finish_bundle(self):
-        for (symbol, _), (latest_ms, by_venue) in self._partials.items():
-            yield WindowedValue((symbol, by_venue), latest_ms / 1000.0, (GlobalWindow(),))
+        for (symbol, _), partial in self._partials.items():
+            yield WindowedValue((symbol, partial.by_venue), partial.latest_ms / 1000.0, (GlobalWindow(),))
         self._partials = {}
 
 
