@@ -4,10 +4,13 @@ stream and the dashboard.
 ``create_app(config)`` builds an isolated app (Flask's tutorial layout): defaults,
 then ``DARKPOOL_*`` environment variables, then ``serving.cfg`` in the instance
 folder, then ``config`` (tests, the CLI). It wires the store, the SSE hub, the
-metrics and the background Kafka consumer (started with the app unless
-``CONSUMER_ENABLED`` is false), and registers the blueprints. Nothing happens at
-import time. Run it with ``darkpool serve`` (granian by default, or gunicorn:
-one worker process with threads, since the store lives in the process).
+metrics and the Kafka consumer (built unless ``CONSUMER_ENABLED`` is false), and
+registers the blueprints. Building the app starts nothing: no thread, no
+connection. The consumer starts where the server starts
+(:func:`serving.commands.server_app`, the factory granian and gunicorn load in
+their worker), or by :func:`start_consumer` (tests). Nothing happens at import
+time. Run it with ``darkpool serve`` (granian by default, or gunicorn: one worker
+process with threads, since the store lives in the process).
 """
 
 from __future__ import annotations
@@ -88,9 +91,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.wsgi_app = CachedResponses(app.wsgi_app, store, metrics, max_entries=app.config["RESPONSE_CACHE_SIZE"],
                                    cors_enabled=bool(origins))
 
-    if consumer is not None:
-        consumer.start()
     return app
+
+
+def start_consumer(app: Flask) -> None:
+    """Start the app's background Kafka consumer (nothing if ``CONSUMER_ENABLED`` is false)."""
+    app.extensions["darkpool"].start()
 
 
 def _init_errors(app: Flask) -> None:

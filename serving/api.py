@@ -21,25 +21,32 @@ from darkpool.contracts import format_event_time, load_venues
 from serving import params
 from serving.consumer import PaneConsumer
 from serving.metrics import Metrics
+from serving.openapi import openapi_document
 from serving.params import ApiError
+from serving.shapes import TIMESERIES_POINT_FIELDS
 from serving.store import Snapshot, Store, Window
 from serving.stream import Hub, event_stream
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-TIMESERIES_POINT_FIELDS = ("window_start", "window_end", "trade_count", "share_quantity", "notional", "vwap",
-                           "avg_trade_size", "block_count", "block_quantity")
-
 
 @dataclass
 class Services:
-    """What the routes use, built once per app by create_app (``app.extensions['darkpool']``)."""
+    """What the routes use, built once per app by create_app (``app.extensions['darkpool']``).
+
+    Building them starts nothing: the server process calls :meth:`start` (``serving.commands.server_app``),
+    tests that need the consumer call ``serving.start_consumer(app)``."""
 
     config: dict[str, Any]
     store: Store
     hub: Hub
     metrics: Metrics
     consumer: PaneConsumer | None
+
+    def start(self) -> None:
+        """Start the background Kafka consumer (if the app has one; calling it twice is harmless)."""
+        if self.consumer is not None:
+            self.consumer.start()
 
     def close(self) -> None:
         """Stop the consumer and end open streams (tests, worker shutdown)."""
@@ -287,8 +294,6 @@ def stream() -> Response:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """This API's OpenAPI 3.1 document."""
-    from serving.openapi import openapi_document
-
     params.check_known(request.args, ())
     body = current_app.extensions.get("darkpool_openapi_json")
     if body is None:

@@ -1,9 +1,10 @@
-"""`darkpool serve`: the serving app under gunicorn (production WSGI server).
+"""`darkpool serve`: the serving app under a production WSGI server, granian (default) or gunicorn.
 
-One worker process with threads (gthread): the store lives in the process, so
-more worker processes would each hold (and rebuild) their own copy. The app is
-created inside the worker after the fork, so the Kafka consumer thread runs
-where the requests are answered.
+One worker process with threads: the store lives in the process, so more
+worker processes would each hold (and rebuild) their own copy. The worker
+builds the app after the fork with :func:`server_app`, which is also where the
+Kafka consumer starts (``create_app`` starts nothing), so the consumer thread
+runs where the requests are answered.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import os
 import socket
 from typing import Any
 
+from flask import Flask
+
 from darkpool.config import load_settings
 from darkpool.errors import DarkpoolError
 from serving import config as serving_config
+from serving import create_app, start_consumer
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +43,20 @@ FLAG_SETTINGS = {
 }
 
 
+def server_app(config: dict[str, Any] | None = None) -> Flask:
+    """The app a server worker runs: built by create_app, then its Kafka consumer started.
+
+    granian loads it as its factory (``serving.commands:server_app``, no arguments: the flag
+    overrides arrive as DARKPOOL_* variables); gunicorn's worker calls it with the overrides."""
+    app = create_app(config)
+    start_consumer(app)
+    return app
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     settings = load_settings()
     p = subparsers.add_parser(
-        "serve", help="run the API and dashboard server (gunicorn, port 5001)",
+        "serve", help=f"run the API and dashboard server ({DEFAULT_SERVER} by default, port {settings.serve_port})",
         description="Serve the REST API (/api/v1), the live stream, metrics and the dashboard from the pipeline's "
                     "output topics. Every option can also be set as an environment variable DARKPOOL_<SETTING> "
                     "(shown in brackets); flags win. See docs/serving.md.",
@@ -118,15 +132,15 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_granian(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
-    """Granian (WSGI interface): the worker imports serving and calls create_app() itself, so the
-    flag overrides travel as DARKPOOL_* environment variables."""
+    """Granian (WSGI interface): the worker imports this module and calls server_app() itself, so
+    the flag overrides travel as DARKPOOL_* environment variables."""
     from granian import Granian
     from granian.constants import Interfaces
 
     for setting, value in overrides.items():
         os.environ[f"DARKPOOL_{setting}"] = str(value)
     Granian(
-        "serving:create_app", factory=True, address=args.host, port=args.port, interface=Interfaces.WSGI,
+        "serving.commands:server_app", factory=True, address=args.host, port=args.port, interface=Interfaces.WSGI,
         workers=1, blocking_threads=args.threads, backpressure=args.threads * 4, log_access=args.access_log,
         workers_kill_timeout=5, respawn_failed_workers=True,
     ).serve()
@@ -135,8 +149,6 @@ def run_granian(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
 def run_gunicorn(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     """gunicorn with one gthread worker; the app is built in the worker after the fork."""
     from gunicorn.app.base import BaseApplication
-
-    from serving import create_app
 
     options = {
         "bind": f"{args.host}:{args.port}",
@@ -163,6 +175,6 @@ def run_gunicorn(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
                     self.cfg.set(key, value)
 
         def load(self):  # noqa: ANN202 - gunicorn's signature
-            return create_app(overrides)
+            return server_app(overrides)
 
     ServingApplication().run()

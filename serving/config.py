@@ -28,7 +28,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "BOOTSTRAP_SERVERS": (None, "Kafka bootstrap servers (default: the local stack's broker)"),
     "LIQUIDITY_TOPIC": (LIQUIDITY_TOPIC, "topic of per-(window, symbol, venue) panes"),
     "MARKET_TOPIC": (MARKET_TOPIC, "topic of per-(window, symbol) market panes"),
-    "CONSUMER_ENABLED": (True, "start the background Kafka consumer with the app"),
+    "CONSUMER_ENABLED": (True, "build the background Kafka consumer (the server process starts it)"),
     "CONSUMER_BATCH_SIZE": (1000, "records consumed per batch (one store snapshot per batch)"),
     "CONSUMER_POLL_SECONDS": (0.25, "longest wait for a batch; bounds how stale a pane can be"),
     "LAG_CHECK_SECONDS": (5.0, "how often the consumer asks the broker for end offsets (lag)"),

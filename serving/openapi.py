@@ -11,8 +11,8 @@ from typing import Any
 
 from darkpool.contracts import CONTRACT_VERSION, PANE_TIMINGS
 from serving import params
-from serving.api import TIMESERIES_POINT_FIELDS
 from serving.records import FIELD_KINDS, FIELDS, LIQUIDITY, MARKET, NULLABLE_FIELDS
+from serving.shapes import TIMESERIES_POINT_FIELDS
 
 JSON = "application/json"
 

@@ -263,7 +263,7 @@ def test_pipeline_java_clients_read_commit_and_write_as_their_user(scram_broker:
 
 
 def test_serving_reads_the_output_topics_as_its_user(scram_broker: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    from serving import create_app
+    from serving import create_app, start_consumer
 
     container = prod_container("Deployment", "darkpool-serving")
     user = user_of(container)
@@ -272,6 +272,7 @@ def test_serving_reads_the_output_topics_as_its_user(scram_broker: dict, monkeyp
         if key.startswith("DARKPOOL_KAFKA_"):
             monkeypatch.setenv(key, value)
     app = create_app({"BOOTSTRAP_SERVERS": scram_broker["bootstrap"], "LAG_CHECK_SECONDS": 1.0})
+    start_consumer(app)
     try:
         client = app.test_client()
         deadline = time.monotonic() + 60

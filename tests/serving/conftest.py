@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient
 from flask import Flask
 from sample_panes import CREATED, Tape, Topics, build_tape, make_topics, produce
 
-from serving import create_app
+from serving import create_app, start_consumer
 
 INVALID_RECORDS = [b"{not json", b'{"symbol": "AAPL"}', b'"a string"']
 
@@ -55,11 +55,12 @@ def loaded_topics(kafka_bootstrap: str, tape: Tape) -> Topics:
 
 @pytest.fixture
 def app_factory(kafka_bootstrap: str) -> Iterator[Callable[..., Flask]]:
-    """Builds apps (consumer running) on given topics, waits until ready, closes them afterwards."""
+    """Builds apps on given topics, starts their consumers, waits until ready, closes them afterwards."""
     apps: list[Flask] = []
 
     def build(topics: Topics, wait: bool = True, **extra: Any) -> Flask:
         app = create_app(app_config(kafka_bootstrap, topics, **extra))
+        start_consumer(app)
         apps.append(app)
         if wait:
             assert app.extensions["darkpool"].consumer.wait_ready(60), "store did not catch up within 60 s"
@@ -74,6 +75,7 @@ def app_factory(kafka_bootstrap: str) -> Iterator[Callable[..., Flask]]:
 def loaded_app(kafka_bootstrap: str, loaded_topics: Topics) -> Iterator[Flask]:
     """One app over the session topics, ready (shared by the read-only tests)."""
     app = create_app(app_config(kafka_bootstrap, loaded_topics))
+    start_consumer(app)
     assert app.extensions["darkpool"].consumer.wait_ready(60), "store did not catch up within 60 s"
     yield app
     app.extensions["darkpool"].close()
