@@ -105,8 +105,8 @@ class EpochUnit(NamedTuple):
     ms_den: int
 
 
-# Each range covers the same instants, 1973-03-03T09:46:40Z (inclusive) to
-# 5138-11-16T09:46:40Z (exclusive), so a magnitude means exactly one unit.
+# Each range covers the same instants, from 1973-03-03T09:46:40Z to 5138-11-16T09:46:40Z
+# (EARLIEST_TIME_MS, LATEST_TIME_MS), so a magnitude means exactly one unit.
 EPOCH_UNITS = (
     EpochUnit("seconds", 10**8, 10**11, 1000, 1),
     EpochUnit("milliseconds", 10**11, 10**14, 1, 1),
@@ -183,12 +183,18 @@ def iso_to_ms(text: str) -> int:
     """
     if len(text) == 24 and text[19] == "." and text[23] == "Z" and text[20:23].isdigit():
         base = _second_ms.get(text[:19])
-        if base is None:
-            base = iso_to_ms(text[:19] + "Z")
-            if len(_second_ms) >= _CACHE_LIMIT:
-                _second_ms.clear()
-            _second_ms[text[:19]] = base
-        return base + int(text[20:23])
+        if base is not None:
+            return base + int(text[20:23])
+        ms = _parse_iso(text)
+        if len(_second_ms) >= _CACHE_LIMIT:
+            _second_ms.clear()
+        _second_ms[text[:19]] = ms - int(text[20:23])
+        return ms
+    return _parse_iso(text)
+
+
+def _parse_iso(text: str) -> int:
+    """:func:`iso_to_ms` without the cache."""
     normalized = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
     try:
         value = datetime.fromisoformat(normalized)
