@@ -10,7 +10,7 @@
   - ``darkpool`` (default): the project's ``ReadTradeRecords`` transform
     (jvm/transforms), KafkaIO handing Python one ``(partition, bytes)`` element
     per partition per bundle, the records in a compact binary layout
-    (:func:`pipeline.records.decode_record_batch`) with each record's
+    (:func:`pipeline.codec.decode_record_batch`) with each record's
     partition, offset and timestamp;
   - ``beam``: Beam's own ``apache_beam.io.kafka.ReadFromKafka`` with metadata:
     one schema Row per record (:class:`~pipeline.records.SourceRecord` attributes).
@@ -49,7 +49,7 @@ from pipeline.transforms.parse import DEADLETTER_TAG, ParseTally, deadletter_rec
 PROGRESS_EVERY = 100_000
 LOG = logging.getLogger(__name__)
 
-# jvm/transforms/.../ReadTradeRecords.java (its batch layout: pipeline.records.decode_record_batch)
+# jvm/transforms/.../ReadTradeRecords.java (its batch layout: pipeline.codec.decode_record_batch)
 READ_TRADE_RECORD_BATCHES_URN = "darkpool:transform:read_trade_record_batches:v2"
 
 
@@ -95,7 +95,7 @@ ReadTradeRecordsPayload = typing.NamedTuple("ReadTradeRecordsPayload", [  # noqa
 class ReadTradesFromKafka(beam.PTransform):
     """Trades topic -> raw records, streaming or (with range_start) bounded.
 
-    ``reader="darkpool"``: ``(partition, bytes)`` batches (:func:`pipeline.records.decode_record_batch`);
+    ``reader="darkpool"``: ``(partition, bytes)`` batches (:func:`pipeline.codec.decode_record_batch`);
     ``reader="beam"``: KafkaIO metadata rows. Records at or after the range end
     are dropped by the parse step (its ``keep_before_ms``), not here.
     """
