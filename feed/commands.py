@@ -25,6 +25,7 @@ from types import FrameType
 
 import orjson
 
+from darkpool import tradefile
 from darkpool.config import load_settings
 from darkpool.contracts import TRADES_TOPIC, Calibration
 from darkpool.errors import DarkpoolError
@@ -77,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            "trade at its (shifted) time — for replaying into the live pipeline")
     what.add_argument("--symbols", help="comma-separated subset of the universe (or of the calibration)")
     what.add_argument("--from-file", metavar="PATH", help="replay trades from a CSV, JSONL or Parquet file")
-    what.add_argument("--format", choices=("auto", "csv", "jsonl", "parquet"), default="auto",
+    what.add_argument("--format", choices=("auto", *tradefile.FORMATS), default="auto",
                       help="format of --from-file")
     what.add_argument("--skip-bad-rows", action="store_true",
                       help="--from-file: skip unreadable rows (counted) instead of failing")
@@ -104,7 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     faults.add_argument("--late-margin-seconds", type=float, default=60.0, help="extra margin for late trades")
     faults.add_argument("--malformed-rate", type=float, default=0.0, help="malformed records")
     faults.add_argument("--malformed-kinds", default=",".join(MALFORMED_KINDS),
-                        help="comma-separated kinds to draw malformed records from")
+                        help="comma-separated kinds to draw malformed records from, each named by the dead-letter "
+                             "reason the pipeline gives it (default: all, %(default)s)")
     faults.add_argument("--duplicate-rate", type=float, default=0.0,
                         help="exact copies of valid records, sent right after the original")
 
