@@ -33,7 +33,22 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import orjson
 
-from darkpool.contracts import TRADE_FIELDS, Calibration, format_event_time, load_venues
+from darkpool.contracts import (
+    REASON_ABSURD_EVENT_TIME,
+    REASON_BAD_EVENT_TIME,
+    REASON_BAD_JSON,
+    REASON_BAD_SIDE,
+    REASON_BAD_TYPE,
+    REASON_MISSING_FIELD,
+    REASON_NON_POSITIVE_PRICE,
+    REASON_NON_POSITIVE_QUANTITY,
+    REASON_NOT_OBJECT,
+    REASON_UNKNOWN_VENUE,
+    TRADE_FIELDS,
+    Calibration,
+    format_event_time,
+    load_venues,
+)
 from darkpool.errors import DarkpoolError
 from feed.universe import (
     BLOCK_TAIL_ALPHA,
@@ -55,8 +70,13 @@ BODY_SIGMA = 1.1  # log-normal sigma of the non-block print sizes
 OUT_OF_ORDER = "out_of_order"
 LATE = "late"
 DUPLICATE = "duplicate"
-MALFORMED_KINDS = ("bad_json", "missing_field", "bad_quantity", "bad_price", "unknown_venue",
-                   "absurd_timestamp")
+# The injectable malformed records, each named by the dead-letter reason (darkpool.contracts) the
+# pipeline gives it: a tape with N records labelled malformed:<reason> has N dead letters of <reason>
+# (tests/pipeline/test_injected_faults.py). Not injectable: empty (Kafka gives no value), bad_csv_row
+# (files only) and too_late (the pipeline's lateness step; the feed's `late` fault aims at it).
+MALFORMED_KINDS = (REASON_BAD_JSON, REASON_MISSING_FIELD, REASON_NON_POSITIVE_QUANTITY, REASON_NON_POSITIVE_PRICE,
+                   REASON_UNKNOWN_VENUE, REASON_ABSURD_EVENT_TIME, REASON_NOT_OBJECT, REASON_BAD_TYPE,
+                   REASON_BAD_SIDE, REASON_BAD_EVENT_TIME)
 FAULT_LABELS = (None, OUT_OF_ORDER, LATE, DUPLICATE, *(f"malformed:{k}" for k in MALFORMED_KINDS))
 # fault codes in TradeBatch.fault
 F_NONE, F_OOO, F_LATE, F_DUP, F_MALFORMED = 0, 1, 2, 3, 4  # malformed kind k -> F_MALFORMED + k
@@ -65,6 +85,8 @@ F_NONE, F_OOO, F_LATE, F_DUP, F_MALFORMED = 0, 1, 2, 3, 4  # malformed kind k ->
 # registry may declare DARK1, the seed project's venue), see unknown_venues()
 UNKNOWN_VENUES = ("XXXX", "ZZZZ", "DARK1")
 ABSURD_EVENT_TIMES = ("1970-01-01T00:00:00.000Z", "2999-12-31T23:59:59.999Z", "0001-01-01T00:00:00.000Z")
+BAD_EVENT_TIMES = ("not a time", "2026-13-45T25:61:00.000Z", "yesterday")  # none of them parses
+BAD_SIDES = ("Q", "?", 7)  # no side alias (B/BUY/S/SELL/...) and not null
 
 SIDE_END = np.array(['"B"}', '"S"}', "null}"], dtype=object)  # the side and the closing brace
 SIDE_VALUE = ("B", "S", None)
@@ -556,24 +578,33 @@ def unknown_venues() -> tuple[str, ...]:
 
 
 def malformed_value(kind: str, trade: dict[str, object], detail: int) -> str:
-    """The value text of a malformed record of ``kind``, derived from a valid trade.
+    """The value text of a malformed record of ``kind`` (a dead-letter reason), derived from a valid trade.
 
     ``detail`` (any non-negative int) picks the variant deterministically.
     """
     record = dict(trade)
-    if kind == "bad_json":
+    if kind == REASON_BAD_JSON:
         text = orjson.dumps(record).decode()
         return text[: 1 + detail % (len(text) - 2)]  # cut short: never parses
-    if kind == "missing_field":
+    if kind == REASON_NOT_OBJECT:  # valid JSON, but an array, a string or a number
+        return orjson.dumps((list(record.values()), record["trade_id"], record["quantity"])[detail % 3]).decode()
+    if kind == REASON_MISSING_FIELD:
         del record[TRADE_FIELDS[detail % len(TRADE_FIELDS)]]
-    elif kind == "bad_quantity":
+    elif kind == REASON_BAD_TYPE:  # a number as text, or text as a number
+        field_name = ("price", "quantity", "symbol")[detail % 3]
+        record[field_name] = str(record[field_name]) if field_name != "symbol" else 1
+    elif kind == REASON_NON_POSITIVE_QUANTITY:
         record["quantity"] = -int(record["quantity"]) if detail % 2 else 0
-    elif kind == "bad_price":
+    elif kind == REASON_NON_POSITIVE_PRICE:
         record["price"] = -float(record["price"]) if detail % 2 else 0.0
-    elif kind == "unknown_venue":
+    elif kind == REASON_UNKNOWN_VENUE:
         unknown = unknown_venues()
         record["venue"] = unknown[detail % len(unknown)]
-    elif kind == "absurd_timestamp":
+    elif kind == REASON_BAD_SIDE:
+        record["side"] = BAD_SIDES[detail % len(BAD_SIDES)]
+    elif kind == REASON_BAD_EVENT_TIME:
+        record["event_time"] = BAD_EVENT_TIMES[detail % len(BAD_EVENT_TIMES)]
+    elif kind == REASON_ABSURD_EVENT_TIME:
         record["event_time"] = ABSURD_EVENT_TIMES[detail % len(ABSURD_EVENT_TIMES)]
     else:
         raise ValueError(f"unknown malformed kind {kind!r}")

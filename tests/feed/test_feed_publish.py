@@ -43,7 +43,7 @@ def test_faults_read_back_from_the_topic_match_the_summary_exactly(
     found = label_counts(classify(by_key_in_arrival_order(consumed)))
     reported = {label: n for label, n in summary.faults.items() if n}
     assert found == reported
-    assert {"out_of_order", "late", "duplicate", "malformed:bad_json", "malformed:absurd_timestamp"} <= set(found)
+    assert {"out_of_order", "late", "duplicate", "malformed:bad_json", "malformed:absurd_event_time"} <= set(found)
 
     # the tape holds exactly what was sent: same keys, timestamps and value text
     written = list(read_tape(tape))

@@ -143,7 +143,8 @@ def test_backfill_to_s3_stores_every_file_whole_with_one_put(s3_endpoint: Settin
     trades = 20_000
     config = FeedConfig(seed=9, session_trades=trades, count=trades, symbols=("AAPL", "MSFT", "NVDA"),
                         session_date=dt.date(2026, 11, 24), faults=FaultConfig(malformed_rate=0.005, malformed_kinds=(
-                            "bad_json", "missing_field", "bad_quantity", "bad_price", "unknown_venue")))
+                            "bad_json", "missing_field", "non_positive_quantity", "non_positive_price",
+                            "unknown_venue")))
     tape = tmp_path / "tape.jsonl"
     labels = Counter()
     with tape.open("w") as out:
