@@ -16,8 +16,8 @@ import orjson
 from confluent_kafka import Producer
 from contract_records import market_rollup
 
+from darkpool import market
 from darkpool.contracts import (
-    BLOCK_MIN_NOTIONAL,
     BLOCK_MIN_SHARES,
     LIQUIDITY_FIELDS,
     format_event_time,
@@ -52,15 +52,16 @@ def liquidity_pane(symbol: str, venue: str, window_start_ms: int, *, trades: lis
     venue_type = load_venues()[venue].venue_type
     qty = sum(q for _, q in trades)
     notional = sum(p * q for p, q in trades)
-    blocks = [(p, q) for p, q in trades if q >= BLOCK_MIN_SHARES or p * q >= BLOCK_MIN_NOTIONAL]
+    blocks = [(p, q) for p, q in trades if market.is_block(p, q)]
     buy = sum(q for i, (_, q) in enumerate(trades) if i % 2 == 0)
     record = {
         "window_start": format_event_time(window_start_ms),
         "window_end": format_event_time(window_start_ms + WINDOW_MS),
         "symbol": symbol, "venue": venue, "venue_type": venue_type,
         "trade_count": len(trades), "share_quantity": qty, "notional": round(notional, 4),
-        "vwap": notional / qty, "min_price": min(p for p, _ in trades), "max_price": max(p for p, _ in trades),
-        "avg_trade_size": qty / len(trades), "block_count": len(blocks),
+        "vwap": market.vwap(notional, qty), "min_price": min(p for p, _ in trades),
+        "max_price": max(p for p, _ in trades), "avg_trade_size": market.average_trade_size(qty, len(trades)),
+        "block_count": len(blocks),
         "block_quantity": sum(q for _, q in blocks), "buy_quantity": buy, "sell_quantity": qty - buy,
         "pane_timing": timing, "pane_index": pane_index, "emitted_at": format_event_time(emitted_ms),
     }

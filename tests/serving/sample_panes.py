@@ -18,6 +18,7 @@ import orjson
 from confluent_kafka import Producer
 from contract_records import market_rollup
 
+from darkpool import market
 from darkpool.contracts import (
     LIQUIDITY_FIELDS,
     format_event_time,
@@ -55,8 +56,8 @@ def liquidity_record(w: int, symbol: str, venue: str, pane_index: int, timing: s
     record = {
         "window_start": format_event_time(start), "window_end": format_event_time(start + WINDOW_MS),
         "symbol": symbol, "venue": venue, "venue_type": load_venues()[venue].venue_type,
-        "trade_count": trades, "share_quantity": qty, "notional": notional, "vwap": notional / qty,
-        "min_price": price - 0.05, "max_price": price + 0.05, "avg_trade_size": qty / trades,
+        "trade_count": trades, "share_quantity": qty, "notional": notional, "vwap": market.vwap(notional, qty),
+        "min_price": price - 0.05, "max_price": price + 0.05, "avg_trade_size": market.average_trade_size(qty, trades),
         "block_count": blocks, "block_quantity": 12_000 * blocks,
         "buy_quantity": qty // 2, "sell_quantity": qty - qty // 2,
         "pane_timing": timing, "pane_index": pane_index,
