@@ -2,8 +2,8 @@
 
 The implementations:
 
-- Python, :mod:`darkpool.market` (the pipeline's rollups, serving's and the
-  tests' helpers use it);
+- Python, :mod:`darkpool.market` (the tests' helpers use it), and the
+  pipeline's market rollup built on it (``pipeline.records.market_values``);
 - DuckDB SQL, :mod:`analytics.market_sql`, both as bare expressions over each
   case and inside the report's own queries (``analytics.tables.hhi_by_symbol``,
   ``analytics.finra.concentration``);
@@ -40,6 +40,7 @@ from darkpool.contracts import (
     VENUE_TYPES,
 )
 from darkpool.schema import FIELD_KINDS, FIELDS, LIQUIDITY, MARKET, NULLABLE_FIELDS
+from pipeline import records
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_SCRIPT = ROOT / "tests" / "market_rules.mjs"
@@ -173,6 +174,22 @@ def test_python_results_by_the_documented_rules() -> None:
 
 
 @pytest.mark.parametrize("name", CASES)
+def test_pipeline_rollup_equals_python(name: str) -> None:
+    """The pipeline's market record of a case (venue statistics in, record fields out)."""
+    by_venue: dict[str, records.VenueStats] = {}
+    for r in CASES[name]:
+        stats = records.VenueStats(count=r["trade_count"], quantity=r["share_quantity"], notional=r["notional"])
+        if r["venue"] in by_venue:
+            by_venue[r["venue"]].merge(stats)
+        else:
+            by_venue[r["venue"]] = stats
+    venue_types = {r["venue"]: r["venue_type"] for r in CASES[name] if r["venue_type"] is not None}
+    rollup = records.market_values("XYZ", by_venue, venue_types)
+    expected = python_figures(CASES[name])
+    assert_same(f"pipeline {name}", rollup, {f: expected[f] for f in FIGURES if f != "avg_trade_size"})
+
+
+@pytest.mark.parametrize("name", CASES)
 def test_duckdb_expressions_equal_python(con: duckdb.DuckDBPyConnection, name: str) -> None:
     assert_same(f"SQL {name}", sql_figures(con, name), python_figures(CASES[name]))
 
@@ -193,6 +210,9 @@ def test_dark_venue_types_agree(con: duckdb.DuckDBPyConnection, js: dict[str, An
 def test_block_thresholds_at_the_limits() -> None:
     for price, quantity, expected in BLOCK_CASES:
         assert market.is_block(price, quantity) is expected, (price, quantity)
+        stats = records.VenueStats()  # the pipeline's accumulator counts blocks by the same rule
+        stats.add(price, quantity, "B")
+        assert (stats.block_count, stats.block_quantity) == (int(expected), quantity * expected), (price, quantity)
 
 
 def _report_connection() -> duckdb.DuckDBPyConnection:
