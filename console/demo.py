@@ -5,7 +5,8 @@
 2. the product's topics;
 3. the live feed (a background process publishing a realistic tape);
 4. the pipeline on the local Flink runner (submitted detached, unless it already runs);
-5. the serving API and dashboard on http://127.0.0.1:5001;
+5. the serving API and dashboard (http://HOST:SERVE_PORT, from the settings:
+   DARKPOOL_HOST, DARKPOOL_SERVE_PORT; http://127.0.0.1:5001 by default);
 then it prints where to look and a progress line every few seconds (trades/s
 into Kafka, panes/s out of the pipeline, the job's state and last checkpoint)
 until Ctrl-C. Everything keeps running after Ctrl-C; `darkpool stack down`
@@ -110,7 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="run the whole product live: stack, feed, pipeline on Flink, dashboard",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=int, default=2000, help="live feed rate in trades/s (default 2000)")
-    parser.add_argument("--interval", type=float, default=5.0, help="seconds between progress lines")
+    parser.add_argument("--rate", type=int, default=2000, help="live feed rate in trades/s (default %(default)s)")
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds between progress lines (default %(default)s)")
     parser.add_argument("--no-watch", action="store_true", help="bring everything up, then return")
     parser.set_defaults(func=run_demo)

@@ -334,10 +334,6 @@ class ControlPlane:
         """``kubectl get ARGS -o json``, parsed."""
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
-    def server_version(self) -> str:
-        """The API server's gitVersion, e.g. v1.34.2."""
-        return json.loads(self.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
-
     # -- CRDs and namespaces ----------------------------------------------------
     def install_crds(self, timeout: float = 120.0) -> list[str]:
         """Install the Flink operator's and Strimzi's CRDs (server-side apply) and wait until Established.

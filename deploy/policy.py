@@ -425,12 +425,6 @@ def pipeline_configmap(objects: list[dict]) -> dict | None:
     return None
 
 
-def pipeline_argv(objects: list[dict]) -> list[str] | None:
-    """The pipeline's arguments as the submission Job reads them from the ConfigMap."""
-    config_map = pipeline_configmap(objects)
-    return read_args(config_map["data"][ARGS_KEY]) if config_map else None
-
-
 def _services(objects: list[dict]) -> dict[str, set[int]]:
     """Service name -> its ports (plus Strimzi's bootstrap Services and the operator's Flink REST Service)."""
     services = {_name(s): {p.get("port") for p in (s.get("spec") or {}).get("ports") or []}

@@ -8,7 +8,6 @@ broken copies).
 
 from __future__ import annotations
 
-import copy
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -69,19 +68,3 @@ def object_ref(obj: dict) -> str:
     namespace = meta.get("namespace")
     name = meta.get("name", "?")
     return f"{obj['kind']}/{namespace}/{name}" if namespace else f"{obj['kind']}/{name}"
-
-
-def in_namespace(objects: Iterable[dict], namespace: str) -> list[dict]:
-    """Copies of namespaced objects moved to another namespace (RoleBinding subjects follow); the
-    Namespace objects themselves are dropped. The tests reconcile an overlay's objects in a fresh one."""
-    moved = []
-    for obj in objects:
-        if obj["kind"] == "Namespace":
-            continue
-        obj = copy.deepcopy(obj)
-        obj.setdefault("metadata", {})["namespace"] = namespace
-        for subject in obj.get("subjects") or []:
-            if subject.get("kind") == "ServiceAccount":
-                subject["namespace"] = namespace
-        moved.append(obj)
-    return moved

@@ -318,17 +318,6 @@ def cancel_job(settings: Settings, job_id: str) -> None:
     rest_call(settings, "PATCH", f"/jobs/{job_id}?mode=cancel")
 
 
-def latest_checkpoint(settings: Settings, job_id: str) -> str | None:
-    """The external path of the job's latest completed checkpoint or savepoint, if any."""
-    info = rest_get(settings, f"/jobs/{job_id}/checkpoints")
-    latest = info.get("latest") or {}
-    candidates = [c for c in (latest.get("completed"), latest.get("savepoint")) if c]
-    if not candidates:
-        return None
-    newest = max(candidates, key=lambda c: c.get("latest_ack_timestamp", 0))
-    return newest.get("external_path")
-
-
 def wait_job_running(settings: Settings, job_id: str, timeout: float = 180.0) -> None:
     """Wait until the job and all its tasks run (a savepoint needs every task running)."""
     deadline = time.monotonic() + timeout

@@ -3,7 +3,9 @@
 It exercises every service of the local stack (Kafka, the Flink cluster, the
 Beam job server, the KafkaIO expansion service and the Python worker pool) the
 way the real pipeline does, and is submitted detached: the Flink job keeps
-running after the submitting process exits. `darkpool stack smoke` runs it.
+running after the submitting process exits. tests/stack/test_flink_stack.py
+submits it; it lives in the package (not in tests/) because the Flink job's Python
+workers, started by the worker pool, must import its function by module name.
 """
 
 from __future__ import annotations

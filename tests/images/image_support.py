@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -74,3 +75,16 @@ def stop(process: subprocess.Popen) -> None:
     _signal_all(session_pids(process.pid), signal.SIGKILL)
     if process.poll() is None:
         process.wait(10)
+
+
+def inspect_archive(archive: Path) -> dict:
+    """``skopeo inspect`` of an OCI archive: its manifest (layers) and, under "Config", its config
+    (user, labels, entrypoint). skopeo reads and verifies both."""
+    def skopeo(*flags: str) -> dict:
+        done = subprocess.run(["skopeo", "inspect", *flags, f"oci-archive:{archive}"], capture_output=True,
+                              text=True, check=True, timeout=300)
+        return json.loads(done.stdout)
+
+    info = skopeo()
+    info["Config"] = skopeo("--config").get("config", {})
+    return info

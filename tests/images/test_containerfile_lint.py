@@ -29,13 +29,14 @@ USER root
 
 def hadolint(*files: Path) -> tuple[int, list[dict]]:
     """Run hadolint with the project's configuration; (exit status, findings)."""
-    done = subprocess.run([str(images.hadolint_path()), "--config", str(CONFIG), "--format", "json",
+    done = subprocess.run([str(images.ensure_hadolint(images.paths())), "--config", str(CONFIG), "--format", "json",
                            *map(str, files)], capture_output=True, text=True, timeout=60, check=False)
     return done.returncode, json.loads(done.stdout or "[]")
 
 
 def test_hadolint_is_the_pinned_release():
-    done = subprocess.run([str(images.hadolint_path()), "--version"], capture_output=True, text=True, check=True)
+    done = subprocess.run([str(images.ensure_hadolint(images.paths())), "--version"], capture_output=True, text=True,
+                          check=True)
     assert "2.15.1" in done.stdout
 
 

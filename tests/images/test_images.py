@@ -18,7 +18,7 @@ import urllib.request
 
 import grpc
 import pytest
-from image_support import free_port, port_open, session_pids, stop, wait_until
+from image_support import free_port, inspect_archive, port_open, session_pids, stop, wait_until
 
 from deploy import images
 
@@ -47,14 +47,14 @@ def test_archive_is_an_oci_image_tagged_with_the_version(built, key):
     assert not ref.endswith(":latest")
     assert f"blobs/sha256/{manifest['digest'].split(':', 1)[1]}" in names
 
-    info = images.inspect_archive(result.archive)  # skopeo reads (and verifies) manifest and config
+    info = inspect_archive(result.archive)  # skopeo reads (and verifies) manifest and config
     assert info["Labels"]["org.opencontainers.image.version"] == images.version()
     assert info["Architecture"] == "amd64" and info["Os"] == "linux"
     assert len(info["Layers"]) >= 1
 
 
 def test_image_configs(built):
-    flink = images.inspect_archive(built["flink"].archive)["Config"]
+    flink = inspect_archive(built["flink"].archive)["Config"]
     assert flink["User"] == images.IMAGES["flink"].user == "9999:9999"
     assert flink["Entrypoint"] == ["/docker-entrypoint.sh"]
     env = dict(item.split("=", 1) for item in flink["Env"])
@@ -62,7 +62,7 @@ def test_image_configs(built):
     assert env["PATH"].split(":")[:2] == ["/opt/flink/bin", "/opt/darkpool/bin"]
     assert flink["Labels"]["io.darkpool.flink.version"] == images.FLINK_VERSION
 
-    python = images.inspect_archive(built["python"].archive)["Config"]
+    python = inspect_archive(built["python"].archive)["Config"]
     assert python["User"] == images.IMAGES["python"].user == "10001:10001"
     assert python["Entrypoint"] == ["/usr/bin/tini", "--", "darkpool"]
     env = dict(item.split("=", 1) for item in python["Env"])
@@ -245,7 +245,7 @@ def test_job_server_in_the_image_serves_the_job_api(flink_image, tmp_path):
 
 
 def test_flink_s3_plugin_matches_the_label(built, flink_image):
-    label = images.inspect_archive(built["flink"].archive)["Config"]["Labels"]["io.darkpool.flink.s3-plugin"]
+    label = inspect_archive(built["flink"].archive)["Config"]["Labels"]["io.darkpool.flink.s3-plugin"]
     expected = [jar.name for jar in images.s3_plugin_jars(images.load_settings())]
     done = flink_image.run(["bash", "-c", "ls /opt/flink/plugins/s3-fs-presto/ 2>/dev/null || true"])
     assert sorted(done.stdout.split()) == sorted(expected)

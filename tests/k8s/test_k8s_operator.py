@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k8s_support import wait_until
+from k8s_support import in_namespace, wait_until
 
 from darkpool import __version__
 from darkpool.stack import jvm
@@ -38,7 +38,7 @@ def get(plane: ControlPlane, namespace: str, *what: str) -> dict | None:
 def deploy_flink(plane: ControlPlane, overlay: str, namespace: str) -> dict:
     """Apply the overlay's FlinkDeployment (and its service account and role) in the namespace."""
     objects = [o for o in render.render_objects(overlay) if o["kind"] in FLINK_KINDS]
-    objects = render.in_namespace(objects, namespace)
+    objects = in_namespace(objects, namespace)
     plane.kubectl("apply", "--server-side", "--field-manager=darkpool-tests", "-f", "-",
                   input=render.dump_objects(objects))
     return next(o for o in objects if o["kind"] == "FlinkDeployment")

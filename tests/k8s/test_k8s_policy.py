@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from k8s_support import pipeline_argv
 
 from darkpool import __version__, contracts
 from deploy import policy, render
@@ -103,7 +104,7 @@ def test_overlays_differ_where_they_should(rendered: dict[str, list[dict]]) -> N
     assert find(prod, "Kafka", "darkpool")["spec"]["kafka"]["listeners"][0]["authentication"]["type"] == "scram-sha-512"
     assert flink_conf(prod)["high-availability.type"] == "kubernetes"
     assert find(prod, "FlinkDeployment", "darkpool-flink")["spec"]["jobManager"]["replicas"] == 2
-    dev_args, prod_args = policy.pipeline_argv(dev), policy.pipeline_argv(prod)
+    dev_args, prod_args = pipeline_argv(dev), pipeline_argv(prod)
     assert int(flag_value(prod_args, "--parallelism")) > int(flag_value(dev_args, "--parallelism"))
     assert "KafkaUser" not in {o["kind"] for o in dev}
 

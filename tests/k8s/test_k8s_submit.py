@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from k8s_support import pipeline_argv
 
 from darkpool.config import Settings
 from darkpool.stack import flink
 from darkpool.stack.topics import TopicSpec, create_topics, end_offset
-from deploy import policy, render
+from deploy import render
 from deploy.submit import flag_value
 from feed.generator import FeedConfig, TapeGenerator
 from feed.producer import publish
@@ -44,7 +45,7 @@ def submit_cli(args_file: Path, settings: Settings) -> subprocess.CompletedProce
 @pytest.mark.slow
 def test_submit_runs_the_configmap_pipeline_once(flink_stack: Settings, tmp_path: Path) -> None:
     settings = flink_stack
-    argv = policy.pipeline_argv(render.render_objects("dev"))
+    argv = pipeline_argv(render.render_objects("dev"))
     prefix = f"k8s.{uuid.uuid4().hex[:8]}"
     topics = {name: f"{prefix}.{name}" for name in ("trades", "deadletter", "liquidity", "market")}
     create_topics(settings.bootstrap_servers, {topics["trades"]: TopicSpec(2), topics["deadletter"]: TopicSpec(1),
@@ -103,7 +104,7 @@ def test_submit_runs_the_configmap_pipeline_once(flink_stack: Settings, tmp_path
 
 def test_submit_refuses_arguments_the_pipeline_rejects(tmp_path: Path) -> None:
     args_file = tmp_path / "args"
-    argv = policy.pipeline_argv(render.render_objects("dev"))
+    argv = pipeline_argv(render.render_objects("dev"))
     args_file.write_text("\n".join(with_flags(argv, {"--period-minutes": "2"})))
     result = subprocess.run([sys.executable, "-m", "console.cli", "k8s", "submit", f"--args-file={args_file}",
                              "--flink-rest-url=http://127.0.0.1:1", "--timeout=5"],
