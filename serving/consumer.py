@@ -73,10 +73,6 @@ class PaneConsumer:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def wait_ready(self, timeout: float) -> bool:
-        """Block until the store has caught up with the topics (True) or ``timeout`` passes (False)."""
-        return self._ready.wait(timeout)
-
     # -- the thread -------------------------------------------------------------
     def _run(self) -> None:
         log.info("consumer starting: bootstrap=%s topics=%s", self.bootstrap, ", ".join(self.topics.values()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,6 +26,15 @@ def app_config(bootstrap: str, topics: Topics, **extra: Any) -> dict[str, Any]:
         "STALE_AFTER_SECONDS": 1e9,  # the tape is in the past; freshness is tested separately
         **extra,
     }
+
+
+def wait_caught_up(app: Flask, timeout: float) -> None:
+    """Wait until the app's consumer has caught up with its topics (its status says ready)."""
+    consumer = app.extensions["darkpool"].consumer
+    deadline = time.monotonic() + timeout
+    while not consumer.status.ready:
+        assert time.monotonic() < deadline, f"store did not catch up within {timeout:.0f} s"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -63,7 +73,7 @@ def app_factory(kafka_bootstrap: str) -> Iterator[Callable[..., Flask]]:
         start_consumer(app)
         apps.append(app)
         if wait:
-            assert app.extensions["darkpool"].consumer.wait_ready(60), "store did not catch up within 60 s"
+            wait_caught_up(app, 60)
         return app
 
     yield build
@@ -76,7 +86,7 @@ def loaded_app(kafka_bootstrap: str, loaded_topics: Topics) -> Iterator[Flask]:
     """One app over the session topics, ready (shared by the read-only tests)."""
     app = create_app(app_config(kafka_bootstrap, loaded_topics))
     start_consumer(app)
-    assert app.extensions["darkpool"].consumer.wait_ready(60), "store did not catch up within 60 s"
+    wait_caught_up(app, 60)
     yield app
     app.extensions["darkpool"].close()
 
