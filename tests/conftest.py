@@ -47,6 +47,10 @@ TEST_ENVIRONMENT = {
     "DARKPOOL_S3_SECRET_KEY": "darkpool-test-secret",
     "DARKPOOL_FLINK_STATE_URI": "",
     "DARKPOOL_DATASET_URI": "",
+    # the shipped venue registry (a user's DARKPOOL_VENUES_FILE would change every venue count); tests of
+    # user registries set their own (tests/test_venue_registry.py, tests/pipeline/test_user_registry_end_to_end.py)
+    "DARKPOOL_VENUES_FILE": "",
+    "DARKPOOL_VENUES_MODE": "extend",
 }
 # DARKPOOL_TEST_PORT_OFFSET moves every test port (e.g. two checkouts testing at once)
 _offset = int(os.environ.get("DARKPOOL_TEST_PORT_OFFSET", "0"))
