@@ -248,3 +248,23 @@ def test_analytics_names_and_types_venues_from_the_active_registry(tmp_path: Pat
     assert len(rows) == 26
     assert by_mpid["DARK1"] == ("Seed Dark Pool 1", "ATS") and by_mpid["LIT"] == ("Seed Lit Exchange", "EXCHANGE")
     assert by_mpid["XNAS"] == ("Nasdaq (user)", "EXCHANGE")
+
+
+def test_serving_lists_and_filters_the_venues_of_the_active_registry(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving import create_app
+
+    use_registry(monkeypatch, write_registry(tmp_path, *SEED_ROWS), mode="replace")
+    client = create_app({"BOOTSTRAP_SERVERS": "127.0.0.1:1"}).test_client()  # no consumer: reference data only
+    listed = client.get("/api/v1/venues").get_json()["venues"]
+    assert listed == [
+        {"mpid": "DARK1", "name": "Seed Dark Pool 1", "operator": "Seed Broker", "venue_type": "ATS",
+         "data_center": "Secaucus NJ", "latitude": 40.7776, "longitude": -74.0724, "is_dark": True},
+        {"mpid": "DARK2", "name": "Seed Dark Pool 2", "operator": "Seed Broker", "venue_type": "ATS",
+         "data_center": "Carteret NJ", "latitude": 40.5779, "longitude": -74.2285, "is_dark": True},
+        {"mpid": "LIT", "name": "Seed Lit Exchange", "operator": "Seed Exchange", "venue_type": "EXCHANGE",
+         "data_center": "Mahwah NJ", "latitude": 41.0887, "longitude": -74.1438, "is_dark": False},
+    ]
+    assert client.get("/api/v1/windows/latest?venue=DARK2").status_code == 200
+    missing = client.get("/api/v1/windows/latest?venue=XNAS")  # replaced: no longer a registry venue
+    assert missing.status_code == 404 and "not in the venue registry" in missing.get_json()["error"]["message"]
