@@ -45,6 +45,16 @@ from feed.universe import DEFAULT_LIT_SHARE
 log = logging.getLogger(__name__)
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where there is a default to show: not after options whose default
+    is computed at run time (None; their help says what it is) nor after on/off flags."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``feed`` subcommand."""
     p = subparsers.add_parser(
@@ -52,10 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Publish trade prints to Kafka: a synthetic tape (live or a replayed session) or "
                     "trades from a file, with optional injected faults. Progress goes to stderr, the "
                     "summary to stdout.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_DefaultsHelpFormatter)
     where = p.add_argument_group("where to")
     where.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the local broker, "
-                                           "DARKPOOL_KAFKA_PORT)")
+                                           "DARKPOOL_HOST:DARKPOOL_KAFKA_PORT)")
     where.add_argument("--topic", default=TRADES_TOPIC, help="topic to publish to")
     where.add_argument("--partitions", type=int, default=4, help="partitions if the topic must be created")
     where.add_argument("--no-create-topic", action="store_true", help="do not create the topic when missing")
@@ -105,8 +115,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     faults.add_argument("--late-margin-seconds", type=float, default=60.0, help="extra margin for late trades")
     faults.add_argument("--malformed-rate", type=float, default=0.0, help="malformed records")
     faults.add_argument("--malformed-kinds", default=",".join(MALFORMED_KINDS),
-                        help="comma-separated kinds to draw malformed records from, each named by the dead-letter "
-                             "reason the pipeline gives it (default: all, %(default)s)")
+                        help="comma-separated kinds of malformed records, each named by the dead-letter reason "
+                             "the pipeline gives it (default: all of %(default)s)")
     faults.add_argument("--duplicate-rate", type=float, default=0.0,
                         help="exact copies of valid records, sent right after the original")
 
