@@ -22,7 +22,7 @@ GROUPS = {
 }
 GROUP_HELP = {
     "kafka": "the Apache Kafka broker (KRaft, single node)",
-    "flink": "the Flink session cluster (JobManager with web UI, N TaskManagers: --taskmanagers, default 1)",
+    "flink": "the Flink session cluster (JobManager with web UI, N TaskManagers: --taskmanagers)",
     "beam": "Beam's Flink job server, KafkaIO expansion service and Python worker pool",
 }
 
@@ -162,7 +162,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                        description=f"Manage {GROUP_HELP[group]} as local processes.")
         parser.add_argument("action", choices=["start", "stop", "restart", "status", "logs"])
         parser.add_argument("service", nargs="?", help="for logs: one service of the group")
-        parser.add_argument("-n", "--lines", type=int, default=40, help="log lines to show (default 40)")
+        parser.add_argument("-n", "--lines", type=int, default=40, help="log lines to show (default %(default)s)")
         parser.add_argument("-f", "--follow", action="store_true", help="follow the log")
         if group == "flink":
             _taskmanagers_flag(parser)
@@ -174,7 +174,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Each service is a local process on loopback with its log and data under .state/.")
     stack.add_argument("action", choices=["up", "down", "restart", "status", "logs"])
     stack.add_argument("service", nargs="?", help="for logs: the service (e.g. kafka, flink-taskmanager)")
-    stack.add_argument("-n", "--lines", type=int, default=40, help="log lines to show (default 40)")
+    stack.add_argument("-n", "--lines", type=int, default=40, help="log lines to show (default %(default)s)")
     stack.add_argument("-f", "--follow", action="store_true", help="follow the log")
     _taskmanagers_flag(stack)
     stack.set_defaults(func=lambda args: _lifecycle(args, None))
