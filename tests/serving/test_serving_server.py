@@ -1,4 +1,4 @@
-"""`darkpool serve` as a real process: gunicorn on a free port, queried over HTTP on loopback."""
+"""`darkpool serve` as a real process under each WSGI server (granian, gunicorn) on a free port, queried over HTTP."""
 
 from __future__ import annotations
 
