@@ -44,6 +44,7 @@ from darkpool.contracts import (
     REASON_NON_POSITIVE_QUANTITY,
     REASON_NOT_OBJECT,
     REASON_UNKNOWN_VENUE,
+    SIDES,
     TRADE_FIELDS,
     Calibration,
     format_event_time,
@@ -88,8 +89,8 @@ ABSURD_EVENT_TIMES = ("1970-01-01T00:00:00.000Z", "2999-12-31T23:59:59.999Z", "0
 BAD_EVENT_TIMES = ("not a time", "2026-13-45T25:61:00.000Z", "yesterday")  # none of them parses
 BAD_SIDES = ("Q", "?", 7)  # no side alias (B/BUY/S/SELL/...) and not null
 
-SIDE_END = np.array(['"B"}', '"S"}', "null}"], dtype=object)  # the side and the closing brace
-SIDE_VALUE = ("B", "S", None)
+SIDE_VALUE = (*SIDES, None)  # TradeBatch.side 0, 1, 2: buy, sell, unknown
+SIDE_END = np.array([f"{orjson.dumps(v).decode()}}}" for v in SIDE_VALUE], dtype=object)  # the side, then "}"
 
 @dataclass(frozen=True)
 class FaultConfig:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from darkpool.contracts import TRADE_FIELDS, load_venues, parse_event_time
+from darkpool.contracts import SIDES, TRADE_FIELDS, load_venues, parse_event_time
 
 # anything further behind its symbol's latest time than this is "late" (the feed's defaults:
 # allowed lateness 600 s + window 300 s + margin 60 s; out-of-order delays are at most 30 s)
@@ -48,7 +48,7 @@ def validation_error(value: str | bytes, record_ts: int) -> str | None:
         return "non_positive_price"
     if trade["venue"] not in load_venues():
         return "unknown_venue"
-    if trade["side"] not in ("B", "S", None):
+    if trade["side"] is not None and trade["side"] not in SIDES:
         return "bad_side"
     try:
         event_ms = parse_event_time(trade["event_time"])

@@ -18,7 +18,7 @@ import apache_beam as beam
 import pytest
 from pipeline_testkit import run_analytics
 
-from darkpool.contracts import DEADLETTER_REASONS, TRADES_TOPIC
+from darkpool.contracts import DEADLETTER_FIELDS, DEADLETTER_REASONS, TRADES_TOPIC
 from feed.generator import MALFORMED_KINDS, FaultConfig, FeedConfig, generate_batches
 from feed.tape import TapeWriter, read_tape
 from pipeline.options import PipelineConfig
@@ -73,6 +73,7 @@ def test_injected_faults_are_dead_lettered_with_their_reason_exactly(tmp_path: P
     config = PipelineConfig(source="kafka-range", range_start=min(times), range_end=max(times) + 1)
     out, counters = run_analytics(beam.Create(records), config, streaming=False)
 
+    assert all(set(d) == {*DEADLETTER_FIELDS, "detail"} for d in out["deadletter"])  # the contract's record
     dead_lettered = Counter(d["reason"] for d in out["deadletter"])
     assert dead_lettered == injected
     for reason in MALFORMED_KINDS:
