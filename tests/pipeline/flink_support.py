@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -67,11 +66,6 @@ def build_tape(n: int, seed: int, end_ms: int, span_ms: int, *, out_of_order: fl
         batch = generator.batch(times[start:start + 4096])
         records.extend(generator.encoder.encode(batch).records())
     return Tape(records)
-
-
-def split_batches(tape: Tape, parts: int) -> list[list[TapeRecord]]:
-    size = math.ceil(len(tape.records) / parts)
-    return [tape.records[i:i + size] for i in range(0, len(tape.records), size)]
 
 
 # --- the independent recomputation --------------------------------------------------
