@@ -58,26 +58,7 @@ def parse_event_time(text: str) -> int:
     return int(round(dt.timestamp() * 1000))
 
 
-# --- output records ----------------------------------------------------------
-PANE_FIELDS = ("pane_timing", "pane_index", "emitted_at")
-
-LIQUIDITY_FIELDS = (
-    "window_start", "window_end", "symbol", "venue", "venue_type",
-    "trade_count", "share_quantity", "notional", "vwap", "min_price", "max_price",
-    "avg_trade_size", "block_count", "block_quantity", "buy_quantity", "sell_quantity",
-    *PANE_FIELDS,
-)
-
-MARKET_FIELDS = (
-    "window_start", "window_end", "symbol",
-    "trade_count", "share_quantity", "notional", "vwap",
-    "dark_quantity", "lit_quantity", "dark_notional", "lit_notional",
-    "dark_trade_count", "lit_trade_count", "dark_share",
-    "block_count", "block_quantity", "dark_block_count",
-    "hhi", "venue_count", "top_venue", "top_venue_share",
-    *PANE_FIELDS,
-)
-
+# --- output records (liquidity and market: their schemas below) -------------------
 DEADLETTER_FIELDS = (
     "reason", "raw_value", "raw_encoding", "raw_key",
     "source_topic", "source_partition", "source_offset", "rejected_at",
@@ -145,6 +126,11 @@ MARKET_SCHEMA = pa.schema([
     ("top_venue", pa.string()), ("top_venue_share", pa.float64()),
     ("pane_timing", pa.string()), ("pane_index", pa.int64()), ("emitted_at", _TS),
 ])
+
+# The liquidity / market records' field names, in order, are the schemas' (kinds and
+# nullability of each field: darkpool.schema).
+LIQUIDITY_FIELDS = tuple(LIQUIDITY_SCHEMA.names)
+MARKET_FIELDS = tuple(MARKET_SCHEMA.names)
 
 # Parquet dataset layout: <root>/<table>/date=YYYY-MM-DD/<file>.parquet
 PARQUET_TABLES = {"liquidity": LIQUIDITY_SCHEMA, "market": MARKET_SCHEMA}
