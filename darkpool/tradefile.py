@@ -71,6 +71,7 @@ from darkpool.contracts import (
     REASON_NON_POSITIVE_PRICE,
     REASON_NON_POSITIVE_QUANTITY,
     REASON_NOT_OBJECT,
+    SIDES,
     format_event_time,
 )
 from darkpool.errors import DarkpoolError
@@ -89,6 +90,7 @@ OPTIONAL_COLUMNS = ("side", "trade_id")
 TIME = "time"  # the logical name of whichever time column the file has
 
 # --- sides ---------------------------------------------------------------------------
+BUY, SELL = SIDES  # the contract's sides (unknown: None)
 BUY_SIDES = frozenset({"B", "BUY", "BOT", "BOUGHT"})
 SELL_SIDES = frozenset({"S", "SELL", "SLD", "SOLD", "SS", "SHORT"})
 UNKNOWN_SIDES = frozenset({"", "U", "UNKNOWN", "NULL", "NONE", "N/A", "NA", "X"})
@@ -253,9 +255,9 @@ def side_of(value: Any) -> str | None:
     if type(value) is str:
         text = value.strip().upper()
         if text in BUY_SIDES:
-            return "B"
+            return BUY
         if text in SELL_SIDES:
-            return "S"
+            return SELL
         if text in UNKNOWN_SIDES:
             return None
     raise BadRow(REASON_BAD_SIDE, f"side {value!r} is not buy (B, BUY, ...), sell (S, SELL, ...) or unknown")

@@ -25,12 +25,20 @@ import numpy as np
 from darkpool.contracts import load_venues
 from darkpool.errors import DarkpoolError
 from darkpool.tradefile import RowError, Trade, open_trade_file
-from feed.generator import EncodedBatch, FaultConfig, FaultInjector, Shard, TradeBatch, TradeEncoder
+from feed.generator import (
+    SIDE_VALUE,
+    EncodedBatch,
+    FaultConfig,
+    FaultInjector,
+    Shard,
+    TradeBatch,
+    TradeEncoder,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_ERRORS_SHOWN = 10
-SIDE_CODES = {"B": 0, "S": 1, None: 2}  # the feed's side column: B -> 0, S -> 1, unknown -> 2
+SIDE_CODES = {side: code for code, side in enumerate(SIDE_VALUE)}  # "B" -> 0, "S" -> 1, None -> 2
 
 
 @dataclass
