@@ -26,11 +26,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from darkpool.contracts import DARK_VENUE_TYPES, load_venues
 from darkpool.errors import DarkpoolError
 from feed.generator import EncodedBatch, Shard
 from feed.producer import ProducerOptions, Progress, publish_batches
-from feed.summary import FeedSummary
+from feed.summary import FeedSummary, registry_dark_share
 from feed.topic_admin import ensure_topic
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,6 @@ def merge_summaries(parts: list[FeedSummary], elapsed: float, **meta: Any) -> Fe
     """One summary for all shards (counts and per-venue figures summed; elapsed is the parent's)."""
     first = parts[0]
     merged = FeedSummary(topic=first.topic, bootstrap=first.bootstrap, elapsed_seconds=elapsed, **meta)
-    venues = load_venues()
     for part in parts:
         merged.sent += part.sent
         merged.acked += part.acked
@@ -107,10 +105,7 @@ def merge_summaries(parts: list[FeedSummary], elapsed: float, **meta: Any) -> Fe
         for name, pick in (("first_event_time_ms", min), ("last_event_time_ms", max)):
             values = [v for v in (getattr(merged, name), getattr(part, name)) if v is not None]
             setattr(merged, name, pick(values) if values else None)
-    dark = sum(s["shares"] for m, s in merged.by_venue.items() if m in venues and venues[m].venue_type
-               in DARK_VENUE_TYPES)
-    registry = sum(s["shares"] for m, s in merged.by_venue.items() if m in venues)
-    merged.dark_share = dark / registry if registry else None
+    merged.dark_share = registry_dark_share({m: s["shares"] for m, s in merged.by_venue.items()})
     return merged
 
 

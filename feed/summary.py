@@ -8,13 +8,24 @@ the JSON form (``darkpool feed --json``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from darkpool.contracts import DARK_VENUE_TYPES, load_venues
+from darkpool.contracts import load_venues
+from darkpool.market import dark_share, is_dark
 from feed.generator import FAULT_LABELS, EncodedBatch
+
+
+def registry_dark_share(shares_by_venue: Mapping[str, int]) -> float | None:
+    """The dark share (darkpool.market) of the shares printed on venues of the active registry;
+    injected unknown venues are left out. None when no registry venue traded."""
+    venues = load_venues()
+    known = {mpid: shares for mpid, shares in shares_by_venue.items() if mpid in venues}
+    dark = sum(shares for mpid, shares in known.items() if is_dark(venues[mpid].venue_type))
+    return dark_share(dark, sum(known.values()))
 
 
 @dataclass
@@ -107,15 +118,11 @@ class FeedTotals:
         self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
 
     def fill(self, summary: FeedSummary) -> None:
-        venues = load_venues()
         summary.by_venue = {m: {"trades": self.venue_trades[m], "shares": self.venue_shares[m]}
                             for m in self.venue_trades}
         summary.valid_trades = sum(self.venue_trades.values())
         summary.share_volume = sum(self.venue_shares.values())
-        dark = sum(v for m, v in self.venue_shares.items() if m in venues and venues[m].venue_type
-                   in DARK_VENUE_TYPES)
-        registry_total = sum(v for m, v in self.venue_shares.items() if m in venues)
-        summary.dark_share = dark / registry_total if registry_total else None
+        summary.dark_share = registry_dark_share(self.venue_shares)
         summary.faults = {label: int(n) for label, n in zip(FAULT_LABELS, self.faults.tolist(), strict=True)
                           if label is not None}
         summary.first_event_time_ms, summary.last_event_time_ms = self.first_ts, self.last_ts
