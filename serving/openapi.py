@@ -1,17 +1,18 @@
 """The API's OpenAPI 3.1 document, built from the data contracts so the two cannot drift.
 
-Record schemas come from ``darkpool.contracts`` (field lists and pyarrow
-types); parameter constraints come from ``serving.params``. Served at
-``/api/v1/openapi.json``; the tests validate live responses against it.
+Record schemas come from ``darkpool.schema`` (field lists and pyarrow types)
+and ``darkpool.contracts`` (pane timings, venue types); parameter constraints
+come from ``serving.params``. Served at ``/api/v1/openapi.json``; the tests
+validate live responses against it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from darkpool.contracts import CONTRACT_VERSION, PANE_TIMINGS
+from darkpool.contracts import CONTRACT_VERSION, DARK_VENUE_TYPES, PANE_TIMINGS, VENUE_TYPES
+from darkpool.schema import FIELD_KINDS, FIELDS, LIQUIDITY, MARKET, NULLABLE_FIELDS
 from serving import params
-from serving.records import FIELD_KINDS, FIELDS, LIQUIDITY, MARKET, NULLABLE_FIELDS
 from serving.shapes import TIMESERIES_POINT_FIELDS
 
 JSON = "application/json"
@@ -92,9 +93,9 @@ def schemas() -> dict[str, Any]:
         }),
         "Venue": _obj({
             "mpid": {"type": "string"}, "name": {"type": "string"}, "operator": {"type": "string"},
-            "venue_type": {"type": "string", "enum": ["ATS", "SDP", "EXCHANGE"]},
+            "venue_type": {"type": "string", "enum": list(VENUE_TYPES)},
             "data_center": {"type": "string"}, "latitude": {"type": "number"}, "longitude": {"type": "number"},
-            "is_dark": {"type": "boolean", "description": "ATS or SDP"},
+            "is_dark": {"type": "boolean", "description": " or ".join(sorted(DARK_VENUE_TYPES))},
         }),
         "VenueList": _obj({"venues": {"type": "array", "items": _ref("Venue")}}),
         "SymbolList": _obj({"symbols": {"type": "array", "items": {"type": "string"}}}),
