@@ -28,8 +28,8 @@ from darkpool.stack.commands import print_status, start
 from darkpool.stack.process import Service, http_ok
 from darkpool.stack.services import app_services, stack_services
 from darkpool.stack.topics import create_topics, end_offset, product_topic_specs
-
-PIPELINE_JOB_NAME = "darkpool-liquidity"
+from pipeline.commands import DEFAULT_JOB_NAME as PIPELINE_JOB_NAME
+from pipeline.commands import submit_to_flink
 
 
 def ensure_pipeline(settings: Settings, extra_args: list[str]) -> str:
@@ -38,8 +38,6 @@ def ensure_pipeline(settings: Settings, extra_args: list[str]) -> str:
     if running:
         print(f"pipeline already running on Flink (job {running[0]})", flush=True)
         return running[0]
-    from pipeline.commands import submit_to_flink  # the pipeline package, installed alongside
-
     print("submitting the pipeline to the local Flink cluster (first submission stages ~200 jars) ...",
           flush=True)
     return submit_to_flink(settings, PIPELINE_JOB_NAME, extra_args)
@@ -112,6 +110,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="run the whole product live: stack, feed, pipeline on Flink, dashboard",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=int, default=2000, help="live feed rate in trades/s (default %(default)s)")
-    parser.add_argument("--interval", type=float, default=5.0, help="seconds between progress lines (default %(default)s)")
+    parser.add_argument("--interval", type=float, default=5.0,
+                        help="seconds between progress lines (default %(default)s)")
     parser.add_argument("--no-watch", action="store_true", help="bring everything up, then return")
     parser.set_defaults(func=run_demo)

@@ -1,5 +1,7 @@
-"""Kubernetes deployment tooling (top layer): the local control plane and Flink operator the tests
-run against, the manifests' renderer and policy checks, and the container images.
+"""Kubernetes deployment tooling (a part, like feed or serving): the local control plane and Flink
+operator the tests run against, the manifests' renderer and policy checks, and the container images.
 
-It may import every part below it (darkpool, feed, pipeline, serving, analytics); nothing imports it.
+It imports the bottom layer (darkpool) and, the one other part it may use, the pipeline it submits
+and checks the manifests against (tests/test_layers.py, ALLOWED_PART_IMPORTS); only the command line
+(console) imports it.
 """

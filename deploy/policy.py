@@ -463,7 +463,8 @@ def _submission_job(objects: list[dict], config_map: dict) -> tuple[dict, dict] 
 
 def check_pipeline(objects: list[dict], settings: Settings | None = None) -> list[Violation]:
     """The ConfigMap's arguments: the pipeline's parser accepts them; topics, Beam options, addresses."""
-    from pipeline.commands import flink_beam_args, scaling_args  # noqa: PLC0415 (deploy is the top layer)
+    # the pipeline's own Flink arguments (tests/test_layers.py: deploy may import pipeline)
+    from pipeline.commands import DEFAULT_JOB_NAME, flink_beam_args, scaling_args
 
     settings = settings or Settings()
     config_map = pipeline_configmap(objects)
@@ -494,7 +495,7 @@ def check_pipeline(objects: list[dict], settings: Settings | None = None) -> lis
     if config.source != "kafka":
         found.append(Violation(ref, "pipeline", f"--source {config.source}: the deployment runs the streaming job"))
     given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
-    job_name = flag_value(argv, "--job_name") or "darkpool-liquidity"
+    job_name = flag_value(argv, "--job_name") or DEFAULT_JOB_NAME
     parallelism = config.parallelism or 1
     expected = [*flink_beam_args(settings, job_name), *scaling_args(settings, min(parallelism,
                                                                                    settings.flink_max_parallelism))]

@@ -40,7 +40,7 @@ def flag_value(argv: Sequence[str], flag: str) -> str | None:
 def parse_args_or_error(argv: Sequence[str]):
     """The pipeline's own parse of argv: (PipelineConfig, Beam arguments); a DarkpoolError with the
     parser's message when it rejects them (instead of argparse's exit)."""
-    from pipeline.options import parse_pipeline_args  # noqa: PLC0415 (deploy is the top layer)
+    from pipeline.options import parse_pipeline_args  # deploy may import pipeline (tests/test_layers.py)
 
     errors = StringIO()
     try:
