@@ -12,9 +12,9 @@ objects (columns as numpy arrays), one batch of event times at a time:
    Pareto tail of blocks (>= 10,000 shares), per venue;
 4. injected faults (:class:`FaultConfig`), each labelled on its record.
 
-:func:`encode_batch` formats a batch into Kafka records (key = symbol, value =
-the contract's JSON text, timestamp = event time in ms) in one pass;
-:func:`generate_tape` is the simple record-by-record API for tests.
+:meth:`TradeEncoder.encode` formats a batch into Kafka records (key = symbol,
+value = the contract's JSON text, timestamp = event time in ms) in one pass;
+:func:`generate_tape` is the simple record-by-record API (tests, scripts: docs/feed.md).
 
 Replay mode spreads a fixed number of prints over a 09:30-16:00 New York
 session with a U-shaped intraday intensity; live mode stamps prints "now".
