@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from darkpool.contracts import DARK_VENUE_TYPES, Calibration, load_venues
+from darkpool import market
+from darkpool.contracts import Calibration, load_venues
 from darkpool.errors import DarkpoolError
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ def _symbol_rng(symbol: str) -> np.random.Generator:
 def _venue_tables() -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     venues = load_venues()
     mpids = tuple(venues)
-    is_dark = np.array([venues[m].venue_type in DARK_VENUE_TYPES for m in mpids])
+    is_dark = np.array([market.is_dark(venues[m].venue_type) for m in mpids])
     is_sdp = np.array([venues[m].venue_type == "SDP" for m in mpids])
     return mpids, is_dark, is_sdp
 
