@@ -7,8 +7,10 @@ The layers, bottom to top (docs/design.md, "Layers"):
    and S3 locations, atomic writes) and the local stack (``darkpool.stack``). Those two modules stay
    here because they turn settings into clients for *every* part and for the stack; in a part they
    would make the others import it.
-2. the parts: ``feed``, ``pipeline``, ``serving``, ``analytics``, ``deploy``;
-3. ``console``: the commands that drive several parts (the ``darkpool`` command line, the demo).
+2. the parts: ``feed``, ``pipeline``, ``serving``, ``analytics``;
+3. the commands that drive several parts: ``console`` (the ``darkpool`` command line, the demo) and
+   ``deploy`` (it renders and checks the Kubernetes manifests from the pipeline's own Flink arguments
+   and its submission Job runs the pipeline).
 
 The rules:
 
@@ -40,14 +42,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("darkpool",),
-    ("feed", "pipeline", "serving", "analytics", "deploy"),
-    ("console",),
+    ("feed", "pipeline", "serving", "analytics"),
+    ("console", "deploy"),
 )
 
 # (importing part, imported part) -> why this part may use the other one
 ALLOWED_PART_IMPORTS: dict[tuple[str, str], str] = {
-    ("deploy", "pipeline"): "deploy's submission Job runs the pipeline (pipeline.main.run, its options), and the "
-                            "policy checks compare the manifests with the pipeline's own Flink arguments",
     ("feed", "analytics"): "`darkpool feed --calibrate FILE` reads a FINRA weekly file with analytics.finra "
                            "(imported only on that path)",
 }
