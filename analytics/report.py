@@ -58,7 +58,6 @@ class ReportResult:
     html_path: Path
     tables: dict[str, pd.DataFrame]
     figures: dict[str, Path]
-    pane_counts: dict[str, int]
     finra_source: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -251,4 +250,4 @@ def build_report(
     html_path.write_text(render_html("Dark pool liquidity report", meta, sections, notes), encoding="utf-8")
     progress.step(f"report written: {html_path}")
     return ReportResult(out_dir=out_dir, html_path=html_path, tables=results, figures=figure_paths,
-                        pane_counts=counts, finra_source=finra_source, notes=notes)
+                        finra_source=finra_source, notes=notes)

@@ -1,4 +1,4 @@
-"""Event-time rules of the pipeline: which windows hold a trade, when a trade is too late.
+"""Event-time rules of the pipeline: the period slot of a trade, and when a trade is too late.
 
 Pure functions, unit-tested on their own (tests/pipeline/test_pipeline_finance.py);
 the market-structure math (VWAP, blocks, dark share, HHI, top venue) lives in
@@ -11,21 +11,6 @@ from __future__ import annotations
 def period_start(event_ms: int, period_ms: int) -> int:
     """Start of the one-period slot (e.g. the minute) holding ``event_ms``."""
     return event_ms - event_ms % period_ms
-
-
-def sliding_window_starts(event_ms: int, size_ms: int, period_ms: int) -> list[int]:
-    """Starts of every sliding window [start, start + size) that contains ``event_ms``.
-
-    Windows are aligned to the period (Beam's SlidingWindows with offset 0), so a
-    trade lands in exactly size / period windows when size is a multiple of period.
-    """
-    last = period_start(event_ms, period_ms)
-    starts = []
-    start = last
-    while start > event_ms - size_ms:
-        starts.append(start)
-        start -= period_ms
-    return sorted(starts)
 
 
 def is_too_late(event_ms: int, watermark_ms: int | None, period_ms: int, allowed_lateness_ms: int) -> bool:

@@ -58,16 +58,6 @@ def test_top_venue_ties_break_alphabetically():
     assert market.top_venue({}) == (None, None)
 
 
-def test_sliding_window_starts():
-    t = 14 * 60 * MIN + 30_000  # 14:00:30
-    starts = eventtime.sliding_window_starts(t, 5 * MIN, MIN)
-    assert starts == [t - 30_000 - k * MIN for k in (4, 3, 2, 1, 0)]
-    assert eventtime.sliding_window_starts(t, 4 * MIN, 2 * MIN) == [t - 30_000 - 2 * MIN, t - 30_000]
-    # a trade exactly on a boundary belongs to the window starting there, not the one ending there
-    assert eventtime.sliding_window_starts(10 * MIN, 5 * MIN, MIN)[-1] == 10 * MIN
-    assert eventtime.sliding_window_starts(10 * MIN, 5 * MIN, MIN)[0] == 6 * MIN
-
-
 def test_too_late_rule():
     lateness = 10 * MIN
     event = 14 * 60 * MIN + 50_000  # 14:00:50, first window ends 14:01
