@@ -199,16 +199,6 @@ def venue_types(venues: Iterable[Venue]) -> dict[str, str]:
     return {v.mpid: v.venue_type for v in venues}
 
 
-@functools.lru_cache(maxsize=8)
-def _types_for(venues_file: str, mode: str) -> dict[str, str]:
-    return venue_types(registry_for(venues_file, mode).values())
-
-
-def active_venue_types() -> dict[str, str]:
-    """{MPID: venue_type} of the active registry, cached; do not modify the returned dict."""
-    return _types_for(*venue_registry_source())
-
-
 def describe_active_registry() -> str:
     """One line saying which registry is active, e.g. for a command's log."""
     venues_file, mode = venue_registry_source()
