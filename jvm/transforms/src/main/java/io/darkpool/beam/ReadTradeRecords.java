@@ -48,7 +48,7 @@ import org.joda.time.Instant;
  * (at most {@link #MAX_BATCH_RECORDS} records or about {@link #MAX_BATCH_BYTES} bytes), stamped
  * with the earliest timestamp it holds. Keyed by partition, Python can parse the batch in the
  * same keyed step that tracks the partition's watermark (one Python stage, no trade crossing a
- * shuffle). Python decodes it with {@code pipeline.records.decode_record_batch}. Registered in the
+ * shuffle). Python decodes it with {@code pipeline.codec.decode_record_batch}. Registered in the
  * expansion service under {@link #URN}.
  */
 public final class ReadTradeRecords extends PTransform<PBegin, PCollection<KV<Long, byte[]>>> {
