@@ -186,6 +186,8 @@ def submit_to_flink(settings: Settings, job_name: str, pipeline_args: Sequence[s
     from pipeline.main import run  # noqa: PLC0415 (Beam imports are slow; only when submitting)
 
     _check_stack(settings)
+    # the job's record keeps the venue registry it is built with, so `darkpool jobs resume` rebuilds it alike
+    pipeline_args = [*pipeline_args, *registry_args(settings.venues_file, settings.venues_mode, pipeline_args)]
     parallelism = parallelism_of(pipeline_args) or 1
     check_slots(settings, parallelism)
     if flink.running_job_ids(settings, job_name):
@@ -225,8 +227,6 @@ def _run(args: argparse.Namespace, pipeline_args: list[str]) -> int:
         result = run(pipeline_args)
         print(f"pipeline finished: {getattr(result, 'state', 'DONE')}")
         return 0
-    # the job's record keeps the registry it is built with, so `darkpool jobs resume` rebuilds it alike
-    pipeline_args = [*pipeline_args, *registry_args(settings.venues_file, settings.venues_mode, pipeline_args)]
     job_id = submit_to_flink(settings, args.job_name, pipeline_args)
     print(f"submitted {args.job_name} to Flink: job {job_id}")
     print(f"  watch it: {settings.flink_rest_url}/#/job/running/{job_id}/overview")
