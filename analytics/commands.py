@@ -16,7 +16,7 @@ from darkpool.errors import DarkpoolError
 
 
 def _week_arg(text: str) -> date:
-    from analytics.finra import parse_date
+    from darkpool.finra_file import parse_date
 
     try:
         return parse_date(text)
@@ -128,7 +128,8 @@ def cmd_finra_show(args: argparse.Namespace) -> int:
 def cmd_finra_compare(args: argparse.Namespace) -> int:
     """Print the pipeline's venue shares next to a FINRA file's; optionally write CSVs."""
     from analytics.dataset import Progress, connect, load_panes
-    from analytics.finra import compare_with_pipeline, filter_table, read_files
+    from analytics.finra import compare_with_pipeline, filter_table
+    from darkpool.finra_file import read_files
 
     selection = _selection(args)
     finra_table = read_files([args.file], args.week).table

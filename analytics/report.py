@@ -31,6 +31,7 @@ from analytics import tables as tables_mod
 from analytics.dataset import Progress, Selection, connect, load_panes
 from analytics.figures import FIGURES, to_png
 from darkpool import __version__
+from darkpool.finra_file import read_files
 
 HTML_ROWS = 25  # rows of each table shown in the HTML (the CSV has all)
 
@@ -192,7 +193,7 @@ def build_report(
     finra_source: str | None = None
     finra_table: pa.Table | None = None
     if finra_file is not None:
-        finra_table = finra_mod.read_files([finra_file], finra_week).table
+        finra_table = read_files([finra_file], finra_week).table
         finra_source = str(finra_file)
     elif finra_store is not None:
         finra_table = finra_mod.load_store(finra_store)

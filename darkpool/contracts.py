@@ -143,7 +143,7 @@ PARQUET_PARTITION_FIELD = "date"
 # and are imported at the top of this module: import them from here.
 
 
-# --- feed calibration (produced by analytics.finra, consumed by the feed) -------
+# --- feed calibration (produced by darkpool.finra_file, consumed by the feed) -
 @dataclass(frozen=True)
 class VenueProfile:
     """How much of a symbol's volume a venue prints, and its average print size.

@@ -154,12 +154,13 @@ def _session_date(text: str | None) -> dt.date | None:
 
 
 def load_calibration(path: str, symbols: tuple[str, ...] | None) -> Calibration:
-    """Read a FINRA weekly file through analytics.finra (imported only on this path)."""
-    try:
-        from analytics.finra import calibration_from_file
-    except ImportError as exc:
-        raise DarkpoolError("--calibrate needs the analytics package (analytics.finra), which is not "
-                            f"available in this installation ({exc})") from exc
+    """Read a FINRA weekly file into the feed's calibration (for ``symbols`` only, if given).
+
+    darkpool.finra_file is imported here, on the --calibrate path only: it loads DuckDB, which a plain
+    feed run does not need.
+    """
+    from darkpool.finra_file import calibration_from_file
+
     calibration = calibration_from_file(path)
     if symbols:
         missing = [s for s in symbols if s not in calibration]

@@ -47,10 +47,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 
 # (importing part, imported part) -> why this part may use the other one
-ALLOWED_PART_IMPORTS: dict[tuple[str, str], str] = {
-    ("feed", "analytics"): "`darkpool feed --calibrate FILE` reads a FINRA weekly file with analytics.finra "
-                           "(imported only on that path)",
-}
+ALLOWED_PART_IMPORTS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

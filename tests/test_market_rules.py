@@ -29,7 +29,7 @@ import pyarrow as pa
 import pytest
 
 from analytics import market_sql, tables
-from analytics.finra import FINRA_SCHEMA, concentration
+from analytics.finra import concentration
 from darkpool import market
 from darkpool.contracts import (
     BLOCK_MIN_NOTIONAL,
@@ -39,6 +39,7 @@ from darkpool.contracts import (
     PARQUET_TABLES,
     VENUE_TYPES,
 )
+from darkpool.finra_file import FINRA_SCHEMA
 from darkpool.schema import FIELD_KINDS, FIELDS, LIQUIDITY, MARKET, NULLABLE_FIELDS
 from pipeline import records
 

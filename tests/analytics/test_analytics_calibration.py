@@ -1,7 +1,7 @@
 """Calibration of the feed from a FINRA file: the synthetic tape reproduces the file's venue mix.
 
 The test writes a FINRA weekly file, turns it into a Calibration with
-analytics.finra.calibration_from_file, generates a long replay tape with the
+darkpool.finra_file.calibration_from_file, generates a long replay tape with the
 feed's generator (feed.generator.TapeGenerator, no Kafka needed) and measures,
 per symbol, each venue's share of the tape's dark volume and its average trade
 size.
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from analytics_handmade import write_finra
 
-from analytics.finra import calibration_from_file
+from darkpool.finra_file import calibration_from_file
 
 feed_generator = pytest.importorskip("feed.generator", reason="the feed package (feed/) is not in this checkout")
 

@@ -10,16 +10,16 @@ from analytics_handmade import FINRA_ROWS, write_finra
 
 from analytics import finra
 from analytics.dataset import Selection, connect, load_panes
-from analytics.finra import FinraValidationError
 from darkpool import market
 from darkpool.errors import DarkpoolError
+from darkpool.finra_file import FinraValidationError, calibration_from_file, read_files
 
 GOOD = "NMS Tier 1|AAA|Alpha Corp|UBS ATS|UBSA|6000|10|2026-11-16"
 
 
 def _errors(path: Path, week: date | None = None) -> list[str]:
     with pytest.raises(FinraValidationError) as info:
-        finra.read_files([path], week)
+        read_files([path], week)
     return [str(e) for e in info.value.errors]
 
 
@@ -55,7 +55,7 @@ def test_duplicate_week_symbol_mpid(tmp_path: Path) -> None:
     first = write_finra(tmp_path / "ok_20261109.txt", [GOOD])
     other = write_finra(tmp_path / "other_20261110.txt", [GOOD])
     with pytest.raises(FinraValidationError) as info:
-        finra.read_files([first, other])
+        read_files([first, other])
     assert [str(e) for e in info.value.errors] == [
         f"{other}:2: duplicate (week 2026-11-09, symbol AAA, MPID UBSA); first at {first}:2"]
 
@@ -74,7 +74,7 @@ def test_bad_week_column_header_and_empty_files(tmp_path: Path) -> None:
     header_only = write_finra(tmp_path / "only.txt", [])
     assert _errors(header_only) == [f"{header_only}:1: no data rows after the header"]
     with pytest.raises(DarkpoolError, match="not found"):
-        finra.read_files([tmp_path / "missing.txt"])
+        read_files([tmp_path / "missing.txt"])
 
 
 def test_all_errors_are_collected(tmp_path: Path) -> None:
@@ -83,22 +83,22 @@ def test_all_errors_are_collected(tmp_path: Path) -> None:
     errors = _errors(path)
     assert [e.split(": ", 1)[0] for e in errors] == [f"{path}:3"] + [f"{path}:4"] * 5
     with pytest.raises(FinraValidationError, match="6 invalid row"):
-        finra.read_files([path])
+        read_files([path])
 
 
 def test_week_rules(tmp_path: Path) -> None:
     rows = [GOOD]  # lastUpdateDate 2026-11-16 (a Monday)
-    by_name = finra.read_files([write_finra(tmp_path / "ats-2026-11-12.txt", rows)])
+    by_name = read_files([write_finra(tmp_path / "ats-2026-11-12.txt", rows)])
     assert by_name.table.column("week").to_pylist() == [date(2026, 11, 9)]
     assert by_name.week_sources == {str(tmp_path / "ats-2026-11-12.txt"): "file name"}
-    by_update = finra.read_files([write_finra(tmp_path / "ats.txt", rows)])
+    by_update = read_files([write_finra(tmp_path / "ats.txt", rows)])
     assert by_update.table.column("week").to_pylist() == [date(2026, 11, 16)]
     assert list(by_update.week_sources.values()) == ["lastUpdateDate"]
-    by_option = finra.read_files([write_finra(tmp_path / "ats-2026-11-12.txt", rows)], week=date(2026, 11, 5))
+    by_option = read_files([write_finra(tmp_path / "ats-2026-11-12.txt", rows)], week=date(2026, 11, 5))
     assert by_option.table.column("week").to_pylist() == [date(2026, 11, 2)]
     header = ("summaryStartDate|tierDescription|issueSymbolIdentifier|issueName|marketParticipantName|MPID|"
               "totalWeeklyShareQuantity|totalWeeklyTradeCount|lastUpdateDate")
-    by_column = finra.read_files([write_finra(tmp_path / "c_20260101.txt", ["20261026|" + GOOD], header)])
+    by_column = read_files([write_finra(tmp_path / "c_20260101.txt", ["20261026|" + GOOD], header)])
     assert by_column.table.column("week").to_pylist() == [date(2026, 10, 26)]
     assert by_column.table.column("share_quantity").to_pylist() == [6000]
 
@@ -127,7 +127,7 @@ def test_import_is_all_or_nothing_and_replace(tmp_path: Path, finra_file: Path) 
 
 
 def test_finra_tables(finra_file: Path) -> None:
-    table = finra.read_files([finra_file]).table
+    table = read_files([finra_file]).table
     share = finra.venue_share(table).set_index(["symbol", "mpid"])
     assert share.loc[("AAA", "UBSA"), "venue_share"] == pytest.approx(0.6)
     assert share.loc[("AAA", "MSPL"), "avg_trade_size"] == pytest.approx(500.0)
@@ -147,7 +147,7 @@ def test_finra_tables(finra_file: Path) -> None:
 def test_comparison_with_the_pipeline(hand_dataset: Path, finra_file: Path) -> None:
     con = connect()
     load_panes(con, hand_dataset, Selection())
-    table = finra.read_files([finra_file]).table
+    table = read_files([finra_file]).table
     df = finra.compare_with_pipeline(con, table).set_index("venue")
     # pipeline dark volume (grid windows): UBSA 6000, CDRG 3000; FINRA: UBSA 7000, MSPL 4000, JPMX 3000
     assert set(df.index) == {"UBSA", "CDRG", "MSPL", "JPMX"}
@@ -166,10 +166,10 @@ def test_comparison_with_the_pipeline(hand_dataset: Path, finra_file: Path) -> N
 def test_calibration_leaves_out_unknown_mpids(tmp_path: Path) -> None:
     path = write_finra(tmp_path / "w_20261109.txt", [GOOD, "NMS Tier 1|AAA|A|Other|QQQQ|4000|4|2026-11-16",
                                                      "NMS Tier 1|AAA|A|Zero|MSPL|0|0|2026-11-16"])
-    calibration = finra.calibration_from_file(path)
+    calibration = calibration_from_file(path)
     assert set(calibration["AAA"]) == {"UBSA"}
     assert calibration["AAA"]["UBSA"].share == pytest.approx(1.0)
-    everything = finra.calibration_from_file(path, registry_only=False)
+    everything = calibration_from_file(path, registry_only=False)
     assert everything["AAA"]["QQQQ"].share == pytest.approx(0.4)
     with pytest.raises(DarkpoolError, match="no calibration"):
-        finra.calibration_from_file(write_finra(tmp_path / "x_20261109.txt", [GOOD.replace("UBSA", "QQQQ")]))
+        calibration_from_file(write_finra(tmp_path / "x_20261109.txt", [GOOD.replace("UBSA", "QQQQ")]))

@@ -133,7 +133,6 @@ def test_malformed_syntax_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_calibrate_from_a_finra_file(kafka_bootstrap: str, unique_topic: str, tmp_path: Path) -> None:
-    pytest.importorskip("analytics.finra", reason="the analytics package is not in this checkout")
     finra = tmp_path / "ats_week.txt"
     finra.write_text(
         "tierDescription|issueSymbolIdentifier|issueName|marketParticipantName|MPID|totalWeeklyShareQuantity|"
