@@ -103,8 +103,8 @@ class _Columns:
             raise DarkpoolError(f"{path} holds no readable trades")
         unknown = sorted(v for v in self.venues if v not in load_venues())
         if unknown:
-            log.warning("%s: venue(s) not in the registry (the pipeline will dead-letter them): %s",
-                        path, ", ".join(unknown))
+            log.warning("%s: venue(s) not in the active registry (the pipeline will dead-letter them): %s; "
+                        "declare them with darkpool --venues FILE (docs/venues.md)", path, ", ".join(unknown))
         has_ids = any(i is not None for i in self.ids)
         return FileTrades(
             path=path, ts=np.array(self.ts, dtype=np.int64), sym=np.array(self.sym, dtype=np.int64),
