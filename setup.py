@@ -11,7 +11,7 @@ setup(
     version="0.1.0",
     description="Real-time dark pool liquidity analytics: Kafka -> Apache Beam (Flink) -> Flask dashboard",
     python_requires=">=3.11,<3.12",
-    # layers, bottom to top (tests/test_layers.py): darkpool; feed, pipeline, serving, analytics, deploy; console
+    # layers, bottom to top (tests/test_layers.py): darkpool; feed, pipeline, serving, analytics; console, deploy
     packages=find_packages(include=["darkpool", "darkpool.*", "feed", "feed.*", "pipeline", "pipeline.*",
                                     "serving", "serving.*", "analytics", "analytics.*",
                                     "deploy", "deploy.*", "console", "console.*"]),

@@ -16,8 +16,8 @@ The rules:
 
 - **no import points up** a layer. Module-level *and* function-level imports count: an import
   inside a function is still a dependency, only a later one.
-- **a part imports no other part**, except the few pairs in :data:`ALLOWED_PART_IMPORTS`, each
-  with its reason. Any new one fails here until it is argued for in that table.
+- **a part imports no other part**. An exception would have to be argued for, with its reason,
+  in :data:`ALLOWED_PART_IMPORTS` (empty: what two parts share lives in the bottom layer).
 - **no import cycle** between modules, anywhere (strongly connected components of the module
   graph). Here too every import counts, function-level ones included and ``if TYPE_CHECKING:``
   ones too: hiding one import of a loop inside a function (how the serving routes and their
