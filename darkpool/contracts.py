@@ -1,9 +1,9 @@
 """The product's data contracts, in one place.
 
 Every part of the product (feed, pipeline, serving, analytics, tests) imports
-topic names, record field lists, the Parquet schemas, the venue registry and the
-market-structure definitions from here. See ../shared/DESIGN.md ("Data
-contracts"). Changing anything here is a versioned change of the contract.
+topic names, record field lists, the Parquet schemas, the venue registry, the
+block limits and dead-letter reasons from here (docs/design.md, "Contracts").
+Changing anything here is a versioned change of the contract.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ turns argv into a validated, frozen :class:`PipelineConfig` plus the remaining
 arguments, which go to Beam's ``PipelineOptions`` unchanged (runner, job
 endpoint, environment, checkpointing, state backend, ...). Defaults for
 addresses and paths come from :func:`darkpool.config.load_settings` (so the
-``DARKPOOL_*`` environment variables apply); window defaults are DESIGN.md's.
+``DARKPOOL_*`` environment variables apply); window defaults are docs/design.md's
+(5-minute windows every minute, 10 minutes of allowed lateness).
 """
 
 from __future__ import annotations
