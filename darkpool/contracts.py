@@ -44,18 +44,44 @@ def format_event_time(epoch_ms: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
-def parse_event_time(text: str) -> int:
-    """ISO-8601 timestamp (with 'Z' or an offset; naive means UTC) -> epoch ms.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_second_ms: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> its epoch ms (a tape repeats each second many times)
+_SECOND_CACHE_LIMIT = 200_000
 
-    Raises ValueError for anything that is not an ISO-8601 timestamp.
+
+def datetime_to_ms(value: datetime) -> int:
+    """A datetime (naive = UTC) -> epoch ms, rounded half up to the millisecond, in exact integer arithmetic."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    delta = aware - _EPOCH
+    return delta.days * 86_400_000 + delta.seconds * 1000 + (delta.microseconds + 500) // 1000
+
+
+def parse_event_time(text: str) -> int:
+    """ISO-8601 timestamp (with 'Z' or an offset; naive means UTC; a space for 'T') -> epoch ms.
+
+    The contract's own form ``YYYY-MM-DDTHH:MM:SS.mmmZ`` takes a fast path: each
+    second's epoch is computed once and cached (the parse step and the trade-file
+    reader call this for every record). Raises ValueError for anything that is
+    not an ISO-8601 timestamp.
     """
     if not isinstance(text, str):
         raise ValueError(f"event_time must be a string, got {type(text).__name__}")
+    if len(text) == 24 and text[19] == "." and text[23] == "Z" and text[20:23].isdigit():
+        prefix = text[:19]
+        base = _second_ms.get(prefix)
+        if base is None:
+            base = _parse_iso(prefix + "Z")
+            if len(_second_ms) >= _SECOND_CACHE_LIMIT:
+                _second_ms.clear()
+            _second_ms[prefix] = base
+        return base + int(text[20:23])
+    return _parse_iso(text)
+
+
+def _parse_iso(text: str) -> int:
+    """:func:`parse_event_time` without the cache."""
     normalized = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
-    dt = datetime.fromisoformat(normalized)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(round(dt.timestamp() * 1000))
+    return datetime_to_ms(datetime.fromisoformat(normalized))
 
 
 # --- output records (liquidity and market: their schemas below) -------------------

@@ -55,7 +55,7 @@ import io
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -73,7 +73,9 @@ from darkpool.contracts import (
     REASON_NOT_OBJECT,
     SIDES,
     format_event_time,
+    parse_event_time,
 )
+from darkpool.contracts import datetime_to_ms as contract_datetime_to_ms
 from darkpool.errors import DarkpoolError
 
 # --- formats -----------------------------------------------------------------------
@@ -118,7 +120,6 @@ EPOCH_UNITS = (
 EARLIEST_TIME_MS = 10**11  # 1973-03-03T09:46:40.000Z: the earliest readable time
 LATEST_TIME_MS = 10**14  # 5138-11-16T09:46:40.000Z: the latest (an epoch number just below a unit's high rounds to it)
 ARROW_UNITS = {"s": (1000, 1), "ms": (1, 1), "us": (1, 1000), "ns": (1, 1_000_000)}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class BadRow(Exception):  # noqa: N818 - an outcome of one row, not an error of the program
@@ -162,47 +163,25 @@ def epoch_to_ms(number: int | float) -> int:
 
 
 def datetime_to_ms(value: datetime, shown: str | None = None) -> int:
-    """A datetime (naive = UTC) -> epoch ms, rounded to the millisecond, in the readable range.
+    """A datetime (naive = UTC) -> epoch ms (contracts.datetime_to_ms), in the readable range.
 
     ``shown``: how the time was written, for the error.
     """
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    delta: timedelta = aware - _EPOCH
-    ms = delta.days * 86_400_000 + delta.seconds * 1000 + (delta.microseconds + 500) // 1000
-    return _in_range(ms, shown or value.isoformat())
+    return _in_range(contract_datetime_to_ms(value), shown or value.isoformat())
 
 
-_second_ms: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch ms (a file repeats each second many times)
 _second_text: dict[int, str] = {}  # epoch ms of a second -> "YYYY-MM-DDTHH:MM:SS."
 _CACHE_LIMIT = 100_000
 
 
 def iso_to_ms(text: str) -> int:
-    """ISO-8601 text (``Z`` or an offset; naive = UTC; a space for ``T``) -> epoch ms; BadRow otherwise.
-
-    Fast path for the contract's own ``YYYY-MM-DDTHH:MM:SS.mmmZ``: each second's
-    epoch is computed once and cached.
-    """
-    if len(text) == 24 and text[19] == "." and text[23] == "Z" and text[20:23].isdigit():
-        base = _second_ms.get(text[:19])
-        if base is not None:
-            return base + int(text[20:23])
-        ms = _parse_iso(text)
-        if len(_second_ms) >= _CACHE_LIMIT:
-            _second_ms.clear()
-        _second_ms[text[:19]] = ms - int(text[20:23])
-        return ms
-    return _parse_iso(text)
-
-
-def _parse_iso(text: str) -> int:
-    """:func:`iso_to_ms` without the cache."""
-    normalized = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+    """ISO-8601 text -> epoch ms by the contract's rule (contracts.parse_event_time), in the readable range;
+    BadRow(bad_event_time) otherwise."""
     try:
-        value = datetime.fromisoformat(normalized)
+        ms = parse_event_time(text)
     except ValueError:
         raise BadRow(REASON_BAD_EVENT_TIME, f"time {text!r} is neither ISO-8601 nor an epoch number") from None
-    return datetime_to_ms(value, text)
+    return _in_range(ms, text)
 
 
 def time_to_ms(value: Any) -> int:

@@ -1,7 +1,7 @@
 """ParseTrades: validate every raw record; valid trades out in per-partition batches, bad ones dead-lettered.
 
 The hottest code of the pipeline: every record passes through :func:`parse_trade`
-once. It uses orjson, a per-minute cache for the usual ``...T14:30:00.123Z``
+once. It uses orjson, the contract's per-second cache for the usual ``...T14:30:00.123Z``
 timestamps, and no exceptions on the happy path.
 
 Valid trades leave as few, large elements: one ``(partition key, [Trade, ...])``
@@ -17,7 +17,6 @@ import base64
 import math
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 import apache_beam as beam
 import orjson
@@ -59,33 +58,15 @@ class Rejected(Exception):  # noqa: N818 - it is an outcome, not an error of the
         self.detail = detail
 
 
-_second_cache: dict[str, int] = {}
-_SECOND_CACHE_LIMIT = 200_000
-
-
 def event_time_ms(text: object) -> int:
-    """Parse a trade's ISO-8601 event_time to epoch ms; fast path for ``YYYY-MM-DDTHH:MM:SS.mmmZ``.
+    """A trade's ISO-8601 event_time -> epoch ms by the contract's rule (contracts.parse_event_time,
+    which caches each second of the usual ``...T14:30:00.123Z`` form).
 
-    The fast path caches the epoch of each ``YYYY-MM-DDTHH:MM:SS`` prefix (a live
-    tape repeats the same second thousands of times) and adds the milliseconds.
-    Raises Rejected(bad_type / bad_event_time) for anything else that does not parse.
+    Raises Rejected(bad_type) for a value that is not a string, Rejected(bad_event_time) for text
+    that does not parse.
     """
     if type(text) is not str:
         raise Rejected(REASON_BAD_TYPE, f"event_time must be a string, got {type(text).__name__}")
-    if len(text) == 24 and text[19] == "." and text[23] == "Z":
-        prefix = text[:19]
-        base = _second_cache.get(prefix)
-        if base is None:
-            try:
-                second = datetime.strptime(prefix, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-            except ValueError as exc:
-                raise Rejected(REASON_BAD_EVENT_TIME, f"unparseable event_time {text!r}") from exc
-            if len(_second_cache) >= _SECOND_CACHE_LIMIT:
-                _second_cache.clear()
-            base = _second_cache[prefix] = int(second.timestamp()) * 1000
-        millis = text[20:23]
-        if millis.isdigit():
-            return base + int(millis)
     try:
         return parse_event_time(text)
     except ValueError as exc:
