@@ -38,10 +38,23 @@ PANE_TIMINGS = ("EARLY", "ON_TIME", "LATE", "UNKNOWN")
 TRADE_FIELDS = ("trade_id", "event_time", "symbol", "venue", "price", "quantity", "side")
 
 
+_second_text: dict[int, str] = {}  # epoch ms of a whole second -> "YYYY-MM-DDTHH:MM:SS."
+_SECOND_TEXT_LIMIT = 100_000
+
+
 def format_event_time(epoch_ms: int) -> str:
-    """Epoch milliseconds -> ISO-8601 UTC with millisecond precision and a 'Z'."""
-    dt = datetime.fromtimestamp(epoch_ms / 1000.0, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    """Epoch milliseconds -> ISO-8601 UTC with millisecond precision and a 'Z'.
+
+    Each second's text is computed once and cached (a file backfill formats every trade's time).
+    """
+    millis = epoch_ms % 1000
+    second = epoch_ms - millis
+    prefix = _second_text.get(second)
+    if prefix is None:
+        if len(_second_text) >= _SECOND_TEXT_LIMIT:
+            _second_text.clear()
+        prefix = _second_text[second] = datetime.fromtimestamp(second // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{prefix}{millis:03d}Z"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

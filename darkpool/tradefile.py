@@ -170,10 +170,6 @@ def datetime_to_ms(value: datetime, shown: str | None = None) -> int:
     return _in_range(contract_datetime_to_ms(value), shown or value.isoformat())
 
 
-_second_text: dict[int, str] = {}  # epoch ms of a second -> "YYYY-MM-DDTHH:MM:SS."
-_CACHE_LIMIT = 100_000
-
-
 def iso_to_ms(text: str) -> int:
     """ISO-8601 text -> epoch ms by the contract's rule (contracts.parse_event_time), in the readable range;
     BadRow(bad_event_time) otherwise."""
@@ -214,19 +210,6 @@ def time_to_ms(value: Any) -> int:
     raise BadRow(REASON_BAD_EVENT_TIME, f"time {value!r} is not a time")
 
 
-def event_time_text(ms: int) -> str:
-    """contracts.format_event_time(ms), with each second's text computed once and cached."""
-    millis = ms % 1000
-    second = ms - millis
-    prefix = _second_text.get(second)
-    if prefix is None:
-        if len(_second_text) >= _CACHE_LIMIT:
-            _second_text.clear()
-        prefix = _second_text[second] = format_event_time(second)[:20]
-    return f"{prefix}{millis:03d}Z"
-
-
-# --- the other fields ------------------------------------------------------------------
 def side_of(value: Any) -> str | None:
     """A side cell -> ``"B"``, ``"S"`` or None (unknown); BadRow(bad_side) for anything else."""
     if value is None:
@@ -328,7 +311,7 @@ class Trade(NamedTuple):
 
     def contract(self, default_trade_id: str) -> dict:
         """The ``darkpool.trades`` JSON fields (contracts.TRADE_FIELDS order); ``default_trade_id`` when none."""
-        return {"trade_id": self.trade_id or default_trade_id, "event_time": event_time_text(self.event_ms),
+        return {"trade_id": self.trade_id or default_trade_id, "event_time": format_event_time(self.event_ms),
                 "symbol": self.symbol, "venue": self.venue, "price": self.price, "quantity": self.quantity,
                 "side": self.side}
 

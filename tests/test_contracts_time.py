@@ -50,3 +50,9 @@ def test_a_bad_second_is_not_cached() -> None:
         parse_event_time("2026-02-30T14:30:00.000Z")
     with pytest.raises(ValueError):
         parse_event_time("2026-02-30T14:30:00.001Z")
+
+
+@given(EPOCH_MS)
+def test_the_cached_format_equals_the_plain_formula(ms: int) -> None:
+    plain = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    assert format_event_time(ms) == format_event_time(ms) == plain
