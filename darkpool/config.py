@@ -42,7 +42,7 @@ class Settings:
     job_server_artifact_port: int = 8098
     job_server_expansion_port: int = 8091
     expansion_port: int = 8097
-    worker_pool_port: int = 50000
+    worker_pool_port: int = 8100  # below the kernel's ephemeral range (32768-60999), see stack.process.port_bindable
     serve_port: int = 5001
     # scale-out: how many TaskManagers `darkpool stack up` runs (each with its own slots and memory), and
     # the fixed max parallelism (key groups) of every job, so a savepoint taken at one parallelism

@@ -20,7 +20,7 @@ Run it
 
     .venv/bin/python -m pipeline.main --detach \\
         --runner=PortableRunner --job_endpoint=127.0.0.1:8099 \\
-        --environment_type=EXTERNAL --environment_config=127.0.0.1:50000 \\
+        --environment_type=EXTERNAL --environment_config=127.0.0.1:8100 \\
         --checkpointing_interval=10000 --state_backend=rocksdb \\
         --state_backend_storage_path=file:///.../.state/flink/checkpoints
 

@@ -2,7 +2,7 @@
 
 The test stack never collides with a running `make demo`: Kafka listens on
 19092, Flink on 18081, the Beam job server on 18099, the expansion service on
-18097 and the worker pool on 50100, with state in .state-test/. Services are
+18097 and the worker pool on 18100, with state in .state-test/. Services are
 started on first use and left running for the next test run, unless
 DARKPOOL_TEST_STOP_STACK=1 (set by `make test`) asks to stop at the end what
 this run started. DARKPOOL_TEST_PORT_OFFSET=N moves every test port by N.
@@ -28,7 +28,7 @@ TEST_ENVIRONMENT = {
     "DARKPOOL_JOB_SERVER_ARTIFACT_PORT": "18098",
     "DARKPOOL_JOB_SERVER_EXPANSION_PORT": "18091",
     "DARKPOOL_EXPANSION_PORT": "18097",
-    "DARKPOOL_WORKER_POOL_PORT": "50100",
+    "DARKPOOL_WORKER_POOL_PORT": "18100",
     "DARKPOOL_SERVE_PORT": "15001",
     # local Kubernetes control plane and Flink operator (tests/k8s)
     "DARKPOOL_ETCD_CLIENT_PORT": "12379",

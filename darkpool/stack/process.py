@@ -38,6 +38,30 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux; 32768-60999 when unknown)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def port_bindable(host: str, port: int) -> bool:
+    """True when a listening socket could bind host:port now (SO_REUSEADDR, like the servers we start).
+
+    A port can be free of listeners and still taken: an outgoing connection the kernel gave that local
+    port (only inside :func:`ephemeral_port_range`) blocks a server from binding it.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def http_ok(url: str, timeout: float = 2.0) -> bool:
     """True when a GET on url answers 2xx."""
     try:
@@ -177,6 +201,14 @@ class Service:
                     f"cannot start {self.name}: port {self.settings.host}:{port} is already in use "
                     "by another process",
                     hint=f"stop whatever listens there (`ss -ltnp | grep :{port}`) or choose another port "
+                         "with the DARKPOOL_*_PORT environment variables")
+            if not port_bindable(self.settings.host, port):
+                low, high = ephemeral_port_range()
+                cause = (f"an outgoing connection holds it (it lies in the kernel's ephemeral range {low}-{high}, "
+                         "so any client can be given it)" if low <= port <= high else "another socket holds it")
+                raise DarkpoolError(
+                    f"cannot start {self.name}: port {self.settings.host}:{port} cannot be bound: {cause}",
+                    hint=f"see who holds it (`ss -tanp | grep :{port}`) or choose a port below {low} "
                          "with the DARKPOOL_*_PORT environment variables")
         self.settings.run_dir.mkdir(parents=True, exist_ok=True)
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ This entry point starts the same pool with a cache (the size other Beam
 environments get by default), and one SDK worker process per request, run
 as `python` from PATH (the project's virtual environment goes first).
 
-    python -m darkpool.stack.worker_pool --port 50000 [--state-cache-mb 100]
+    python -m darkpool.stack.worker_pool --port 8100 [--state-cache-mb 100]
 """
 
 from __future__ import annotations
