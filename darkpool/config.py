@@ -96,6 +96,9 @@ class Settings:
     # `darkpool --venues FILE --venues-mode MODE COMMAND` sets both for every command and its children.
     venues_file: str = ""
     venues_mode: str = "extend"
+    # -- logs (darkpool/logs.py, docs/logging.md) -----------------------------------------------------------
+    # Every process's log lines: text = logfmt key=value (readable and parseable), json = JSON lines.
+    log_format: str = "text"
 
     # -- derived paths -----------------------------------------------------
     @property
