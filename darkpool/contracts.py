@@ -119,12 +119,22 @@ REASON_BAD_SIDE = "bad_side"
 REASON_BAD_EVENT_TIME = "bad_event_time"
 REASON_ABSURD_EVENT_TIME = "absurd_event_time"
 REASON_BAD_CSV_ROW = "bad_csv_row"  # a trade file's CSV row with the wrong number of fields, or unreadable
+REASON_OUT_OF_RANGE = "out_of_range"  # a price or quantity above its limit (MAX_PRICE, MAX_QUANTITY)
+REASON_TOO_LONG = "too_long"  # a symbol or trade_id longer than its limit (MAX_SYMBOL_LENGTH, MAX_TRADE_ID_LENGTH)
 REASON_TOO_LATE = "too_late"  # decided by the pipeline's lateness step
 DEADLETTER_REASONS = (
     REASON_EMPTY, REASON_BAD_JSON, REASON_NOT_OBJECT, REASON_MISSING_FIELD, REASON_BAD_TYPE,
     REASON_NON_POSITIVE_QUANTITY, REASON_NON_POSITIVE_PRICE, REASON_UNKNOWN_VENUE, REASON_BAD_SIDE,
-    REASON_BAD_EVENT_TIME, REASON_ABSURD_EVENT_TIME, REASON_BAD_CSV_ROW, REASON_TOO_LATE,
+    REASON_BAD_EVENT_TIME, REASON_ABSURD_EVENT_TIME, REASON_BAD_CSV_ROW, REASON_OUT_OF_RANGE, REASON_TOO_LONG,
+    REASON_TOO_LATE,
 )
+
+# --- limits of a trade's values (beyond them: out_of_range / too_long) -----------
+# Far above any real print, low enough that a pane's int64 sums and its Kafka record stay bounded.
+MAX_PRICE = 100_000_000.0  # dollars per share
+MAX_QUANTITY = 10_000_000_000  # shares in one print
+MAX_SYMBOL_LENGTH = 32  # characters
+MAX_TRADE_ID_LENGTH = 128  # characters
 
 
 def liquidity_key(symbol: str, venue: str, window_start: str) -> str:

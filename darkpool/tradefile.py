@@ -53,6 +53,7 @@ import csv
 import gzip
 import io
 import math
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -62,6 +63,10 @@ from typing import IO, Any, NamedTuple
 import orjson
 
 from darkpool.contracts import (
+    MAX_PRICE,
+    MAX_QUANTITY,
+    MAX_SYMBOL_LENGTH,
+    MAX_TRADE_ID_LENGTH,
     REASON_BAD_CSV_ROW,
     REASON_BAD_EVENT_TIME,
     REASON_BAD_JSON,
@@ -71,6 +76,8 @@ from darkpool.contracts import (
     REASON_NON_POSITIVE_PRICE,
     REASON_NON_POSITIVE_QUANTITY,
     REASON_NOT_OBJECT,
+    REASON_OUT_OF_RANGE,
+    REASON_TOO_LONG,
     SIDES,
     format_event_time,
     parse_event_time,
@@ -84,6 +91,7 @@ EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "js
               ".parquet": "parquet", ".pq": "parquet"}
 COMPRESSED_SUFFIX = ".gz"  # CSV and JSON lines may be gzip-compressed (trades.csv.gz)
 PARQUET_BATCH_ROWS = 65_536
+MAX_DETAIL_CHARS = 300  # of a row error's detail
 
 # --- columns -------------------------------------------------------------------------
 TIME_COLUMNS = ("event_time", "timestamp")  # the first one present is used
@@ -126,6 +134,7 @@ class BadRow(Exception):  # noqa: N818 - an outcome of one row, not an error of 
     """One row's problem: a dead-letter ``reason`` and a human ``detail``."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        detail = _cut(detail, MAX_DETAIL_CHARS)  # a cell of a megabyte is shown by its start
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -191,7 +200,11 @@ def time_to_ms(value: Any) -> int:
         if not text:
             raise BadRow(REASON_MISSING_FIELD, "the time is empty")
         if text.isdigit():
-            return epoch_to_ms(int(text))
+            try:
+                number = int(text)  # not for digits int() does not read (superscripts) or > 4,300 of them
+            except ValueError:
+                raise BadRow(REASON_BAD_EVENT_TIME, f"time {_cut(text)!r} is not an epoch number") from None
+            return epoch_to_ms(number)
         if text[0].isdigit() and ("-" in text[1:] or ":" in text):  # ISO-8601: no float() attempt (and raise)
             return iso_to_ms(text)
         try:
@@ -292,6 +305,11 @@ def _shown(value: Any) -> str:
     return repr(value.strip()) if type(value) is str else repr(value)
 
 
+def _cut(text: str, limit: int = 80) -> str:
+    """Text as an error shows it: at most ``limit`` characters."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def _empty(value: Any) -> bool:
     return value is None or (type(value) is str and not value.strip())
 
@@ -349,12 +367,19 @@ def build_trade(line: int, time: Any, symbol: Any, venue: Any, price: Any, quant
     symbol_text = text_of("symbol", symbol)
     venue_text = text_of("venue", venue)
     trade_id_text = trade_id_of(trade_id)
+    if len(symbol_text) > MAX_SYMBOL_LENGTH or (trade_id_text is not None and len(trade_id_text) > MAX_TRADE_ID_LENGTH):
+        raise BadRow(REASON_TOO_LONG, f"symbol of {len(symbol_text):,} characters (at most {MAX_SYMBOL_LENGTH}) or "
+                                      f"trade_id of {len(trade_id_text or ''):,} (at most {MAX_TRADE_ID_LENGTH})")
     price_value = price_of(price)
     quantity_value = quantity_of(quantity)
     if quantity_value <= 0:
         raise BadRow(REASON_NON_POSITIVE_QUANTITY, f"quantity {_shown(quantity)} must be > 0")
     if price_value <= 0.0:
         raise BadRow(REASON_NON_POSITIVE_PRICE, f"price {_shown(price)} must be > 0")
+    if quantity_value > MAX_QUANTITY:
+        raise BadRow(REASON_OUT_OF_RANGE, f"quantity {_shown(quantity)} is above {MAX_QUANTITY:,}")
+    if price_value > MAX_PRICE:
+        raise BadRow(REASON_OUT_OF_RANGE, f"price {_shown(price)} is above {MAX_PRICE:,.0f}")
     return Trade(line, parse_time(time), symbol_text, venue_text, price_value, quantity_value, side_of(side),
                  trade_id_text)
 
@@ -456,12 +481,27 @@ class TradeFile:
         return self.path.name
 
     def rows(self) -> Iterator[Trade | RowError]:
-        """Every data row, in file order: a Trade or a RowError (blank lines and all-empty CSV rows skipped)."""
+        """Every data row, in file order: a Trade or a RowError (blank lines and all-empty CSV rows skipped).
+
+        A file that cannot be read on past some row (a truncated or corrupt gzip stream or Parquet page)
+        raises DarkpoolError naming the last row read: no row after it can be trusted to exist.
+        """
         if self.format == "csv":
-            return self._csv_rows()
+            return self._readable(self._csv_rows())
         if self.format == "jsonl":
-            return self._jsonl_rows()
-        return self._parquet_rows()
+            return self._readable(self._jsonl_rows())
+        return self._readable(self._parquet_rows())
+
+    def _readable(self, rows: Iterator[Trade | RowError]) -> Iterator[Trade | RowError]:
+        """``rows``, with a read failure of the file itself turned into a DarkpoolError naming where."""
+        line = 0
+        try:
+            for row in rows:
+                line = row.line
+                yield row
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DarkpoolError(f"{self.path}: cannot be read past line {line} ({type(exc).__name__}: {exc})",
+                                hint="the file is truncated or corrupt; the rows before it were read") from exc
 
     def _csv_rows(self) -> Iterator[Trade | RowError]:
         name = self.name
@@ -558,13 +598,16 @@ class TradeFile:
                 return _in_range(_scaled_ms(value, num, den), f"{value} {time_type.unit} since the epoch")
 
         line = 0
-        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=actual):
+        for batch in _parquet_batches(parquet, actual):
             data = {}
             for logical_name, actual_name in zip(logical, actual, strict=True):
                 column = batch.column(batch.schema.get_field_index(actual_name))
                 if logical_name == TIME and pa.types.is_timestamp(column.type):
                     column = column.cast(pa.int64())
-                data[logical_name] = column.to_pylist()
+                try:
+                    data[logical_name] = column.to_pylist()
+                except (UnicodeDecodeError, pa.ArrowException) as exc:  # e.g. a string column that is not UTF-8
+                    raise OSError(f"column {actual_name!r} of rows {line + 1}-{line + batch.num_rows}: {exc}") from exc
             times, symbols, venues = data[TIME], data["symbol"], data["venue"]
             prices, quantities = data["price"], data["quantity"]
             sides, trade_ids = data.get("side"), data.get("trade_id")
@@ -578,6 +621,21 @@ class TradeFile:
                     row = {actual_name: data[logical_name][i] for logical_name, actual_name in zip(logical, actual,
                                                                                                   strict=True)}
                     yield RowError(name, line, bad.reason, bad.detail, orjson.dumps(row, default=str))
+
+
+def _parquet_batches(parquet: Any, columns: list[str]) -> Iterator[Any]:
+    """A Parquet file's record batches of ``columns``; a corrupt page raises OSError (see TradeFile.rows)."""
+    import pyarrow as pa
+
+    batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except pa.ArrowException as exc:
+            raise OSError(str(exc)) from exc
+        yield batch
 
 
 def open_trade_file(path: str | Path, fmt: str | None = None) -> TradeFile:

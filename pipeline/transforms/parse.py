@@ -26,6 +26,10 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from darkpool.contracts import (
     DEADLETTER_REASONS,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    MAX_SYMBOL_LENGTH,
+    MAX_TRADE_ID_LENGTH,
     REASON_ABSURD_EVENT_TIME,
     REASON_BAD_EVENT_TIME,
     REASON_BAD_JSON,
@@ -36,6 +40,8 @@ from darkpool.contracts import (
     REASON_NON_POSITIVE_PRICE,
     REASON_NON_POSITIVE_QUANTITY,
     REASON_NOT_OBJECT,
+    REASON_OUT_OF_RANGE,
+    REASON_TOO_LONG,
     REASON_UNKNOWN_VENUE,
     TRADE_FIELDS,
     format_event_time,
@@ -47,6 +53,14 @@ from pipeline.records import Trade, new_trade
 DEADLETTER_TAG = "deadletter"
 METRICS_NAMESPACE = "darkpool.pipeline"
 MIN_EVENT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: anything earlier is absurd
+# A dead letter stays far below a Kafka record's size limit (1 MiB by default) whatever it holds:
+MAX_RAW_BYTES = 65_536  # of the source value kept in raw_value (the rest is cut: raw_encoding "...+truncated")
+MAX_RAW_KEY_BYTES = 1_024  # of the source key kept in raw_key
+MAX_DETAIL_CHARS = 1_000  # of the human detail
+KEY_BASE64_PREFIX = "base64:"  # raw_key of a key that is not UTF-8 text: this prefix + the key's base64
+TRUNCATED_SUFFIX = "+truncated"
+# Beam's element timestamps are int64 microseconds: a dead letter's is clamped into this range (epoch ms)
+_ELEMENT_MS_RANGE = (-(2**62) // 1000, (2**62) // 1000)
 
 
 class Rejected(Exception):  # noqa: N818 - it is an outcome, not an error of the program
@@ -101,6 +115,9 @@ def parse_trade(value: bytes | None, record_ms: int, offset: int, venues, max_sk
         raise Rejected(REASON_MISSING_FIELD, f"missing {', '.join(missing)}") from None
     if type(trade_id) is not str or type(symbol) is not str or not symbol or type(venue) is not str:
         raise Rejected(REASON_BAD_TYPE, "trade_id, symbol and venue must be non-empty strings")
+    if len(symbol) > MAX_SYMBOL_LENGTH or len(trade_id) > MAX_TRADE_ID_LENGTH:
+        raise Rejected(REASON_TOO_LONG, f"symbol of {len(symbol):,} characters (at most {MAX_SYMBOL_LENGTH}) "
+                                        f"or trade_id of {len(trade_id):,} (at most {MAX_TRADE_ID_LENGTH})")
     price_type = type(price)
     if price_type is int:
         price = float(price)
@@ -115,43 +132,100 @@ def parse_trade(value: bytes | None, record_ms: int, offset: int, venues, max_sk
         raise Rejected(REASON_NON_POSITIVE_QUANTITY, f"quantity {quantity}")
     if price <= 0.0:
         raise Rejected(REASON_NON_POSITIVE_PRICE, f"price {price}")
+    if quantity > MAX_QUANTITY:
+        raise Rejected(REASON_OUT_OF_RANGE, f"quantity {quantity} is above {MAX_QUANTITY:,}")
+    if price > MAX_PRICE:
+        raise Rejected(REASON_OUT_OF_RANGE, f"price {price} is above {MAX_PRICE:,.0f}")
     if venue not in venues:
         raise Rejected(REASON_UNKNOWN_VENUE, f"venue {venue!r} is not in the registry")
     if side is not None and side != "B" and side != "S":
         raise Rejected(REASON_BAD_SIDE, f"side must be 'B', 'S' or null, got {side!r}")
     event_ms = event_time_ms(event_time)
     if event_ms < MIN_EVENT_MS or abs(event_ms - record_ms) > max_skew_ms:
-        raise Rejected(REASON_ABSURD_EVENT_TIME,
-                       f"event_time {event_time} vs record timestamp {format_event_time(max(record_ms, 0))}")
+        raise Rejected(REASON_ABSURD_EVENT_TIME, f"event_time {event_time} vs record timestamp {shown_ms(record_ms)}")
     return new_trade(Trade, (event_ms, symbol, venue, price, quantity, side, trade_id, offset, record_ms))
 
 
-def _raw_text(raw: bytes | None) -> tuple[str | None, str]:
-    """Bytes -> (text, encoding): UTF-8 text when it decodes, base64 otherwise."""
-    if raw is None:
-        return None, "none"
+def shown_ms(epoch_ms: int) -> str:
+    """An epoch-ms time as ISO-8601 for a message; the plain number when it is outside datetime's years."""
     try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(raw).decode("ascii"), "base64"
+        return format_event_time(epoch_ms)
+    except (ValueError, OverflowError, OSError):
+        return f"{epoch_ms} ms since the epoch"
+
+
+def raw_text(raw: bytes | None, limit: int = MAX_RAW_BYTES) -> tuple[str | None, str, bool]:
+    """Bytes -> (text, encoding, truncated): their UTF-8 text when they decode, else their base64;
+    at most ``limit`` bytes of them (cut at a character boundary when the cut splits one)."""
+    if raw is None:
+        return None, "none", False
+    truncated = len(raw) > limit
+    kept = raw[:limit] if truncated else raw
+    try:
+        return kept.decode("utf-8"), "utf-8", truncated
+    except UnicodeDecodeError as exc:
+        if truncated and exc.reason == "unexpected end of data":  # the cut split a character
+            return kept[:exc.start].decode("utf-8"), "utf-8", truncated
+        return base64.b64encode(kept).decode("ascii"), "base64", truncated
+
+
+def raw_key_text(key: bytes | None) -> tuple[str | None, bool]:
+    """A source key -> (raw_key, truncated): its UTF-8 text, or ``base64:<its base64>`` when it is not UTF-8
+    (or its text itself starts with ``base64:``); at most MAX_RAW_KEY_BYTES of it."""
+    text, encoding, truncated = raw_text(key, MAX_RAW_KEY_BYTES)
+    if text is not None and (encoding == "base64" or text.startswith(KEY_BASE64_PREFIX)):
+        kept = key[:MAX_RAW_KEY_BYTES]
+        text = KEY_BASE64_PREFIX + base64.b64encode(kept).decode("ascii")
+    return text, truncated
+
+
+def safe_text(text: str, limit: int) -> str:
+    """Text that JSON can carry (no lone surrogates: those become backslash escapes), at most ``limit``
+    characters (``...`` and the full length at the end when cut)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text):,} characters)"
+    return text
 
 
 def deadletter_record(reason: str, detail: str, value: bytes | None, key: bytes | None,
                       topic: str, partition: int, offset: int, raw_encoding: str | None = None) -> dict:
-    """A darkpool.deadletter record (contracts.DEADLETTER_FIELDS, plus a human ``detail``)."""
-    raw_value, encoding = _raw_text(value)
-    raw_key, _ = _raw_text(key)
+    """A darkpool.deadletter record (contracts.DEADLETTER_FIELDS, plus a human ``detail``).
+
+    Whatever the source record held, the result encodes as JSON and stays small:
+    ``raw_value`` is the value's UTF-8 text or base64 (``raw_encoding``), its first
+    MAX_RAW_BYTES bytes only (then ``raw_encoding`` ends in ``+truncated`` and the
+    detail tells the full size); ``raw_key`` the key's text or ``base64:<base64>``
+    (:func:`raw_key_text`); the detail at most MAX_DETAIL_CHARS characters.
+    """
+    raw_value, encoding, truncated = raw_text(value)
+    raw_key, key_truncated = raw_key_text(key)
+    detail = safe_text(detail, MAX_DETAIL_CHARS)
+    if truncated:
+        detail += f" (raw_value: the first {MAX_RAW_BYTES:,} of {len(value):,} bytes)"
+    if key_truncated:
+        detail += f" (raw_key: the first {MAX_RAW_KEY_BYTES:,} of {len(key):,} bytes)"
     return {
         "reason": reason,
         "raw_value": raw_value,
-        "raw_encoding": raw_encoding or encoding,
+        "raw_encoding": (raw_encoding or encoding) + (TRUNCATED_SUFFIX if truncated else ""),
         "raw_key": raw_key,
-        "source_topic": topic,
+        "source_topic": safe_text(topic, MAX_DETAIL_CHARS),
         "source_partition": partition,
         "source_offset": offset,
         "rejected_at": format_event_time(int(time.time() * 1000)),
         "detail": detail,
     }
+
+
+def element_seconds(epoch_ms: int) -> float:
+    """A record time as a Beam element timestamp (seconds), clamped into Beam's range."""
+    low, high = _ELEMENT_MS_RANGE
+    return min(max(epoch_ms, low), high) / 1000.0
 
 
 class ParseTally:
@@ -269,7 +343,7 @@ class ParseAndBatchFn(beam.DoFn):
         trades, dead = parse_records(pending, topic, self._venues, self._max_skew_ms, self._tally,
                                      self._keep_before_ms)
         if dead:
-            earliest = min(record_ms for _, _, record_ms, _, _ in pending) / 1000.0
+            earliest = element_seconds(min(record_ms for _, _, record_ms, _, _ in pending))
             for letter in dead:
                 yield beam.pvalue.TaggedOutput(DEADLETTER_TAG, WindowedValue(letter, earliest, (GlobalWindow(),)))
         if trades:
