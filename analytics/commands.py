@@ -8,11 +8,16 @@ stdout. Errors are DarkpoolErrors, printed by the CLI without a stack trace.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from darkpool.config import load_settings
 from darkpool.errors import DarkpoolError
+
+if TYPE_CHECKING:
+    from darkpool.finra_file import RowError
 
 
 def _week_arg(text: str) -> date:
@@ -22,6 +27,27 @@ def _week_arg(text: str) -> date:
         return parse_date(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def _tiers_arg(text: str) -> tuple[str, ...] | None:
+    """--tiers: FINRA tiers, by identifier or description (T1, T2, OTCE; "NMS Tier 1", ...)."""
+    from darkpool.finra_file import parse_tiers
+
+    try:
+        return parse_tiers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _print_skipped(skipped: Sequence[RowError], stream: TextIO) -> None:
+    """The rows left out of FINRA files, with file:line and reason, and their count by reason."""
+    from darkpool.finra_file import count_reasons, describe_errors
+
+    if not skipped:
+        return
+    reasons = ", ".join(f"{reason} {n}" for reason, n in count_reasons(skipped).items())
+    print(f"left out {len(skipped):,} unusable row(s) ({reasons}):", file=stream)
+    print(describe_errors(skipped), file=stream)
 
 
 def _dataset_arg(text: str) -> Path | str:
@@ -75,8 +101,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     result = build_report(
         dataset=_dataset(args), selection=selection, out_dir=out_dir,
         finra_store=args.finra_store if args.finra_store is not None else _default_finra_store(),
-        finra_file=args.finra, finra_week=args.week, progress=Progress(enabled=not args.quiet),
-        figures=not args.no_figures,
+        finra_file=args.finra, finra_week=args.week, finra_tiers=args.finra_tiers,
+        progress=Progress(enabled=not args.quiet), figures=not args.no_figures,
     )
     print(f"report: {result.html_path}")
     print(f"tables: {result.out_dir / 'tables'} ({len(result.tables)} tables, CSV + Parquet)")
@@ -86,14 +112,28 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_finra_import(args: argparse.Namespace) -> int:
-    """Validate FINRA files and store them (all or nothing)."""
+    """Validate FINRA files and store their usable rows (nothing if a file is untrustworthy)."""
+    import sys
+
     from analytics.finra import import_files
+    from darkpool.finra_file import TIERS
 
     store = args.store if args.store is not None else _default_finra_store()
-    result = import_files(args.files, store, week=args.week, replace=args.replace)
-    for name, rule in result.week_sources.items():
-        note = " (publication week: pass --week for the trading week)" if rule == "lastUpdateDate" else ""
-        print(f"{name}: week from {rule}{note}")
+    result = import_files(args.files, store, week=args.week, replace=args.replace, strict=args.strict)
+    for summary in result.files:
+        note = " (publication week: pass --week for the trading week)" \
+            if summary.week_source == "lastUpdateDate" else ""
+        print(f"{summary.file}: week from {summary.week_source}{note}; {summary.data_rows:,} data rows, "
+              f"{summary.usable:,} usable, {summary.skipped:,} left out")
+    _print_skipped(result.skipped, sys.stdout)
+    tiers = ", ".join(f"{tier} ({TIERS.get(tier, tier)}) {n:,}" for tier, n in result.tier_rows.items())
+    print(f"tiers: {tiers}")
+    unknown = result.unknown_venues
+    if not unknown.empty:
+        print(f"{len(unknown)} venue(s) not in the venue registry, kept by MPID:")
+        print(f"  {'MPID':<6}{'name':<44}{'tiers':<11}{'symbols':>8}{'shares':>16}")
+        for row in unknown.itertuples(index=False):
+            print(f"  {row.mpid:<6}{str(row.name)[:43]:<44}{row.tiers:<11}{row.symbols:>8,}{row.share_quantity:>16,}")
     weeks = ", ".join(str(w) for w in result.weeks)
     replaced = f", replaced {result.replaced_rows:,} stored rows" if result.replaced_rows else ""
     print(f"imported {result.rows:,} rows for week(s) {weeks}{replaced}; "
@@ -105,36 +145,45 @@ def cmd_finra_show(args: argparse.Namespace) -> int:
     """Summarise what the FINRA store holds."""
     import duckdb
 
-    from analytics.finra import load_store, store_path
+    from analytics.finra import filter_table, load_store, store_path, unknown_venues
 
     store = args.store if args.store is not None else _default_finra_store()
     table = load_store(store)
     if table is None:
         raise DarkpoolError(f"no FINRA data in {store}", "import a file: darkpool finra import FILE")
+    if args.tiers:
+        table = filter_table(table, tiers=args.tiers)
     con = duckdb.connect(":memory:")
     con.register("finra", table)
     rows = con.execute("""
-        SELECT week, count(*) AS rows, count(DISTINCT symbol) AS symbols, count(DISTINCT mpid) AS atss,
+        SELECT week, tier, count(*) AS rows, count(DISTINCT symbol) AS symbols, count(DISTINCT mpid) AS atss,
                sum(share_quantity)::BIGINT AS shares, sum(trade_count)::BIGINT AS trades
-        FROM finra GROUP BY week ORDER BY week
+        FROM finra GROUP BY week, tier ORDER BY week, tier
     """).fetchall()
     print(f"{store_path(store)}")
-    print(f"{'week':<12}{'rows':>8}{'symbols':>9}{'ATSs':>6}{'shares':>16}{'trades':>12}")
-    for week, n, symbols, atss, shares, trades in rows:
-        print(f"{week!s:<12}{n:>8,}{symbols:>9,}{atss:>6}{shares:>16,}{trades:>12,}")
+    print(f"{'week':<12}{'tier':<6}{'rows':>8}{'symbols':>9}{'ATSs':>6}{'shares':>16}{'trades':>12}")
+    for week, tier, n, symbols, atss, shares, trades in rows:
+        print(f"{week!s:<12}{tier:<6}{n:>8,}{symbols:>9,}{atss:>6}{shares:>16,}{trades:>12,}")
+    unknown = unknown_venues(table)
+    if not unknown.empty:
+        print(f"not in the venue registry: {', '.join(unknown['mpid'])}")
     return 0
 
 
 def cmd_finra_compare(args: argparse.Namespace) -> int:
-    """Print the pipeline's venue shares next to a FINRA file's; optionally write CSVs."""
+    """Print the pipeline's venue shares next to a FINRA file's, by MPID; optionally write CSVs."""
+    import sys
+
     from analytics.dataset import Progress, connect, load_panes
     from analytics.finra import compare_with_pipeline, filter_table
     from darkpool.finra_file import read_files
 
     selection = _selection(args)
-    finra_table = read_files([args.file], args.week).table
-    if selection.symbols:
-        finra_table = filter_table(finra_table, symbols=selection.symbols)
+    parsed = read_files([args.file], args.week)
+    _print_skipped(parsed.skipped, sys.stderr)
+    finra_table = parsed.table
+    if selection.symbols or args.tiers:
+        finra_table = filter_table(finra_table, symbols=selection.symbols, tiers=args.tiers)
     con = connect()
     load_panes(con, _dataset(args), selection, Progress(prefix="finra compare", enabled=not args.quiet))
     overall = compare_with_pipeline(con, finra_table)
@@ -144,8 +193,11 @@ def cmd_finra_compare(args: argparse.Namespace) -> int:
                             "check --symbols, --from/--to and the file")
     print(f"{'venue':<7}{'name':<28}{'pipeline':>10}{'FINRA':>9}{'diff (pp)':>11}")
     for row in overall.itertuples(index=False):
+        mark = "" if row.in_registry else "  *"
         print(f"{row.venue:<7}{row.name[:27]:<28}{100 * row.pipeline_share:>9.2f}%{100 * row.finra_share:>8.2f}%"
-              f"{row.difference_pp:>+11.2f}")
+              f"{row.difference_pp:>+11.2f}{mark}")
+    if not overall["in_registry"].all():
+        print("* not in the venue registry: compared by MPID, named as in the FINRA file")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         overall.to_csv(args.out / "finra_comparison.csv", index=False)
@@ -173,6 +225,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="FINRA store to include when --finra is not given (default: <state dir>/finra)")
     analyze.add_argument("--week", type=_week_arg, default=None, metavar="DATE",
                          help="with --finra: the trading week of the file (any date in it)")
+    analyze.add_argument("--finra-tiers", type=_tiers_arg, default=None, metavar="T1,T2",
+                         help="only these FINRA tiers (T1, T2, OTCE or their names; default: all)")
     analyze.add_argument("--no-figures", action="store_true", help="tables only (faster)")
     analyze.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     analyze.set_defaults(func=cmd_analyze)
@@ -182,19 +236,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     finra_sub = finra.add_subparsers(dest="finra_command", metavar="ACTION")
     finra_sub.required = True
 
-    imp = finra_sub.add_parser("import", help="validate FINRA files and store them as Parquet (all or nothing)",
-                               description="Validate every row (errors as file:line) and, only if all are valid, "
-                                           "add them to the store <store>/ats_weekly.parquet.")
+    imp = finra_sub.add_parser(
+        "import", help="validate FINRA files and store their usable rows as Parquet",
+        description="Validate every row and add the usable ones to the store <store>/ats_weekly.parquet. Rows "
+                    "that are not usable (no symbol, no MPID, no known tier) are listed as file:line with their "
+                    "reason, counted and left out; a file that cannot be trusted (wrong header, a quantity or "
+                    "date that does not parse, a cut-off row, rows of two weeks, duplicates) rejects the whole "
+                    "import and nothing is stored. --strict rejects it for any unusable row too.")
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
     imp.add_argument("--store", type=Path, default=None, help="store folder (default: <state dir>/finra)")
     imp.add_argument("--week", type=_week_arg, default=None, metavar="DATE",
                      help="trading week of every row (any date in it; stored as its Monday). Default: a "
                           "weekStartDate/summaryStartDate column, else a date in the file name, else lastUpdateDate")
     imp.add_argument("--replace", action="store_true", help="replace weeks already in the store")
+    imp.add_argument("--strict", action="store_true",
+                     help="all or nothing for every row: any unusable row rejects the import")
     imp.set_defaults(func=cmd_finra_import)
 
-    show = finra_sub.add_parser("show", help="what the FINRA store holds, per week")
+    show = finra_sub.add_parser("show", help="what the FINRA store holds, per week and tier")
     show.add_argument("--store", type=Path, default=None, help="store folder (default: <state dir>/finra)")
+    show.add_argument("--tiers", type=_tiers_arg, default=None, metavar="T1,T2",
+                      help="only these tiers (T1, T2, OTCE or their names; default: all)")
     show.set_defaults(func=cmd_finra_show)
 
     cmp_ = finra_sub.add_parser("compare", help="the pipeline's venue shares vs a FINRA file's",
@@ -204,6 +266,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_selection_options(cmp_)
     cmp_.add_argument("--week", type=_week_arg, default=None, metavar="DATE",
                       help="trading week of the file (any date in it)")
+    cmp_.add_argument("--tiers", type=_tiers_arg, default=None, metavar="T1,T2",
+                      help="only these FINRA tiers (T1, T2, OTCE or their names; default: all)")
     cmp_.add_argument("--out", type=Path, default=None, help="also write the comparison CSVs to this folder")
     cmp_.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     cmp_.set_defaults(func=cmd_finra_compare)

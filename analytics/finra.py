@@ -1,21 +1,28 @@
 """FINRA OTC transparency weekly ATS data: store, analyse, compare with the pipeline.
 
-Reading and validating the files (their format, the week rules, every bad row
-with ``file:line``) and calibrating the feed from one live in the bottom
-package, :mod:`darkpool.finra_file`, since the feed reads them too.
+Reading and validating the files (their format, tiers, week rules, every
+problem with ``file:line`` and a reason) and calibrating the feed from one live
+in the bottom package, :mod:`darkpool.finra_file`, since the feed reads them too.
 
-The import adds validated files to the store, all or nothing: a duplicate
-``(week, symbol, MPID)`` against the store is an error too (unless ``replace``),
-and nothing is imported if any row is bad. The store is one Parquet file
-(``<store>/ats_weekly.parquet``) rewritten through a temporary file and an atomic
-rename, so readers never see a half-written import.
+The import adds the usable rows of FINRA files to the store; rows that are not
+usable (no symbol, no MPID, no known tier: FINRA's own files end with one) are
+left out, listed and counted, unless ``strict``. Anything that makes a file
+untrustworthy (a wrong header, a bad quantity or date, rows of two weeks, a
+duplicate ``(week, symbol, MPID)`` within the files or against the store unless
+``replace``) rejects the whole import: nothing is stored. The store is one
+Parquet file (``<store>/ats_weekly.parquet``) rewritten through a temporary
+file and an atomic rename, so readers never see a half-written import.
+
+Venues outside the active venue registry (darkpool.venues) are kept by MPID:
+the import reports them (:func:`unknown_venues`), the report lists them, and
+the comparison with the pipeline shows them under their MPID and FINRA's name.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -26,7 +33,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analytics import market_sql as m
-from darkpool.finra_file import FINRA_SCHEMA, FinraValidationError, RowError, read_files
+from darkpool.contracts import load_venues
+from darkpool.finra_file import (
+    FINRA_SCHEMA,
+    REASON_ALREADY_STORED,
+    FileSummary,
+    FinraValidationError,
+    RowError,
+    read_files,
+    tier_id,
+)
 
 STORE_FILE = "ats_weekly.parquet"
 
@@ -36,17 +52,26 @@ def store_path(store: Path) -> Path:
     return Path(store) / STORE_FILE
 
 
+def _with_tier_ids(table: pa.Table) -> pa.Table:
+    """Stores written before tiers were identifiers hold tierDescription values: map them to T1/T2/OTCE."""
+    tiers = table.column("tier").to_pylist()
+    mapped = [tier_id(t) or t for t in tiers]
+    if mapped == tiers:
+        return table
+    return table.set_column(table.schema.get_field_index("tier"), "tier", pa.array(mapped, pa.string()))
+
+
 def load_store(store: Path) -> pa.Table | None:
     """Everything imported so far, or None when nothing has been imported into ``store``."""
     path = store_path(store)
     if not path.exists():
         return None
-    return pq.read_table(path, schema=FINRA_SCHEMA)
+    return _with_tier_ids(pq.read_table(path, schema=FINRA_SCHEMA))
 
 
 @dataclass(frozen=True)
 class ImportResult:
-    """What an import did."""
+    """What an import did: rows stored, rows left out (with file:line and reason), tiers, unknown venues."""
 
     path: Path
     rows: int
@@ -54,17 +79,23 @@ class ImportResult:
     replaced_rows: int
     total_rows: int
     week_sources: dict[str, str]
+    skipped: tuple[RowError, ...]
+    files: tuple[FileSummary, ...]
+    tier_rows: dict[str, int]  # tier -> rows imported
+    unknown_venues: pd.DataFrame  # see unknown_venues()
 
 
 def import_files(
-    paths: Sequence[Path | str], store: Path, week: date | None = None, replace: bool = False
+    paths: Sequence[Path | str], store: Path, week: date | None = None, replace: bool = False,
+    strict: bool = False,
 ) -> ImportResult:
-    """Validate FINRA files and add them to the store, all or nothing.
+    """Validate FINRA files and add their usable rows to the store; nothing if any file is untrustworthy.
 
     A (week, symbol, MPID) already in the store is an error unless ``replace``,
-    which replaces every stored row of the imported weeks.
+    which replaces every stored row of the imported weeks. With ``strict`` a row
+    that is not usable rejects the import too.
     """
-    parsed = read_files(paths, week)
+    parsed = read_files(paths, week, strict=strict)
     new = parsed.table
     weeks = tuple(sorted(set(new.column("week").to_pylist())))
     existing = load_store(store)
@@ -84,8 +115,9 @@ def import_files(
             """).fetchall()
             if clashes:
                 raise FinraValidationError([
-                    RowError(f, line, f"duplicate (week {w}, symbol {s}, MPID {m}): already stored "
-                                      f"(imported from {src}); use --replace to replace the week")
+                    RowError(f, line, REASON_ALREADY_STORED,
+                             f"duplicate (week {w}, symbol {s}, MPID {m}): already stored "
+                             f"(imported from {src}); use --replace to replace the week")
                     for f, line, w, s, m, src in clashes
                 ])
         combined = pa.concat_tables([existing.cast(FINRA_SCHEMA), new])
@@ -101,8 +133,13 @@ def import_files(
     finally:
         if tmp.exists():
             tmp.unlink()
+    tier_rows: dict[str, int] = {}
+    for tier in new.column("tier").to_pylist():
+        tier_rows[tier] = tier_rows.get(tier, 0) + 1
     return ImportResult(path=target, rows=new.num_rows, weeks=weeks, replaced_rows=replaced,
-                        total_rows=combined.num_rows, week_sources=parsed.week_sources)
+                        total_rows=combined.num_rows, week_sources=parsed.week_sources,
+                        skipped=tuple(parsed.skipped), files=tuple(parsed.files),
+                        tier_rows=dict(sorted(tier_rows.items())), unknown_venues=unknown_venues(new))
 
 
 # --- analysis ---------------------------------------------------------------------------
@@ -113,25 +150,47 @@ def _con_with(table: pa.Table) -> duckdb.DuckDBPyConnection:
 
 
 def filter_table(table: pa.Table, symbols: Sequence[str] | None = None,
-                 weeks: Sequence[date] | None = None) -> pa.Table:
-    """Rows of the given symbols and weeks (None = all)."""
+                 weeks: Sequence[date] | None = None, tiers: Sequence[str] | None = None) -> pa.Table:
+    """Rows of the given symbols, weeks and tiers (T1, T2, OTCE; None = all)."""
     con = _con_with(table)
     clauses, params = [], []
-    if symbols:
-        clauses.append("symbol IN (SELECT unnest(?))")
-        params.append(list(symbols))
-    if weeks:
-        clauses.append("week IN (SELECT unnest(?))")
-        params.append(list(weeks))
+    for column, values in (("symbol", symbols), ("week", weeks), ("tier", tiers)):
+        if values:
+            clauses.append(f"{column} IN (SELECT unnest(?))")
+            params.append(list(values))
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     return con.sql(f"SELECT * FROM finra{where}", params=params).to_arrow_table().cast(FINRA_SCHEMA)
+
+
+def venue_name_sql(name: str, mpid: str) -> str:
+    """SQL: FINRA's marketParticipantName without the MPID it starts with (``UBSA UBS ATS`` -> ``UBS ATS``)."""
+    return (f"CASE WHEN starts_with(upper({name}), {mpid} || ' ') "
+            f"THEN trim(substr({name}, length({mpid}) + 2)) ELSE {name} END")
+
+
+def unknown_venues(table: pa.Table, known: Collection[str] | None = None) -> pd.DataFrame:
+    """The MPIDs of ``table`` not in ``known`` (default: the active venue registry), kept by MPID.
+
+    One row per MPID: FINRA's name for it, its tiers, how many symbols, shares
+    and trades, by share volume.
+    """
+    con = _con_with(table)
+    con.register("known", pa.table({"mpid": pa.array(sorted(known if known is not None else load_venues()),
+                                                     pa.string())}))
+    return con.execute(f"""
+        SELECT mpid, any_value({venue_name_sql("participant_name", "mpid")}) AS name,
+               string_agg(DISTINCT tier, ',' ORDER BY tier) AS tiers, count(DISTINCT symbol) AS symbols,
+               sum(share_quantity)::BIGINT AS share_quantity, sum(trade_count)::BIGINT AS trade_count
+        FROM finra WHERE mpid NOT IN (SELECT mpid FROM known)
+        GROUP BY mpid ORDER BY share_quantity DESC, mpid
+    """).df()
 
 
 def venue_share(table: pa.Table) -> pd.DataFrame:
     """Each ATS's share of a symbol's weekly ATS volume, with its average trade size."""
     venue_share = m.ratio("sum(share_quantity)", "sum(sum(share_quantity)) OVER (PARTITION BY week, symbol)")
     return _con_with(table).execute(f"""
-        SELECT week, symbol, mpid, any_value(participant_name) AS participant_name,
+        SELECT week, any_value(tier) AS tier, symbol, mpid, any_value(participant_name) AS participant_name,
                sum(share_quantity)::BIGINT AS share_quantity, sum(trade_count)::BIGINT AS trade_count,
                {venue_share} AS venue_share,
                {m.average_trade_size("sum(share_quantity)", "sum(trade_count)")} AS avg_trade_size
@@ -156,9 +215,10 @@ def concentration(table: pa.Table) -> pd.DataFrame:
     """Per week and symbol: number of ATSs, ATS volume, HHI of ATS shares (0-10,000), top ATS (docs/market-rules.md)."""
     return _con_with(table).execute(f"""
         WITH v AS (
-            SELECT week, symbol, mpid, sum(share_quantity)::DOUBLE AS q FROM finra GROUP BY week, symbol, mpid
+            SELECT week, any_value(tier) AS tier, symbol, mpid, sum(share_quantity)::DOUBLE AS q
+            FROM finra GROUP BY week, symbol, mpid
         )
-        SELECT week, symbol, {m.venue_count("q")} AS venues, sum(q)::BIGINT AS share_quantity,
+        SELECT week, any_value(tier) AS tier, symbol, {m.venue_count("q")} AS venues, sum(q)::BIGINT AS share_quantity,
                {m.hhi("q")} AS hhi, {m.top_venue("mpid", "q")} AS top_mpid, {m.top_venue_share("q")} AS top_share
         FROM v GROUP BY week, symbol ORDER BY week, share_quantity DESC, symbol
     """).df()
@@ -168,6 +228,7 @@ FINRA_TABLES = {
     "finra_venue_share": venue_share,
     "finra_venue_trade_size": venue_trade_size,
     "finra_concentration": concentration,
+    "finra_unknown_venues": unknown_venues,
 }
 
 
@@ -191,14 +252,17 @@ def _compare_sql(by_symbol: bool) -> str:
             GROUP BY ALL
         ), j AS (
             SELECT {using}, p.q AS pq, f.q AS fq FROM p FULL OUTER JOIN f USING ({using})
+        ), n AS (
+            SELECT mpid, any_value({venue_name_sql("participant_name", "mpid")}) AS finra_name
+            FROM finra GROUP BY mpid
         )
-        SELECT {sym_col}venue, coalesce(r.name, '') AS name,
+        SELECT {sym_col}venue, coalesce(r.name, n.finra_name, '') AS name, r.mpid IS NOT NULL AS in_registry,
                coalesce(pq, 0)::BIGINT AS pipeline_quantity,
                {pipeline_share} AS pipeline_share,
                coalesce(fq, 0)::BIGINT AS finra_quantity,
                {finra_share} AS finra_share,
                100 * ({pipeline_share} - {finra_share}) AS difference_pp
-        FROM j LEFT JOIN venues r ON r.mpid = j.venue
+        FROM j LEFT JOIN venues r ON r.mpid = j.venue LEFT JOIN n ON n.mpid = j.venue
         ORDER BY {sym_col}finra_share DESC, pipeline_share DESC, venue
     """
 
@@ -214,6 +278,8 @@ def compare_with_pipeline(
     per the registry) plus any MPID that appears in the FINRA data, over
     non-overlapping windows; the FINRA side is the file's volume (all weeks
     given). ``difference_pp`` = pipeline share - FINRA share, in percentage points.
+    Venues are matched by MPID: one the venue registry lacks keeps its MPID,
+    takes FINRA's name and has ``in_registry`` false.
     """
     con.register("finra", finra)
     try:

@@ -16,7 +16,7 @@ import base64
 import html
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -31,7 +31,7 @@ from analytics import tables as tables_mod
 from analytics.dataset import Progress, Selection, connect, load_panes
 from analytics.figures import FIGURES, to_png
 from darkpool import __version__
-from darkpool.finra_file import read_files
+from darkpool.finra_file import MAX_ERRORS_SHOWN, read_files
 
 HTML_ROWS = 25  # rows of each table shown in the HTML (the CSV has all)
 
@@ -43,9 +43,13 @@ FINRA_TITLES = {
                                "Shares per trade and share of all ATS volume per ATS and week."),
     "finra_concentration": ("FINRA: ATS concentration (HHI) per symbol",
                             "HHI of ATS shares of each symbol's weekly ATS volume (0-10,000) and the top ATS."),
+    "finra_unknown_venues": ("FINRA: venues not in the venue registry",
+                             "MPIDs in the FINRA data that the active venue registry lacks, kept by MPID with "
+                             "FINRA's name for them: their tiers, symbols, shares and trades."),
     "finra_comparison": ("Pipeline vs FINRA venue shares",
                          "Each venue's share of dark volume in the pipeline's dataset and in the FINRA data, over "
-                         "the symbols present in both; difference_pp = pipeline - FINRA in percentage points."),
+                         "the symbols present in both, matched by MPID (in_registry false: a venue the registry "
+                         "lacks, named as in the FINRA file); difference_pp = pipeline - FINRA in percentage points."),
     "finra_comparison_by_symbol": ("Pipeline vs FINRA venue shares, per symbol",
                                    "The same comparison per symbol."),
 }
@@ -173,6 +177,7 @@ def build_report(
     finra_store: Path | None = None,
     finra_file: Path | None = None,
     finra_week: date | None = None,
+    finra_tiers: Sequence[str] | None = None,
     progress: Progress | None = None,
     figures: bool = True,
 ) -> ReportResult:
@@ -181,7 +186,9 @@ def build_report(
     FINRA: with ``finra_file`` that file is validated and used for the FINRA
     tables and the comparison with the pipeline; otherwise the FINRA store
     (``darkpool finra import``) is used when it holds data. Symbols selected
-    with ``selection.symbols`` filter the FINRA data too.
+    with ``selection.symbols`` filter the FINRA data too, and ``finra_tiers``
+    (T1, T2, OTCE) its tiers. Rows of ``finra_file`` that are not usable are
+    left out and listed in the report's notes.
     """
     progress = progress or Progress(enabled=False)
     con = connect()
@@ -193,13 +200,20 @@ def build_report(
     finra_source: str | None = None
     finra_table: pa.Table | None = None
     if finra_file is not None:
-        finra_table = read_files([finra_file], finra_week).table
+        parsed = read_files([finra_file], finra_week)
+        finra_table = parsed.table
         finra_source = str(finra_file)
+        if parsed.skipped:
+            shown = "; ".join(str(e) for e in parsed.skipped[:MAX_ERRORS_SHOWN])
+            more = len(parsed.skipped) - MAX_ERRORS_SHOWN
+            notes.append(f"{len(parsed.skipped):,} unusable row(s) of {finra_file} left out: {shown}"
+                         + (f"; ... and {more:,} more" if more > 0 else ""))
+            progress.step(f"FINRA: {len(parsed.skipped):,} unusable row(s) of {finra_file} left out")
     elif finra_store is not None:
         finra_table = finra_mod.load_store(finra_store)
         finra_source = str(finra_mod.store_path(finra_store)) if finra_table is not None else None
-    if finra_table is not None and selection.symbols:
-        finra_table = finra_mod.filter_table(finra_table, symbols=selection.symbols)
+    if finra_table is not None and (selection.symbols or finra_tiers):
+        finra_table = finra_mod.filter_table(finra_table, symbols=selection.symbols, tiers=finra_tiers)
     if finra_table is not None and finra_table.num_rows:
         for name, compute in finra_mod.FINRA_TABLES.items():
             results[name] = compute(finra_table)
@@ -212,7 +226,7 @@ def build_report(
                 titles[name] = FINRA_TITLES[name]
             progress.step("FINRA comparison done")
     elif finra_source is not None:
-        notes.append(f"FINRA data at {finra_source} has no rows for the selected symbols.")
+        notes.append(f"FINRA data at {finra_source} has no rows for the selected symbols and tiers.")
 
     out_dir = Path(out_dir)
     tables_dir, figures_dir = out_dir / "tables", out_dir / "figures"

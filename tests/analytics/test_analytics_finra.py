@@ -1,4 +1,8 @@
-"""FINRA weekly files: every validation error, all-or-nothing import, week rules, tables, comparison."""
+"""FINRA weekly files: every validation error, unusable rows, the import, week rules, tables, comparison.
+
+Real FINRA files (the trailing unusable row, the three tiers, venues outside the
+registry) are tested in test_finra_real_files.py.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,14 @@ from analytics import finra
 from analytics.dataset import Selection, connect, load_panes
 from darkpool import market
 from darkpool.errors import DarkpoolError
-from darkpool.finra_file import FinraValidationError, calibration_from_file, read_files
+from darkpool.finra_file import (
+    REASON_MISSING_MPID,
+    REASON_MISSING_SYMBOL,
+    REASON_UNKNOWN_TIER,
+    FinraValidationError,
+    calibration_from_file,
+    read_files,
+)
 
 GOOD = "NMS Tier 1|AAA|Alpha Corp|UBS ATS|UBSA|6000|10|2026-11-16"
 
@@ -26,8 +37,6 @@ def _errors(path: Path, week: date | None = None) -> list[str]:
 @pytest.mark.parametrize(("row", "message"), [
     ("NMS Tier 1|AAA|Alpha Corp|UBS ATS|UBSA|6000|10", "7 columns, expected 8"),
     ("NMS Tier 1|AAA|Alpha Corp|UBS ATS|UBSA|6000|10|2026-11-16|x", "9 columns, expected 8"),
-    ("NMS Tier 1||Alpha Corp|UBS ATS|UBSA|6000|10|2026-11-16", "missing issueSymbolIdentifier"),
-    ("NMS Tier 1|AAA|Alpha Corp|UBS ATS| |6000|10|2026-11-16", "missing MPID"),
     ("NMS Tier 1|AAA|Alpha Corp|UBS ATS|UBSA|6000.5|10|2026-11-16",
      "totalWeeklyShareQuantity is not an integer: '6000.5'"),
     ("NMS Tier 1|AAA|Alpha Corp|UBS ATS|UBSA|6000|ten|2026-11-16", "totalWeeklyTradeCount is not an integer"),
@@ -44,6 +53,31 @@ def test_each_bad_row_is_reported_with_file_and_line(tmp_path: Path, row: str, m
     assert message in errors[0]
 
 
+@pytest.mark.parametrize(("row", "reason", "message"), [
+    ("NMS Tier 1||Alpha Corp|UBS ATS|UBSA|6000|10|2026-11-16", REASON_MISSING_SYMBOL,
+     "missing issueSymbolIdentifier (symbol)"),
+    ("NMS Tier 1|||UBS ATS|UBSA|6000|10|2026-11-16", REASON_MISSING_SYMBOL,
+     "missing issueSymbolIdentifier (symbol) and issueName"),
+    ("NMS Tier 1|AAA|Alpha Corp|UBS ATS| |6000|10|2026-11-16", REASON_MISSING_MPID, "missing MPID"),
+    ("NMS Tier 3|AAA|Alpha Corp|UBS ATS|UBSA|6000|10|2026-11-16", REASON_UNKNOWN_TIER, "tier 'NMS Tier 3'"),
+    ("|AAA|Alpha Corp|UBS ATS|UBSA|6000|10|2026-11-16", REASON_UNKNOWN_TIER, "tier ''"),
+])
+def test_each_unusable_row_is_left_out_with_file_line_and_reason(tmp_path: Path, row: str, reason: str,
+                                                                 message: str) -> None:
+    path = write_finra(tmp_path / "w.txt", [GOOD.replace("AAA", "ZZZ"), row])
+    parsed = read_files([path], week=date(2026, 11, 9))
+    [skipped] = parsed.skipped
+    assert str(skipped) == f"{path}:3: {skipped.message} [{reason}]"
+    assert (skipped.file, skipped.line, skipped.reason, skipped.row_only) == (str(path), 3, reason, True)
+    assert message in skipped.message
+    assert parsed.table.column("symbol").to_pylist() == ["ZZZ"]
+    assert [(f.data_rows, f.usable, f.skipped) for f in parsed.files] == [(2, 1, 1)]
+    # strict: the same row is an error and nothing is read
+    with pytest.raises(FinraValidationError) as info:
+        read_files([path], week=date(2026, 11, 9), strict=True)
+    assert [(e.line, e.reason) for e in info.value.errors] == [(3, reason)]
+
+
 def test_duplicate_week_symbol_mpid(tmp_path: Path) -> None:
     path = write_finra(tmp_path / "w_20261109.txt", [GOOD, "NMS Tier 1|BBB|B|UBS ATS|UBSA|1|1|2026-11-16",
                                                      GOOD.replace("6000", "7000")])
@@ -57,14 +91,14 @@ def test_duplicate_week_symbol_mpid(tmp_path: Path) -> None:
     with pytest.raises(FinraValidationError) as info:
         read_files([first, other])
     assert [str(e) for e in info.value.errors] == [
-        f"{other}:2: duplicate (week 2026-11-09, symbol AAA, MPID UBSA); first at {first}:2"]
+        f"{other}:2: duplicate (week 2026-11-09, symbol AAA, MPID UBSA); first at {first}:2 [duplicate]"]
 
 
 def test_bad_week_column_header_and_empty_files(tmp_path: Path) -> None:
     header = ("tierDescription|issueSymbolIdentifier|issueName|marketParticipantName|MPID|"
               "totalWeeklyShareQuantity|totalWeeklyTradeCount|lastUpdateDate|weekStartDate")
     path = write_finra(tmp_path / "w.txt", [GOOD + "|2026-11-09", GOOD.replace("AAA", "BBB") + "|soon"], header)
-    assert _errors(path) == [f"{path}:3: weekStartDate not a date (expected YYYY-MM-DD): 'soon'"]
+    assert _errors(path) == [f"{path}:3: weekStartDate not a date (expected YYYY-MM-DD): 'soon' [bad_date]"]
     bad_header = write_finra(tmp_path / "h.txt", [GOOD], header="symbol|MPID|volume")
     [error] = _errors(bad_header)
     assert error.startswith(f"{bad_header}:1: header lacks column(s) tierDescription")
@@ -72,7 +106,7 @@ def test_bad_week_column_header_and_empty_files(tmp_path: Path) -> None:
     empty.write_text("\n\n")
     assert "empty file" in _errors(empty)[0]
     header_only = write_finra(tmp_path / "only.txt", [])
-    assert _errors(header_only) == [f"{header_only}:1: no data rows after the header"]
+    assert _errors(header_only) == [f"{header_only}:1: no data rows after the header [no_data_rows]"]
     with pytest.raises(DarkpoolError, match="not found"):
         read_files([tmp_path / "missing.txt"])
 
@@ -82,7 +116,7 @@ def test_all_errors_are_collected(tmp_path: Path) -> None:
     path = write_finra(tmp_path / "w_20261109.txt", rows)
     errors = _errors(path)
     assert [e.split(": ", 1)[0] for e in errors] == [f"{path}:3"] + [f"{path}:4"] * 5
-    with pytest.raises(FinraValidationError, match="6 invalid row"):
+    with pytest.raises(FinraValidationError, match=r"6 problem\(s\) .*column_count 1, bad_quantity 2"):
         read_files([path])
 
 
