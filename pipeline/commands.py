@@ -16,19 +16,18 @@ retained checkpoint — with its Kafka offsets, so nothing is lost or counted tw
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 from darkpool.config import Settings, load_settings
 from darkpool.errors import DarkpoolError
 from darkpool.stack import flink, jvm
+from darkpool.stack import jobs as stack_jobs
 from darkpool.stack.beam import expansion_service, job_server_service
 from darkpool.stack.process import port_open
-from darkpool.storage import as_uri, is_file, is_s3, join, list_names
+from darkpool.storage import as_uri, is_s3
 from pipeline.options import registry_args
 
 log = logging.getLogger(__name__)
@@ -36,26 +35,11 @@ log = logging.getLogger(__name__)
 DEFAULT_JOB_NAME = "darkpool-liquidity"
 
 
-# --- the job registry ---------------------------------------------------------
-def registry_dir(settings: Settings) -> Path:
-    return settings.state_dir / "jobs"
-
-
-def load_record(settings: Settings, name: str) -> dict:
-    path = registry_dir(settings) / f"{name}.json"
-    if not path.exists():
-        known = sorted(p.stem for p in registry_dir(settings).glob("*.json"))
-        raise DarkpoolError(f"no pipeline job named {name!r} was submitted from this machine",
-                            hint=f"known: {', '.join(known) or 'none'}; start one with `darkpool run`")
-    return json.loads(path.read_text())
-
-
-def save_record(settings: Settings, name: str, record: dict) -> None:
-    registry_dir(settings).mkdir(parents=True, exist_ok=True)
-    path = registry_dir(settings) / f"{name}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(path)
+# --- the job registry (darkpool.stack.jobs; re-exported for the tests and tools that import them here)
+registry_dir = stack_jobs.registry_dir
+load_record = stack_jobs.load_record
+save_record = stack_jobs.save_record
+latest_retained_checkpoint = stack_jobs.latest_retained_checkpoint
 
 
 # --- submission -----------------------------------------------------------------
@@ -164,10 +148,21 @@ def scaling_args(settings: Settings, parallelism: int) -> list[str]:
     return [f"--parallelism={parallelism}", f"--max_parallelism={settings.flink_max_parallelism}"]
 
 
-def check_slots(settings: Settings, parallelism: int) -> None:
-    """Refuse a parallelism the cluster's free slots cannot hold (the job would wait forever)."""
-    overview = flink.rest_get(settings, "/overview")
-    available = overview.get("slots-available", 0)
+def check_slots(settings: Settings, parallelism: int, wait_seconds: float = 0.0) -> None:
+    """Refuse a parallelism the cluster's free slots cannot hold (the job would wait forever).
+
+    wait_seconds: how long to wait for enough free slots first (after a JobManager restart the
+    TaskManagers register again, and free the slots of the jobs it lost, within seconds).
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        overview = flink.rest_get(settings, "/overview")
+        available = overview.get("slots-available", 0)
+        if parallelism <= available or time.monotonic() >= deadline:
+            break
+        print(f"  waiting for {parallelism} free task slots ({available} free, "
+              f"{overview.get('taskmanagers', 0)} TaskManagers registered) ...", flush=True)
+        time.sleep(2.0)
     if parallelism > available:
         raise DarkpoolError(
             f"parallelism {parallelism} needs {parallelism} free task slots; the cluster has {available} "
@@ -177,11 +172,11 @@ def check_slots(settings: Settings, parallelism: int) -> None:
 
 
 def submit_to_flink(settings: Settings, job_name: str, pipeline_args: Sequence[str],
-                    savepoint: str | None = None, timeout: float = 300.0) -> str:
+                    savepoint: str | None = None, timeout: float = 300.0, slot_wait: float = 0.0) -> str:
     """Submit the pipeline to the local Flink cluster, detached; returns the Flink job id.
 
     The parallelism is the argv's ``--parallelism`` (default 1); the max parallelism is
-    always ``settings.flink_max_parallelism``.
+    always ``settings.flink_max_parallelism``. ``slot_wait``: seconds to wait for free slots.
     """
     from pipeline.main import run  # noqa: PLC0415 (Beam imports are slow; only when submitting)
 
@@ -189,7 +184,7 @@ def submit_to_flink(settings: Settings, job_name: str, pipeline_args: Sequence[s
     # the job's record keeps the venue registry it is built with, so `darkpool jobs resume` rebuilds it alike
     pipeline_args = [*pipeline_args, *registry_args(settings.venues_file, settings.venues_mode, pipeline_args)]
     parallelism = parallelism_of(pipeline_args) or 1
-    check_slots(settings, parallelism)
+    check_slots(settings, parallelism, slot_wait)
     if flink.running_job_ids(settings, job_name):
         raise DarkpoolError(f"a job named {job_name!r} is already running on Flink",
                             hint=f"stop it first (`darkpool jobs stop {job_name}`) or choose --job-name")
@@ -248,17 +243,7 @@ def _resolve_job(settings: Settings, name_or_id: str) -> tuple[str | None, str]:
 def _jobs(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.action == "list":
-        jobs = flink.list_jobs(settings)
-        print(f"{'NAME':28} {'FLINK JOB ID':34} {'STATE':10} {'STARTED (UTC)':20} CHECKPOINTS")
-        for job in jobs:
-            started = datetime.fromtimestamp(job["start-time"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-            counts = ""
-            if job["state"] not in flink.TERMINAL_STATES:
-                c = flink.rest_get(settings, f"/jobs/{job['jid']}/checkpoints").get("counts", {})
-                counts = f"{c.get('completed', 0)} completed, {c.get('failed', 0)} failed"
-            print(f"{job['name'][:28]:28} {job['jid']:34} {job['state']:10} {started:20} {counts}")
-        if not jobs:
-            print("(no jobs on the cluster)")
+        list_jobs(settings)
         return 0
     if not args.job:
         raise DarkpoolError(f"`darkpool jobs {args.action}` needs a job name or id")
@@ -278,36 +263,66 @@ def _jobs(args: argparse.Namespace) -> int:
         print(f"cancelled {name} ({job_id}); its last checkpoint is retained for `darkpool jobs resume`")
         return 0
     if args.action == "resume":
-        record = load_record(settings, args.job)
-        restore = args.from_path or record.get("savepoint") or latest_retained_checkpoint(settings, record)
-        if restore is None:
-            raise DarkpoolError(f"job {args.job!r} has no savepoint or retained checkpoint to resume from")
-        pipeline_args = record["pipeline_args"]
-        if args.parallelism is not None:
-            pipeline_args = with_parallelism(pipeline_args, args.parallelism)
-        before = parallelism_of(record["pipeline_args"]) or 1
-        after = parallelism_of(pipeline_args) or 1
-        scaled = f", parallelism {before} -> {after}" if after != before else f", parallelism {after}"
-        print(f"resuming {args.job} from {restore}{scaled} ...", flush=True)
-        job_id = submit_to_flink(settings, args.job, pipeline_args, savepoint=restore)
-        print(f"resumed {args.job}: Flink job {job_id}")
+        resume(settings, args.job, args.from_path, args.parallelism)
         return 0
     raise DarkpoolError(f"unknown action {args.action!r}")
 
 
-def latest_retained_checkpoint(settings: Settings, record: dict) -> str | None:
-    """The newest completed checkpoint folder (chk-N with a _metadata file) of the recorded Flink job, as a URI.
+def list_jobs(settings: Settings) -> None:
+    """`darkpool jobs list`: the cluster's jobs, each running one's restarts and checkpoints, then the
+    recorded jobs the cluster lost (its JobManager died or was stopped) with what to run."""
+    states = stack_jobs.cluster_job_states(settings)
+    if states is None:
+        info = stack_jobs.jobmanager_info(settings)
+        print(f"the Flink cluster does not answer on {settings.flink_rest_url} (the JobManager is "
+              f"{'running but not answering' if info.running else 'not running'}; `darkpool stack status`)")
+    else:
+        jobs = flink.list_jobs(settings)
+        print(f"{'NAME':28} {'FLINK JOB ID':34} {'STATE':10} {'STARTED (UTC)':20}")
+        for job in jobs:
+            started = datetime.fromtimestamp(job["start-time"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{job['name'][:28]:28} {job['jid']:34} {job['state']:10} {started:20}")
+        if not jobs:
+            print("(no jobs on the cluster)")
+        now_ms = int(time.time() * 1000)
+        for job in jobs:
+            if job["state"] not in flink.TERMINAL_STATES:
+                print("\n".join(stack_jobs.health_lines(stack_jobs.job_health(settings, job), now_ms)))
+    lost = stack_jobs.missing_jobs(settings, states)
+    if lost:
+        print("\nsubmitted from this machine, no longer on the cluster:")
+        for fate in lost:
+            print(f"  {stack_jobs.fate_line(fate)}")
 
-    Looked up where the checkpoints are: the local folder, or S3 (``flink_state_uri``).
-    """
-    job_dir = join(flink.checkpoint_location(settings), record["flink_job_id"])
-    numbers = [int(name.split("-")[1]) for name in list_names(job_dir, settings)
-               if name.startswith("chk-") and name.split("-")[1].isdigit()]
-    for number in sorted(numbers, reverse=True):
-        folder = join(job_dir, f"chk-{number}")
-        if is_file(join(folder, "_metadata"), settings):
-            return as_uri(folder)
-    return None
+
+def resume(settings: Settings, name: str, from_path: str | None = None, parallelism: int | None = None,
+           slot_wait: float = 90.0) -> str:
+    """`darkpool jobs resume NAME`: resubmit a recorded job from its savepoint, else its newest complete
+    retained checkpoint (after a crash, a cancel or a lost JobManager), else what it was restored from;
+    refuses when there is none, or when the job still runs. Returns the new Flink job id."""
+    record = load_record(settings, name)
+    states = stack_jobs.cluster_job_states(settings) or {}
+    if states.get(record["flink_job_id"]) not in (None, *flink.TERMINAL_STATES):
+        raise DarkpoolError(f"job {name!r} ({record['flink_job_id']}) is still {states[record['flink_job_id']]} "
+                            "on the cluster", hint=f"stop it first: `darkpool jobs stop {name}`")
+    if from_path:
+        restore, what = from_path, "the given path"
+    else:
+        point = stack_jobs.restore_point(settings, record)
+        restore = point.uri
+        what = {"savepoint": "its savepoint", "checkpoint": f"its last retained checkpoint "
+                f"{point.checkpoint.label if point.checkpoint else ''}".rstrip(),
+                "restored-from": "where it started (it had no checkpoint of its own)"}[point.kind]
+    pipeline_args = record["pipeline_args"]
+    if parallelism is not None:
+        pipeline_args = with_parallelism(pipeline_args, parallelism)
+    before = parallelism_of(record["pipeline_args"]) or 1
+    after = parallelism_of(pipeline_args) or 1
+    scaled = f", parallelism {before} -> {after}" if after != before else f", parallelism {after}"
+    print(f"resuming {name} from {what}: {restore}{scaled} ...", flush=True)
+    job_id = submit_to_flink(settings, name, pipeline_args, savepoint=restore, slot_wait=slot_wait)
+    print(f"resumed {name}: Flink job {job_id}")
+    return job_id
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ from darkpool.config import Settings, load_settings
 from darkpool.errors import DarkpoolError
 from darkpool.stack import topics as topic_admin
 from darkpool.stack.flink import taskmanager_index, taskmanager_services
+from darkpool.stack.jobs import job_report
 from darkpool.stack.process import Service, ServiceStatus
 from darkpool.stack.services import app_services, stack_services
 
@@ -113,6 +114,9 @@ def _lifecycle(args: argparse.Namespace, names: Sequence[str] | None) -> int:
         return 0
     if args.action == "status":
         stack_up = print_status(settings, [*services, *apps])
+        if any(s.name == "flink-jobmanager" for s in services):
+            print("\nFlink jobs:")
+            print("\n".join(f"  {line}" for line in job_report(settings)))
         return 0 if stack_up or all(s.status().answering for s in services) else 3
     if args.action == "logs":
         if args.service:

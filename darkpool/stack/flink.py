@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 from darkpool.config import Settings
 from darkpool.errors import DarkpoolError
@@ -78,6 +79,26 @@ def savepoint_location(settings: Settings) -> Location:
     return join(settings.flink_state_uri, "savepoints") if settings.flink_state_uri else savepoint_dir(settings)
 
 
+def archive_dir(settings: Settings) -> Path:
+    """Where the JobManager archives each job that ends (FINISHED, CANCELED, FAILED): one JSON file per job id.
+
+    A job that is neither on the cluster nor here did not end: it was lost with its JobManager
+    (`darkpool stack status` and `darkpool jobs list` say so; darkpool.stack.jobs).
+    """
+    return flink_dir(settings) / "completed-jobs"
+
+
+ARCHIVE_SINCE = ".since"
+
+
+def archive_since(settings: Settings) -> float | None:
+    """Since when (epoch seconds) the JobManager archives ended jobs here; None before it first did."""
+    try:
+        return float((archive_dir(settings) / ARCHIVE_SINCE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def process_env(settings: Settings) -> dict[str, str]:
     """Environment of the JobManager and TaskManagers: the plugins folder (the S3 file system plugin)."""
     return {"FLINK_PLUGINS_DIR": str(jvm.flink_plugins_dir(settings))}
@@ -117,7 +138,9 @@ def flink_configuration(settings: Settings) -> dict[str, str]:
         "state.checkpoints.dir": as_uri(checkpoint_location(settings)),
         "state.savepoints.dir": as_uri(savepoint_location(settings)),
         "state.checkpoints.num-retained": "3",
+        # cancelled and failed jobs keep their checkpoints too (a lost JobManager leaves them all)
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "jobmanager.archive.fs.dir": as_uri(archive_dir(settings)),
         "io.tmp.dirs": str(flink_dir(settings) / "tmp"),
         "web.tmpdir": str(flink_dir(settings) / "web"),
         "web.upload.dir": str(flink_dir(settings) / "web"),
@@ -137,8 +160,11 @@ def write_conf(settings: Settings) -> Path:
     """Write the cluster's configuration folder and return it."""
     conf = flink_dir(settings) / "conf"
     conf.mkdir(parents=True, exist_ok=True)
-    for sub in ("tmp", "web", "blobs", "checkpoints", "savepoints"):
+    for sub in ("tmp", "web", "blobs", "checkpoints", "savepoints", "completed-jobs"):
         (flink_dir(settings) / sub).mkdir(parents=True, exist_ok=True)
+    since = archive_dir(settings) / ARCHIVE_SINCE
+    if not since.exists():
+        since.write_text(f"{time.time():.3f}\n")
     lines = [f"{key}: {value}" for key, value in flink_configuration(settings).items()]
     (conf / "flink-conf.yaml").write_text("\n".join(lines) + "\n")
     (conf / "log4j.properties").write_text(LOG4J)
@@ -193,12 +219,20 @@ def get_json(url: str, timeout: float = 5.0, attempts: int = 3) -> dict:
     raise AssertionError("unreachable")
 
 
+def rest_get_list(settings: Settings, path: str, timeout: float = 5.0) -> list:
+    """GET a Flink REST endpoint that answers a JSON list (metrics: ``/jobs/<id>/metrics?get=...``)."""
+    answer = rest_request("GET", f"{settings.flink_rest_url}{path}", timeout=timeout)
+    if not isinstance(answer, list):
+        raise DarkpoolError(f"Flink REST GET {path} answered {type(answer).__name__}, not a list")
+    return answer
+
+
 def rest_call(settings: Settings, method: str, path: str, body: dict | None = None, timeout: float = 30.0) -> dict:
     """Call a Flink REST endpoint of the local cluster (with a JSON body, if any) and decode its JSON answer."""
     return rest_request(method, f"{settings.flink_rest_url}{path}", body, timeout)
 
 
-def rest_request(method: str, url: str, body: dict | None = None, timeout: float = 30.0) -> dict:
+def rest_request(method: str, url: str, body: dict | None = None, timeout: float = 30.0) -> Any:
     """Call a Flink REST URL (with a JSON body, if any) and decode its JSON answer.
 
     A timeout raises :class:`RestTimeout`; an HTTP error or an unreachable server a DarkpoolError.
