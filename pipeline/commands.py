@@ -258,6 +258,8 @@ def _jobs(args: argparse.Namespace) -> int:
         print(f"stopped; savepoint {location}\nresume with `darkpool jobs resume {name}`")
         return 0
     if args.action == "cancel":
+        if forget_lost(settings, args.job):
+            return 0
         name, job_id = _resolve_job(settings, args.job)
         flink.cancel_job(settings, job_id)
         print(f"cancelled {name} ({job_id}); its last checkpoint is retained for `darkpool jobs resume`")
@@ -293,6 +295,22 @@ def list_jobs(settings: Settings) -> None:
         print("\nsubmitted from this machine, no longer on the cluster:")
         for fate in lost:
             print(f"  {stack_jobs.fate_line(fate)}")
+
+
+def forget_lost(settings: Settings, name: str) -> bool:
+    """`darkpool jobs cancel NAME` of a job lost with its JobManager: mark its record as given up, so that
+    `stack status` and `jobs list` stop listing it (its checkpoints stay; `jobs resume` still works).
+    False when NAME is not such a job."""
+    states = stack_jobs.cluster_job_states(settings)
+    lost = [fate for fate in stack_jobs.missing_jobs(settings, states) if fate.name == name]
+    if not lost:
+        return False
+    record = load_record(settings, name)
+    record["given_up_at"] = datetime.now(UTC).isoformat()
+    save_record(settings, name, record)
+    print(f"{name} ({record['flink_job_id']}) was already gone from the cluster ({lost[0].detail}); it is no "
+          "longer listed as lost (its checkpoints are kept: `darkpool jobs resume` still works)")
+    return True
 
 
 def resume(settings: Settings, name: str, from_path: str | None = None, parallelism: int | None = None,

@@ -2,10 +2,11 @@
 
 Each Flink submission is recorded under <state>/jobs/<name>.json (its argv, its Flink job
 id, when it was submitted, what it was restored from and, after `darkpool jobs stop`, its
-savepoint). The local cluster is a *session cluster without high availability*: the
-JobManager keeps its jobs in memory only, so when it dies (or is stopped) every job it
-ran is gone from the cluster; their retained checkpoints stay on disk (or S3). This
-module puts the two together:
+savepoint; after `darkpool jobs cancel` of a lost job, when it was given up). The local
+cluster is a *session cluster without high availability*: the JobManager keeps its jobs
+in memory only, so when it dies (or is stopped) every job it ran is gone from the
+cluster; their retained checkpoints stay on disk (or S3). This module puts the two
+together:
 
 - :func:`latest_retained_checkpoint` — the newest *complete* checkpoint (chk-N with its
   ``_metadata``) of a recorded job, where `darkpool jobs resume` continues from;
@@ -434,7 +435,7 @@ def missing_jobs(settings: Settings, cluster_states: dict[str, str] | None) -> l
         job_id = record["flink_job_id"]
         if cluster_states is not None and job_id in cluster_states:
             continue
-        if record.get("savepoint"):
+        if record.get("savepoint") or record.get("given_up_at"):
             continue
         fate = record_fate(record, cluster_states, archived_state(settings, job_id), jobmanager, since, None)
         if fate.kind == "lost":
