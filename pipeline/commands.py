@@ -286,10 +286,9 @@ def list_jobs(settings: Settings) -> None:
             print(f"{job['name'][:28]:28} {job['jid']:34} {job['state']:10} {started:20}")
         if not jobs:
             print("(no jobs on the cluster)")
-        now_ms = int(time.time() * 1000)
-        for job in jobs:
-            if job["state"] not in flink.TERMINAL_STATES:
-                print("\n".join(stack_jobs.health_lines(stack_jobs.job_health(settings, job), now_ms)))
+        lines = stack_jobs.running_job_lines(settings, jobs, int(time.time() * 1000))
+        if lines:
+            print("\n" + "\n".join(lines))
     lost = stack_jobs.missing_jobs(settings, states)
     if lost:
         print("\nsubmitted from this machine, no longer on the cluster:")

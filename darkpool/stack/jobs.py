@@ -443,6 +443,19 @@ def missing_jobs(settings: Settings, cluster_states: dict[str, str] | None) -> l
     return fates
 
 
+def running_job_lines(settings: Settings, jobs: list[dict], now_ms: int) -> list[str]:
+    """:func:`health_lines` of each job of ``jobs`` (entries of ``/jobs/overview``) that has not ended."""
+    lines: list[str] = []
+    for job in jobs:
+        if job["state"] in flink.TERMINAL_STATES:
+            continue
+        try:
+            lines.extend(health_lines(job_health(settings, job), now_ms))
+        except DarkpoolError as exc:
+            lines.append(f"job {job['name']} ({job['jid']}): {job['state']} (figures unavailable: {exc})")
+    return lines
+
+
 def job_report(settings: Settings) -> list[str]:
     """The lines `darkpool stack status` prints under "Flink jobs": each running job's health, then each
     recorded job lost with its JobManager and what to run."""
@@ -452,14 +465,6 @@ def job_report(settings: Settings) -> list[str]:
     if states is None:
         lines.append("the JobManager does not answer: no job can run")
     else:
-        for job in flink.list_jobs(settings):
-            if job["state"] in flink.TERMINAL_STATES:
-                continue
-            try:
-                lines.extend(health_lines(job_health(settings, job), now_ms))
-            except DarkpoolError as exc:
-                lines.append(f"job {job['name']} ({job['jid']}): {job['state']} (figures unavailable: {exc})")
-        if not lines:
-            lines.append("no job is running")
+        lines.extend(running_job_lines(settings, flink.list_jobs(settings), now_ms) or ["no job is running"])
     lines.extend(fate_line(fate) for fate in missing_jobs(settings, states))
     return lines
