@@ -146,6 +146,7 @@ def cmd_finra_show(args: argparse.Namespace) -> int:
     import duckdb
 
     from analytics.finra import filter_table, load_store, store_path, unknown_venues
+    from darkpool.finra_file import tier_order
 
     store = args.store if args.store is not None else _default_finra_store()
     table = load_store(store)
@@ -158,8 +159,9 @@ def cmd_finra_show(args: argparse.Namespace) -> int:
     rows = con.execute("""
         SELECT week, tier, count(*) AS rows, count(DISTINCT symbol) AS symbols, count(DISTINCT mpid) AS atss,
                sum(share_quantity)::BIGINT AS shares, sum(trade_count)::BIGINT AS trades
-        FROM finra GROUP BY week, tier ORDER BY week, tier
+        FROM finra GROUP BY week, tier
     """).fetchall()
+    rows.sort(key=lambda row: (row[0], tier_order(row[1])))
     print(f"{store_path(store)}")
     print(f"{'week':<12}{'tier':<6}{'rows':>8}{'symbols':>9}{'ATSs':>6}{'shares':>16}{'trades':>12}")
     for week, tier, n, symbols, atss, shares, trades in rows:

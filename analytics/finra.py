@@ -42,6 +42,7 @@ from darkpool.finra_file import (
     RowError,
     read_files,
     tier_id,
+    tier_order,
 )
 
 STORE_FILE = "ats_weekly.parquet"
@@ -139,7 +140,8 @@ def import_files(
     return ImportResult(path=target, rows=new.num_rows, weeks=weeks, replaced_rows=replaced,
                         total_rows=combined.num_rows, week_sources=parsed.week_sources,
                         skipped=tuple(parsed.skipped), files=tuple(parsed.files),
-                        tier_rows=dict(sorted(tier_rows.items())), unknown_venues=unknown_venues(new))
+                        tier_rows=dict(sorted(tier_rows.items(), key=lambda item: tier_order(item[0]))),
+                        unknown_venues=unknown_venues(new))
 
 
 # --- analysis ---------------------------------------------------------------------------

@@ -167,6 +167,11 @@ def tier_id(text: str) -> str | None:
     return _TIER_NAMES.get(" ".join(text.split()).lower())
 
 
+def tier_order(tier: str) -> int:
+    """Sort key of a tier identifier: T1, T2, OTCE (FINRA's order), then anything else."""
+    return list(TIERS).index(tier) if tier in TIERS else len(TIERS)
+
+
 def parse_tiers(text: str | None) -> tuple[str, ...] | None:
     """``"T1, nms tier 2"`` -> ``("T1", "T2")``; empty or None means every tier; ValueError for an unknown one."""
     if not text:
@@ -225,7 +230,8 @@ class FinraValidationError(DarkpoolError):
         super().__init__(
             f"{len(self.errors)} problem(s) in the FINRA file(s) ({reasons}); nothing was imported:\n"
             f"{describe_errors(self.errors)}",
-            "fix the rows above (file:line) and import again",
+            "these rows are not usable: import without --strict to leave them out"
+            if all(e.row_only for e in self.errors) else "fix the rows above (file:line) and import again",
         )
 
 

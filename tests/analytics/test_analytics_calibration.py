@@ -57,6 +57,15 @@ def test_calibration_from_file_reads_the_shares_and_sizes(tmp_path: Path) -> Non
         assert sum(p.share for p in profiles.values()) == pytest.approx(1.0)
 
 
+def test_an_unusable_row_does_not_change_the_calibration(tmp_path: Path) -> None:
+    """FINRA's files end with a row without symbol (or MPID): it is left out, the rest calibrates as before."""
+    clean = calibration_from_file(write_finra(tmp_path / "ats_20261109.txt", _finra_rows()))
+    with_tail = calibration_from_file(write_finra(
+        tmp_path / "tail_20261109.txt",
+        [*_finra_rows(), "NMS Tier 1|||ATS UBSA|UBSA|1|1|2026-11-16", "NMS Tier 1|AAPL|AAPL Inc|ATS||5|1|2026-11-16"]))
+    assert with_tail == clean
+
+
 def test_feed_tape_follows_the_finra_file(tmp_path: Path) -> None:
     path = write_finra(tmp_path / "ats_20261109.txt", _finra_rows())
     calibration = calibration_from_file(path)
