@@ -44,6 +44,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from analytics.compact import visible_paths, visible_s3_paths
 from darkpool import storage
 from darkpool.config import Settings, load_settings
 from darkpool.contracts import PARQUET_PARTITION_FIELD, load_venues, parse_event_time
@@ -139,8 +140,9 @@ def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
 
 
 def table_files(root: Path, table: str) -> list[Path]:
-    """The Parquet files of one table (``<root>/<table>/date=*/*.parquet``), sorted."""
-    return sorted((root / table).glob(f"{PARQUET_PARTITION_FIELD}=*/*.parquet"))
+    """The Parquet files of one table (``<root>/<table>/date=*/*.parquet``), sorted, less those a compacted
+    file replaced (analytics.compact.visible_paths)."""
+    return visible_paths(sorted((root / table).glob(f"{PARQUET_PARTITION_FIELD}=*/*.parquet")))
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,8 @@ def open_s3_table(root: str, table: str, settings: Settings | None = None) -> S3
              if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
              and not info.base_name.startswith(".")
              and info.path.rsplit("/", 2)[-2].startswith(f"{PARQUET_PARTITION_FIELD}=")]
+    kept = set(visible_s3_paths([info.path for info in files], filesystem))
+    files = [info for info in files if info.path in kept]
     partition = pa.schema([(PARQUET_PARTITION_FIELD, pa.date32())])
     dataset = ds.dataset([info.path for info in files], schema=SCHEMAS[table].append(partition.field(0)),
                          format="parquet", filesystem=filesystem, partition_base_dir=base,

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "pipeline.commands",         # run, jobs
     "serving.commands",          # serve
     "analytics.commands",        # analyze, finra
+    "analytics.compact",         # dataset compact
     "console.demo",              # demo
     "deploy.commands",           # k8s (render, validate, submit)
     "deploy.images_commands",    # images
