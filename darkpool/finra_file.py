@@ -352,86 +352,97 @@ def _parse_row(fields: list[str], idx: dict[str, int], fixed_week: date | None, 
                 quantities[0], quantities[1], updated), []
 
 
+@dataclass
+class _Collected:
+    """What the files read so far gave: the table's columns, errors, skipped rows, keys seen."""
+
+    columns: dict[str, list]
+    errors: list[RowError]
+    skipped: list[RowError]
+    first_seen: dict[tuple[date, str, str], str]  # (week, symbol, MPID) -> file:line
+
+    def add(self, row: _Row, rule: str, path: Path, lineno: int) -> None:
+        """One usable row into the columns (its key is new)."""
+        self.first_seen[(row.week, row.symbol, row.mpid)] = f"{path}:{lineno}"
+        for field, value in (("week", row.week), ("tier", row.tier), ("symbol", row.symbol),
+                             ("issue_name", row.issue_name), ("participant_name", row.participant_name),
+                             ("mpid", row.mpid), ("share_quantity", row.share_quantity),
+                             ("trade_count", row.trade_count), ("last_update_date", row.last_update_date),
+                             ("week_source", rule), ("source_file", path.name), ("source_line", lineno)):
+            self.columns[field].append(value)
+
+
+def _parse_file(path: Path, week: date | None, strict: bool, out: _Collected) -> FileSummary | None:
+    """One file's rows into ``out``; its summary, or None when it has no usable header."""
+    name = str(path)
+    lines = _read_lines(path)
+    header_line = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if header_line is None:
+        out.errors.append(RowError(name, 1, REASON_EMPTY_FILE,
+                                   "empty file (expected the header " + "|".join(FINRA_COLUMNS) + ")"))
+        return None
+    header = [h.strip() for h in lines[header_line].split("|")]
+    problem = _header_problem(header)
+    if problem:
+        out.errors.append(RowError(name, header_line + 1, REASON_BAD_HEADER, problem))
+        return None
+    idx = {c: header.index(c) for c in FINRA_COLUMNS if c in header}
+    idx["tier"] = header.index(next(c for c in TIER_COLUMNS if c in header))
+    rule, fixed_week, week_col = _week_rule(path, header, week)
+    week_col_name = header[week_col] if week_col is not None else ""
+    data_rows = skipped = 0
+    weeks_seen: dict[date, int] = {}  # week -> first line
+    for i in range(header_line + 1, len(lines)):
+        if not lines[i].strip():
+            continue
+        data_rows += 1
+        lineno = i + 1
+        fields = lines[i].split("|")
+        if len(fields) != len(header):
+            out.errors.append(RowError(name, lineno, REASON_COLUMN_COUNT,
+                                       f"{len(fields)} columns, expected {len(header)} (a cut-off or split row)"))
+            continue
+        row, problems = _parse_row(fields, idx, fixed_week, week_col, week_col_name)
+        if row is None:
+            if all(reason in ROW_REASONS for reason, _ in problems) and not strict:
+                out.skipped.append(RowError(name, lineno, problems[0][0], "; ".join(m for _, m in problems)))
+                skipped += 1
+            else:
+                out.errors.extend(RowError(name, lineno, reason, message) for reason, message in problems)
+            continue
+        if row.week not in weeks_seen:
+            if weeks_seen:
+                first_week, first_line = next(iter(weeks_seen.items()))
+                out.errors.append(RowError(name, lineno, REASON_MIXED_WEEKS,
+                                           f"week {row.week} here, week {first_week} at line {first_line}: one "
+                                           f"file holds one week (rule: {rule}; --week sets it)"))
+            weeks_seen[row.week] = lineno
+        key = (row.week, row.symbol, row.mpid)
+        if key in out.first_seen:
+            out.errors.append(RowError(name, lineno, REASON_DUPLICATE,
+                                       f"duplicate (week {row.week}, symbol {row.symbol}, MPID {row.mpid}); "
+                                       f"first at {out.first_seen[key]}"))
+            continue
+        out.add(row, rule, path, lineno)
+    if data_rows == 0:
+        out.errors.append(RowError(name, header_line + 1, REASON_NO_DATA_ROWS, "no data rows after the header"))
+    elif skipped == data_rows:
+        out.errors.append(RowError(name, header_line + 1, REASON_NO_USABLE_ROWS,
+                                   f"none of the {data_rows} data row(s) is usable"))
+    return FileSummary(name, rule, data_rows, skipped)
+
+
 def parse_files(paths: Sequence[Path | str], week: date | None = None, strict: bool = False) -> ParsedFiles:
     """Parse and validate FINRA weekly files; collect every problem instead of stopping at the first.
 
     Rows that are not usable (:data:`ROW_REASONS`) go to ``skipped`` (with ``strict``: to ``errors``);
     everything else wrong goes to ``errors``.
     """
-    columns: dict[str, list] = {name: [] for name in FINRA_SCHEMA.names}
-    errors: list[RowError] = []
-    skipped: list[RowError] = []
-    week_sources: dict[str, str] = {}
-    files: list[FileSummary] = []
-    first_seen: dict[tuple[date, str, str], str] = {}
-    for raw_path in paths:
-        path = Path(raw_path)
-        name = str(path)
-        lines = _read_lines(path)
-        header_line = next((i for i, line in enumerate(lines) if line.strip()), None)
-        if header_line is None:
-            errors.append(RowError(name, 1, REASON_EMPTY_FILE,
-                                   "empty file (expected the header " + "|".join(FINRA_COLUMNS) + ")"))
-            continue
-        header = [h.strip() for h in lines[header_line].split("|")]
-        problem = _header_problem(header)
-        if problem:
-            errors.append(RowError(name, header_line + 1, REASON_BAD_HEADER, problem))
-            continue
-        idx = {c: header.index(c) for c in FINRA_COLUMNS if c in header}
-        idx["tier"] = header.index(next(c for c in TIER_COLUMNS if c in header))
-        rule, fixed_week, week_col = _week_rule(path, header, week)
-        week_col_name = header[week_col] if week_col is not None else ""
-        week_sources[name] = rule
-        data_rows = file_skipped = 0
-        weeks_seen: dict[date, int] = {}
-        for i in range(header_line + 1, len(lines)):
-            line = lines[i]
-            if not line.strip():
-                continue
-            data_rows += 1
-            lineno = i + 1
-            fields = line.split("|")
-            if len(fields) != len(header):
-                errors.append(RowError(name, lineno, REASON_COLUMN_COUNT,
-                                       f"{len(fields)} columns, expected {len(header)} (a cut-off or split row)"))
-                continue
-            row, problems = _parse_row(fields, idx, fixed_week, week_col, week_col_name)
-            if row is None:
-                if all(reason in ROW_REASONS for reason, _ in problems) and not strict:
-                    skipped.append(RowError(name, lineno, problems[0][0], "; ".join(m for _, m in problems)))
-                    file_skipped += 1
-                else:
-                    errors.extend(RowError(name, lineno, reason, message) for reason, message in problems)
-                continue
-            if row.week not in weeks_seen:
-                if weeks_seen:
-                    first_week, first_line = next(iter(weeks_seen.items()))
-                    errors.append(RowError(name, lineno, REASON_MIXED_WEEKS,
-                                           f"week {row.week} here, week {first_week} at line {first_line}: one "
-                                           f"file holds one week (rule: {rule}; --week sets it)"))
-                weeks_seen[row.week] = lineno
-            key = (row.week, row.symbol, row.mpid)
-            if key in first_seen:
-                errors.append(RowError(name, lineno, REASON_DUPLICATE,
-                                       f"duplicate (week {row.week}, symbol {row.symbol}, MPID {row.mpid}); "
-                                       f"first at {first_seen[key]}"))
-                continue
-            first_seen[key] = f"{name}:{lineno}"
-            for field, value in (("week", row.week), ("tier", row.tier), ("symbol", row.symbol),
-                                 ("issue_name", row.issue_name), ("participant_name", row.participant_name),
-                                 ("mpid", row.mpid), ("share_quantity", row.share_quantity),
-                                 ("trade_count", row.trade_count), ("last_update_date", row.last_update_date),
-                                 ("week_source", rule), ("source_file", path.name), ("source_line", lineno)):
-                columns[field].append(value)
-        if data_rows == 0:
-            errors.append(RowError(name, header_line + 1, REASON_NO_DATA_ROWS, "no data rows after the header"))
-        elif file_skipped == data_rows:
-            errors.append(RowError(name, header_line + 1, REASON_NO_USABLE_ROWS,
-                                   f"none of the {data_rows} data row(s) is usable"))
-        files.append(FileSummary(name, rule, data_rows, file_skipped))
-    table = pa.Table.from_pydict(columns, schema=FINRA_SCHEMA)
-    return ParsedFiles(table=table, week_sources=week_sources, errors=errors, skipped=skipped, files=files)
+    out = _Collected(columns={name: [] for name in FINRA_SCHEMA.names}, errors=[], skipped=[], first_seen={})
+    files = [summary for path in paths if (summary := _parse_file(Path(path), week, strict, out)) is not None]
+    table = pa.Table.from_pydict(out.columns, schema=FINRA_SCHEMA)
+    return ParsedFiles(table=table, week_sources={f.file: f.week_source for f in files}, errors=out.errors,
+                       skipped=out.skipped, files=files)
 
 
 def read_files(paths: Sequence[Path | str], week: date | None = None, strict: bool = False) -> ParsedFiles:
