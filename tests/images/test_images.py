@@ -130,7 +130,8 @@ def test_python_image_serves_the_dashboard_and_health(python_image, tmp_path):
                 return error.code, error.read()
 
         status, body = wait_until(lambda: get("/api/v1/health"), 90, "serving did not answer /api/v1/health", log)
-        assert (status, json.loads(body)) == (200, {"status": "ok"})
+        # liveness: 200 whether or not the (absent) broker made the consumer degraded
+        assert status == 200 and json.loads(body)["status"] in ("ok", "degraded")
         status, body = get("/")
         assert status == 200 and body == (images.REPO_ROOT / "serving" / "static" / "index.html").read_bytes()
         status, body = get("/api/v1/ready")
