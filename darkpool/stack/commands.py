@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from darkpool import contracts
 from darkpool.config import Settings, load_settings
 from darkpool.errors import DarkpoolError
+from darkpool.stack import flink
 from darkpool.stack import topics as topic_admin
 from darkpool.stack.flink import taskmanager_index, taskmanager_services
 from darkpool.stack.jobs import job_report
@@ -44,6 +45,16 @@ def scale_down(settings: Settings) -> None:
     for service in taskmanager_services(settings):
         if taskmanager_index(service.name) > settings.taskmanagers and service.stop():
             print(f"{service.name}: stopped (scaled down to {settings.taskmanagers} TaskManagers)", flush=True)
+
+
+def stop_orphaned_taskmanagers(settings: Settings) -> None:
+    """Stop the TaskManagers that outlived their JobManager (flink.orphaned_taskmanagers): the tasks of the
+    jobs it lost would otherwise keep writing outputs until their heartbeat times out. They start again
+    with the JobManager."""
+    for service in flink.orphaned_taskmanagers(settings):
+        print(f"{service.name}: the JobManager is not running; stopping this TaskManager so the tasks of the "
+              "jobs it lost stop writing (it starts again with the JobManager)", flush=True)
+        service.stop()
 
 
 def _state(status: ServiceStatus) -> str:
@@ -101,6 +112,8 @@ def _lifecycle(args: argparse.Namespace, names: Sequence[str] | None) -> int:
         if taskmanagers is not None:
             scale_down(settings)
             services = _services(settings, names)
+        if any(s.name == "flink-jobmanager" for s in services):
+            stop_orphaned_taskmanagers(settings)
         start(settings, services)
         print()
         print_status(settings, services)

@@ -333,6 +333,19 @@ def taskmanager_services(settings: Settings) -> list[Service]:
     return [s for i, s in enumerate(services, start=1) if i <= settings.taskmanagers or s.pid() is not None]
 
 
+def orphaned_taskmanagers(settings: Settings) -> list[Service]:
+    """The running TaskManagers of a JobManager that is not running (it died or was killed).
+
+    Such a TaskManager keeps running the lost jobs' tasks until its heartbeat with the dead
+    JobManager times out (``heartbeat.timeout``, 60 s): they go on reading Kafka and writing
+    panes that no checkpoint will ever cover, with pane indexes a resumed job need not reach.
+    `darkpool stack up` / `flink start` restarts them before it starts the JobManager.
+    """
+    if jobmanager_service(settings).pid() is not None:
+        return []
+    return [service for service in taskmanager_services(settings) if service.pid() is not None]
+
+
 # --- jobs on the session cluster ---------------------------------------------
 TERMINAL_STATES = frozenset({"FINISHED", "CANCELED", "FAILED"})
 

@@ -284,3 +284,13 @@ def test_only_jobs_lost_with_the_jobmanager_are_listed_as_missing(state: Setting
     assert missing[0].detail.startswith("JobManager restarted at ")
     assert missing[0].restore is not None and missing[0].restore.checkpoint is not None
     assert "last retained checkpoint chk-5 at " in stack_jobs.fate_line(missing[0])
+
+
+def test_taskmanagers_that_outlived_their_jobmanager_are_orphans(state: Settings) -> None:
+    state.run_dir.mkdir(parents=True)
+    assert flink.orphaned_taskmanagers(state) == []  # nothing runs
+    # a TaskManager runs (this test's own process stands in for it), the JobManager does not
+    flink.taskmanager_service(state, 1).pid_file.write_text(str(os.getpid()))
+    assert [s.name for s in flink.orphaned_taskmanagers(state)] == ["flink-taskmanager"]
+    flink.jobmanager_service(state).pid_file.write_text(str(os.getpid()))
+    assert flink.orphaned_taskmanagers(state) == []
