@@ -464,6 +464,10 @@ def job_report(settings: Settings) -> list[str]:
     now_ms = int(time.time() * 1000)
     if states is None:
         lines.append("the JobManager does not answer: no job can run")
+        orphans = [service.name for service in flink.orphaned_taskmanagers(settings)]
+        if orphans:
+            lines.append(f"{', '.join(orphans)} outlived the JobManager and may still run tasks of the jobs it lost "
+                         "(until their heartbeat times out); `darkpool stack up` restarts them with it")
     else:
         lines.extend(running_job_lines(settings, flink.list_jobs(settings), now_ms) or ["no job is running"])
     lines.extend(fate_line(fate) for fate in missing_jobs(settings, states))
