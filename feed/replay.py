@@ -104,7 +104,9 @@ class _Columns:
         unknown = sorted(v for v in self.venues if v not in load_venues())
         if unknown:
             log.warning("%s: venue(s) not in the active registry (the pipeline will dead-letter them): %s; "
-                        "declare them with darkpool --venues FILE (docs/venues.md)", path, ", ".join(unknown))
+                        "declare them with darkpool --venues FILE (docs/venues.md)", path,
+                        ", ".join(v if len(v) <= 40 else f"{v[:40]}... ({len(v):,} characters)" for v in unknown[:20])
+                        + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""))
         has_ids = any(i is not None for i in self.ids)
         return FileTrades(
             path=path, ts=np.array(self.ts, dtype=np.int64), sym=np.array(self.sym, dtype=np.int64),
