@@ -94,7 +94,7 @@ def test_every_rejection_reason(value, reason):
     assert caught.value.reason in REASONS
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(st.integers(946_684_800_000, 4_102_444_800_000))
 def test_fast_event_time_path_equals_the_contract_parser(epoch_ms):
     text = format_event_time(epoch_ms)
@@ -128,7 +128,7 @@ def test_parse_trades_in_a_pipeline_routes_every_record_once():
     assert sum(r["trade_count"] for r in out["market"]) == 5
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
 @given(st.lists(st.tuples(st.integers(0, 2**31 - 1), st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1),
                           st.none() | st.binary(max_size=40), st.none() | st.binary(max_size=400)), max_size=30))
 def test_record_batch_layout_round_trips(rows):
