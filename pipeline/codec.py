@@ -33,17 +33,26 @@ VALUE_NULL = 2
 
 
 def decode_record_batch(batch: bytes) -> Iterator[tuple[int, int, int, bytes | None, bytes | None]]:
-    """A batch from ReadTradeRecords -> (partition, offset, timestamp ms, key, value) per record, in order."""
+    """A batch from ReadTradeRecords -> (partition, offset, timestamp ms, key, value) per record, in order.
+
+    A batch that ends inside a record raises ValueError (the reader's bug, not bad input: a
+    record's bytes, whatever they are, always arrive whole).
+    """
     unpack = RECORD_HEADER.unpack_from
     header_size = RECORD_HEADER.size
     position, end = 0, len(batch)
     while position < end:
-        flags, partition, offset, timestamp, key_length, value_length = unpack(batch, position)
+        try:
+            flags, partition, offset, timestamp, key_length, value_length = unpack(batch, position)
+        except struct.error:
+            raise ValueError(f"record batch of {end} bytes ends inside a record header at byte {position}") from None
         position += header_size
         key = None if flags & KEY_NULL else batch[position:position + key_length]
         position += key_length
         value = None if flags & VALUE_NULL else batch[position:position + value_length]
         position += value_length
+        if position > end:
+            raise ValueError(f"record batch of {end} bytes ends inside the record at offset {offset}")
         yield partition, offset, timestamp, key, value
 
 
