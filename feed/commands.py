@@ -134,6 +134,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           default=ProducerOptions.compression)
     producer.add_argument("--delivery-reports", choices=("all", "errors"), default=ProducerOptions.delivery_reports,
                           help="all: a delivery report per record; errors: failures only (faster)")
+    producer.add_argument("--message-timeout-seconds", type=float,
+                          default=ProducerOptions.message_timeout_ms / 1000.0,
+                          help="how long a record may wait for the broker (an outage shorter than this loses "
+                               "nothing: records stay queued and are retried; docs/reliability.md)")
+    producer.add_argument("--queue-messages", type=int, default=ProducerOptions.queue_messages,
+                          help="records the producer may hold while the broker is slow or unreachable "
+                               "(the sender waits when it is full)")
     p.set_defaults(func=run)
 
 
@@ -186,6 +193,8 @@ def _check_options(args: argparse.Namespace, mode: str) -> None:
         raise DarkpoolError(f"--count must be >= 0, got {args.count}")
     if args.duration is not None and args.duration <= 0:
         raise DarkpoolError(f"--duration must be > 0, got {args.duration}")
+    if args.message_timeout_seconds <= 0 or args.queue_messages < 1:
+        raise DarkpoolError("--message-timeout-seconds must be > 0 and --queue-messages >= 1")
     if mode == "live" and args.rate <= 0:
         raise DarkpoolError(f"--rate must be > 0, got {args.rate}")
     if args.partitions < 1:
@@ -246,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
     bootstrap = args.bootstrap or load_settings().bootstrap_servers
     options = ProducerOptions(linger_ms=args.linger_ms, batch_bytes=args.batch_bytes, compression=args.compression,
-                              delivery_reports=args.delivery_reports)
+                              delivery_reports=args.delivery_reports, queue_messages=args.queue_messages,
+                              message_timeout_ms=int(args.message_timeout_seconds * 1000))
     source = build_source(args, mode, seed)
     progress = Progress(enabled=not args.quiet, interval=args.progress_interval)
     print(f"feed: {mode} -> topic {args.topic} at {bootstrap} (seed {seed}"

@@ -13,6 +13,16 @@ acknowledged. With ``delivery_reports="all"`` (default) every record gets a
 delivery report and ``acked`` counts the successful ones; with ``"errors"``
 librdkafka reports failures only and ``acked`` = sent - failed - still queued,
 which is exact once the final flush has emptied the queue (and is cheaper).
+
+A broker outage (a restart, a network cut): librdkafka keeps every record it
+was handed in its queue and retries it, with the idempotent producer's sequence
+numbers, so a record the broker wrote before the cut and that is retried after
+it is stored once. :class:`BrokerWatch` logs when the broker became unreachable
+and when the first acknowledgement after it arrived. A record expires (a failed
+delivery) only after ``message_timeout_ms`` (default 5 minutes), and the queue
+holds ``queue_messages`` records (1,000,000: over 8 minutes at 2,000 trades/s),
+so an outage shorter than both loses nothing; a longer one blocks the sender when
+the queue is full (it waits for room) and fails records only past the timeout.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +38,7 @@ from typing import IO, Any
 
 import numpy as np
 import orjson
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from darkpool.errors import DarkpoolError
 from darkpool.kafka_client import client_config
@@ -52,7 +62,8 @@ class ProducerOptions:
     compression: str = "lz4"
     queue_messages: int = 1_000_000
     queue_kbytes: int = 1_048_576
-    message_timeout_ms: int = 120_000
+    message_timeout_ms: int = 300_000  # = delivery.timeout.ms: how long a record may wait for the broker
+    reconnect_backoff_max_ms: int = 1_000  # retry a lost broker at least every second (librdkafka: 10 s)
     delivery_reports: str = "all"  # "all" | "errors"
 
     def config(self, bootstrap: str) -> dict[str, Any]:
@@ -70,27 +81,93 @@ class ProducerOptions:
             "queue.buffering.max.messages": self.queue_messages,
             "queue.buffering.max.kbytes": self.queue_kbytes,
             "message.timeout.ms": self.message_timeout_ms,
+            "reconnect.backoff.ms": min(100, self.reconnect_backoff_max_ms),
+            "reconnect.backoff.max.ms": self.reconnect_backoff_max_ms,
             "partitioner": "murmur2_random",  # the Java client's partitioner: same key -> same partition
             "delivery.report.only.error": self.delivery_reports == "errors",
             "logger": _RDKAFKA_LOG,
         }
 
 
+def _clock_text(epoch_s: float) -> str:
+    """Wall-clock time as ISO-8601 UTC with milliseconds (what the outage log lines show)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s))
+    return f"{stamp}.{int(epoch_s * 1000) % 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A time the broker was unreachable: from librdkafka's all-brokers-down report to the next ack."""
+
+    down_at: float  # epoch seconds
+    back_at: float  # epoch seconds: the first successful delivery report after it
+    queued_at_back: int  # records waiting in the producer's queue when it came back
+
+    @property
+    def seconds(self) -> float:
+        return self.back_at - self.down_at
+
+
+class BrokerWatch:
+    """Says when the broker became unreachable and when it answered again.
+
+    The producer's ``error_cb`` reports ``_ALL_BROKERS_DOWN`` (librdkafka lost
+    every broker connection); the first successful delivery report after that
+    ends the outage. Both are logged (WARNING) with the wall-clock time.
+    """
+
+    def __init__(self, queued: Callable[[], int] = lambda: 0) -> None:
+        self.queued = queued  # how many records wait in the producer's queue (set once the producer exists)
+        self.down_since: float | None = None
+        self.outages: list[Outage] = []
+
+    def on_error(self, err: KafkaError) -> None:
+        """librdkafka's error callback (from poll/flush): outages are reported, the rest logged."""
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            if self.down_since is None:
+                self.down_since = time.time()
+                log.warning("feed: broker unreachable at %s (%s); %d records queued, sending continues into "
+                            "the queue and librdkafka retries them", _clock_text(self.down_since), err.str(),
+                            self.queued())
+        elif err.fatal():
+            log.error("feed: fatal producer error: %s", err.str())
+        else:  # a refused connection, a timeout...: librdkafka's own log line (feed.rdkafka) says the same
+            log.debug("feed: kafka reports %s", err.str())
+
+    def on_ack(self) -> None:
+        """A successful delivery report: ends an outage in progress."""
+        if self.down_since is None:
+            return
+        back = time.time()
+        outage = Outage(self.down_since, back, self.queued())
+        self.outages.append(outage)
+        self.down_since = None
+        log.warning("feed: broker reachable again at %s: first acknowledgement %.1f s after it became "
+                    "unreachable (%d records still queued)", _clock_text(back), outage.seconds,
+                    outage.queued_at_back)
+
+
 class DeliveryCounter:
     """The producer's delivery-report callback: counts acknowledged and failed records."""
 
-    def __init__(self) -> None:
+    def __init__(self, watch: BrokerWatch | None = None) -> None:
         self.acked = 0
         self.failed = 0
         self.first_error: str | None = None
+        self.watch = watch
 
-    def __call__(self, err: KafkaError | None, msg: object) -> None:
+    def __call__(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             self.acked += 1
+            if self.watch is not None and self.watch.down_since is not None:
+                self.watch.on_ack()
         else:
             self.failed += 1
             if self.first_error is None:
                 self.first_error = err.str()
+            if self.failed <= 5 or self.failed % 1000 == 0:
+                log.warning("delivery failed (%d so far): %s", self.failed, err.str(),
+                            extra={"topic": msg.topic(), "partition": msg.partition(), "code": err.name()})
 
 
 class Progress:
@@ -133,13 +210,16 @@ class Publisher:
                  progress: Progress | None = None, tape: TapeWriter | None = None) -> None:
         self.bootstrap, self.topic = bootstrap, topic
         self.options = options or ProducerOptions()
-        self.delivery = DeliveryCounter()
+        self.watch = BrokerWatch()
+        self.delivery = DeliveryCounter(self.watch)
         config = self.options.config(bootstrap)
         config["on_delivery"] = self.delivery
+        config["error_cb"] = self.watch.on_error
         try:
             self.producer = Producer(config)
         except KafkaException as exc:
             raise DarkpoolError(f"cannot create a Kafka producer: {exc.args[0].str()}") from exc
+        self.watch.queued = self.producer.__len__
         self.progress = progress or Progress(enabled=False)
         self.tape = tape
         self.sent = 0

@@ -7,6 +7,15 @@ offsets at start; once it has read up to them on every partition it is *ready*
 and from then on also pushes each new pane to the SSE hub. It keeps following
 the topics; ``lag`` is refreshed from the broker every ``lag_check_s`` seconds,
 and ``connected`` says whether the broker answered the last time it was asked.
+
+Degraded: while the broker is unreachable the server keeps answering from the
+panes it holds, but says so. The consumer becomes *degraded* when librdkafka
+reports that every broker connection is down (``_ALL_BROKERS_DOWN``), when a
+metadata or watermark request fails, or when nothing came from the broker (no
+record, no end-of-partition event, no watermark answer) for
+``degraded_after_s`` seconds; it is *ok* again at the next answer, and reads on
+from where it stopped (nothing is skipped: the positions are kept).
+:meth:`PaneConsumer.health` is the state with its reason and since-time.
 """
 
 from __future__ import annotations
@@ -15,9 +24,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from darkpool import logs
+from darkpool.contracts import format_event_time
 from darkpool.kafka_client import client_config
 from serving.metrics import Metrics
 from serving.records import InvalidRecord, decode_pane
@@ -25,6 +37,35 @@ from serving.store import Store
 from serving.stream import Hub
 
 log = logging.getLogger(__name__)
+
+
+class RepeatFilter(logging.Filter):
+    """Drops a log line identical to one passed less than ``interval`` seconds ago (librdkafka retries a lost
+    broker several times a second and logs each refused connection); the next one passed says how many went."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last: dict[str, tuple[float, int]] = {}  # message -> (when passed, dropped since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        now = time.monotonic()
+        passed, dropped = self._last.get(text, (-self.interval - 1.0, 0))
+        if now - passed < self.interval:
+            self._last[text] = (passed, dropped + 1)
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[text] = (now, 0)
+        if dropped:
+            record.msg, record.args = f"{text} ({dropped} identical line(s) in the last {now - passed:.0f} s)", ()
+        return True
+
+
+# librdkafka's own log lines (a refused connection while the broker restarts, ...) go through this logger
+_RDKAFKA_LOG = logging.getLogger("serving.rdkafka")
+_RDKAFKA_LOG.addFilter(RepeatFilter())
 
 TopicPart = tuple[str, int]
 
@@ -41,19 +82,35 @@ class ConsumerStatus:
     ready_at: float | None = None
     rebuild_total: int = 0  # records between the start and end offsets seen at start
     records_read: int = 0
+    degraded: bool = True  # until the broker first answers
+    degraded_reason: str | None = "not connected to the broker yet"
+    degraded_since: float = field(default_factory=time.time)  # epoch s: since when degraded (or ok)
+    degraded_total_s: float = 0.0  # time spent degraded after the first connection
+    outages: int = 0  # ok -> degraded transitions after the first connection
+
+    def health(self) -> dict[str, Any]:
+        """``{"state": "ok" | "degraded", "reason": str | None, "since": ISO-8601 UTC}`` (what /health says)."""
+        return {"state": "degraded" if self.degraded else "ok",
+                "reason": self.degraded_reason if self.degraded else None,
+                "since": format_event_time(int(self.degraded_since * 1000))}
 
 
 class PaneConsumer:
     """Reads both output topics into the store on a daemon thread (start/stop)."""
 
     def __init__(self, store: Store, hub: Hub, metrics: Metrics, bootstrap: str, topics: dict[str, str],
-                 batch_size: int = 1000, poll_s: float = 0.25, lag_check_s: float = 5.0) -> None:
+                 batch_size: int = 1000, poll_s: float = 0.25, lag_check_s: float = 5.0,
+                 degraded_after_s: float | None = None) -> None:
         self.store, self.hub, self.metrics = store, hub, metrics
         self.bootstrap = bootstrap
         self.topics = dict(topics)  # kind -> topic
         self.kind_of = {topic: kind for kind, topic in self.topics.items()}
         self.batch_size, self.poll_s, self.lag_check_s = batch_size, poll_s, lag_check_s
+        # silence longer than this means the broker is gone; the lag check asks it every lag_check_s
+        self.degraded_after_s = degraded_after_s or max(10.0, 2 * lag_check_s + 5.0)
         self.status = ConsumerStatus()
+        self._last_contact = time.monotonic()
+        self._ever_connected = False
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,6 +129,18 @@ class PaneConsumer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def health(self) -> dict[str, Any]:
+        """Degraded or ok, why, and since when: :meth:`ConsumerStatus.health`."""
+        return self.status.health()
+
+    def positions(self) -> dict[TopicPart, int]:
+        """The next offset to read per (topic, partition) (a copy)."""
+        return dict(self._positions)
+
+    def position(self, topic: str) -> int:
+        """Records of ``topic`` read so far: the sum of its partitions' next offsets (comparable to end offsets)."""
+        return sum(offset for (name, _), offset in self.positions().items() if name == topic)
 
     # -- the thread -------------------------------------------------------------
     def _run(self) -> None:
@@ -106,23 +175,59 @@ class PaneConsumer:
             "fetch.wait.max.ms": 100,
             "queued.max.messages.kbytes": 65536,
             "client.id": "darkpool-serving",
+            "reconnect.backoff.ms": 100,
+            "reconnect.backoff.max.ms": 1000,  # find a restarted broker within a second (librdkafka: 10 s)
             "error_cb": self._on_error,
+            "logger": _RDKAFKA_LOG,
         }
 
     def _on_error(self, err: KafkaError) -> None:
-        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
             self._set_disconnected(f"broker unreachable: {err.str()}")
-        log.warning("consumer: kafka reports %s", err.str())
+            log.warning("consumer: kafka reports %s", err.str())
+        else:  # a refused connection, a timeout...: the same text as librdkafka's own (rate-limited) log line
+            log.debug("consumer: kafka reports %s", err.str())
 
     def _set_disconnected(self, reason: str) -> None:
         self.status.connected = False
         self.status.error = reason
         self.metrics.connected.set(0)
+        self._set_degraded(reason)
 
     def _set_connected(self) -> None:
         self.status.connected = True
         self.status.error = None
         self.metrics.connected.set(1)
+        self._contact()
+
+    def _set_degraded(self, reason: str) -> None:
+        status = self.status
+        if status.degraded:
+            status.degraded_reason = reason  # the latest reason; the since-time stays
+            return
+        status.degraded_reason, status.degraded_since, status.degraded = reason, time.time(), True
+        status.outages += 1
+        log.warning("consumer: DEGRADED since %s: %s (serving the panes it holds; reading on when the broker "
+                    "answers)", format_event_time(int(status.degraded_since * 1000)), reason)
+
+    def _contact(self) -> None:
+        """The broker answered: note it, and end a degraded state."""
+        self._last_contact = time.monotonic()
+        status = self.status
+        if not status.degraded:
+            return
+        now = time.time()
+        if self._ever_connected:
+            status.degraded_total_s += now - status.degraded_since
+            log.warning("consumer: ok again at %s after %.1f s degraded (%s)", format_event_time(int(now * 1000)),
+                        now - status.degraded_since, status.degraded_reason)
+        self._ever_connected = True
+        status.degraded, status.degraded_reason, status.degraded_since = False, None, now
+
+    def _check_silence(self) -> None:
+        silent = time.monotonic() - self._last_contact
+        if silent > self.degraded_after_s:
+            self._set_degraded(f"no answer from the broker for {silent:.0f} s")
 
     def _assign_from_beginning(self, consumer: Consumer) -> None:
         """Find every partition of both topics, note their end offsets at first start, and assign them."""
@@ -155,8 +260,13 @@ class PaneConsumer:
         self._check_caught_up(consumer)
         while not self._stop.is_set():
             messages = consumer.consume(num_messages=self.batch_size, timeout=self.poll_s)
-            if messages:
-                self._ingest(messages)
+            if messages and self._ingest(messages):
+                if self.status.degraded or not self.status.connected:
+                    self._set_connected()  # records or end-of-partition events: the broker answers again
+                else:
+                    self._last_contact = time.monotonic()
+            else:
+                self._check_silence()
             now = time.monotonic()
             if not self._ready.is_set():
                 self._check_caught_up(consumer)
@@ -167,19 +277,23 @@ class PaneConsumer:
                 last_lag_check = now
                 self._refresh_lag(consumer)
 
-    def _ingest(self, messages: list) -> None:
+    def _ingest(self, messages: list) -> bool:
+        """Store the panes of a batch; True when the broker sent something (a record or an end of partition)."""
         panes = []
+        answered = False
         for msg in messages:
             err = msg.error()
             key = (msg.topic(), msg.partition())
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
+                    answered = True
                     self._positions[key] = max(self._positions.get(key, 0), msg.offset())
                     continue
                 if err.fatal():
                     raise KafkaException(err)
                 log.warning("consumer: %s", err.str())
                 continue
+            answered = True
             self._positions[key] = msg.offset() + 1
             kind = self.kind_of[msg.topic()]
             try:
@@ -189,7 +303,7 @@ class PaneConsumer:
                 self._log_invalid(msg, exc)
         self.status.records_read += sum(1 for m in messages if m.error() is None)
         if not panes:
-            return
+            return answered
         result = self.store.apply(panes)
         for pane in result.applied:
             self.metrics.panes.labels(pane.kind, "stored").inc()
@@ -205,12 +319,14 @@ class PaneConsumer:
         self.metrics.version.set(snap.version)
         if self._ready.is_set():
             self.hub.publish(result.applied)
+        return answered
 
     def _log_invalid(self, msg, exc: InvalidRecord) -> None:
         self._invalid_logged += 1
         if self._invalid_logged <= 5 or self._invalid_logged % 1000 == 0:
             log.warning("consumer: invalid record %s[%d]@%d skipped (%d so far): %s",
-                        msg.topic(), msg.partition(), msg.offset(), self._invalid_logged, exc)
+                        msg.topic(), msg.partition(), msg.offset(), self._invalid_logged, exc,
+                        extra={**logs.kafka_position(msg.topic(), msg.partition(), msg.offset()), "reason": str(exc)})
 
     def _check_caught_up(self, consumer: Consumer) -> None:
         if any(self._positions.get(tp, 0) < end for tp, end in self._targets.items()):
@@ -238,7 +354,8 @@ class PaneConsumer:
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
                 lag += max(0, high - max(low, self._positions.get((topic, partition), low)))
         except KafkaException as exc:
-            self._set_disconnected(f"broker did not answer: {exc}")
+            error = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
+            self._set_disconnected(f"the broker did not answer a watermark request: {error}")
             return
         self._set_connected()
         self.status.lag = lag
