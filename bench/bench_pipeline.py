@@ -7,7 +7,10 @@
    commits them when a checkpoint completes) are sampled until the backlog is
    consumed. Sustained trades/s = records committed between the first commit
    (the first checkpoint after deployment) and the last / the time between
-   them; the figure "including start-up" counts from the submission.
+   them; the figure "including start-up" counts from the submission. The rate
+   per quarter of that span shows whether the job slows down as the run goes
+   on, and the machine's load average is printed first (other work on the two
+   cores lowers every figure).
 2. Side by side, on the same topic and machine: the seed project's approach —
    one Python process consuming the raw topic with a Kafka client and keeping
    5-minute tumbling windows in a dict (no event-time semantics, lateness or
@@ -115,11 +118,38 @@ def measure_throughput(settings, n_trades: int) -> dict:
     first_t, first_n = moving[0]
     last_t, last_n = moving[-1]
     sustained = (last_n - first_n) / (last_t - first_t) if last_t > first_t else float("nan")
-    return {"trades": total, "sustained_trades_per_s": sustained,
+    return {"trades": total, "sustained_trades_per_s": sustained, "phases": phase_rates(moving),
             "wall_seconds_from_submit": last_t - submitted,
             "overall_trades_per_s_incl_startup": total / (last_t - submitted),
             "checkpoints_completed": checkpoints.get("completed"), "checkpoints_failed": checkpoints.get("failed"),
             "topic": topics["trades"]}
+
+
+def phase_rates(samples: list[tuple[float, int]], parts: int = 4) -> list[float]:
+    """Committed trades/s in each of ``parts`` equal spans of time between the first and the last sample
+    (a rate that falls from span to span is a pipeline slowing down as the run goes on)."""
+    if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
+        return []
+    t0, t1 = samples[0][0], samples[-1][0]
+    edges = [t0 + (t1 - t0) * i / parts for i in range(parts + 1)]
+
+    def committed_at(t: float) -> float:
+        before = [s for s in samples if s[0] <= t][-1]
+        after = next((s for s in samples if s[0] >= t), samples[-1])
+        if after[0] == before[0]:
+            return float(before[1])
+        return before[1] + (after[1] - before[1]) * (t - before[0]) / (after[0] - before[0])
+
+    return [(committed_at(b) - committed_at(a)) / (b - a) for a, b in zip(edges, edges[1:], strict=False)]
+
+
+def machine_load() -> str:
+    """The 1-minute load average against the core count: other work on the cores lowers every figure."""
+    import os  # noqa: PLC0415
+
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    return f"load average {load:.1f} on {cores} cores" + (" (other work is running: figures will be low)"
+                                                         if load > 0.5 * cores else "")
 
 
 def seed_baseline(settings, topic: str, total: int) -> dict:
@@ -252,6 +282,7 @@ def main() -> int:
         service.start()
     AdminClient({"bootstrap.servers": settings.bootstrap_servers}).list_topics(timeout=10)
 
+    log(machine_load())
     if not args.skip_throughput:
         throughput(settings, args.trades)
     if not args.skip_latency:
@@ -275,6 +306,8 @@ def throughput(settings, n_trades: int) -> None:
           f"({pipeline['trades']:,} trades; {pipeline['overall_trades_per_s_incl_startup']:,.0f}/s including the "
           f"{pipeline['wall_seconds_from_submit']:.0f} s from submission; checkpoints "
           f"{pipeline['checkpoints_completed']} completed, {pipeline['checkpoints_failed']} failed)")
+    print("  committed trades/s per quarter of the run: "
+          + " -> ".join(f"{rate:,.0f}" for rate in pipeline["phases"]), flush=True)
     print(f"seed consumer loop: {seed['trades_per_s']:>10,.0f} trades/s ({seed['trades']:,} trades, "
           f"{seed['windows']:,} windows, no event time / lateness / recovery)")
     print(f"ratio pipeline / seed: {pipeline['sustained_trades_per_s'] / seed['trades_per_s']:.2f}", flush=True)
