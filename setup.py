@@ -36,8 +36,8 @@ setup(
         "requests>=2.32",
     ],
     extras_require={
-        "dev": ["ruff", "hypothesis", "pytest", "pytest-timeout", "playwright"],
-        "test": ["hypothesis", "pytest", "pytest-timeout", "playwright"],
+        "dev": ["ruff", "hypothesis", "pytest", "pytest-timeout", "playwright", "schemathesis"],
+        "test": ["hypothesis", "pytest", "pytest-timeout", "playwright", "schemathesis"],
     },
     entry_points={"console_scripts": ["darkpool = console.cli:main"]},
 )

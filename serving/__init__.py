@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Request, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from serving import api, legacy, web
 from serving import config as serving_config
@@ -100,16 +100,22 @@ def start_consumer(app: Flask) -> None:
 
 
 def _init_errors(app: Flask) -> None:
-    """Every error is JSON: {"error": {"code": ..., "message": ...}}."""
+    """Every error is JSON: {"error": {"code": ..., "message": ...}} (the document's Error schema); a 405 keeps
+    werkzeug's Allow header."""
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> tuple[dict, int]:
         return exc.body(), exc.status
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[dict, int]:
+    def http_error(exc: HTTPException) -> tuple[dict, int, list[tuple[str, str]]]:
         code = exc.code or 500
-        return {"error": {"code": code, "message": exc.description or exc.name}}, code
+        message = exc.description or exc.name
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]  # a 405 keeps its Allow
+        if isinstance(exc, MethodNotAllowed):
+            allowed = ", ".join(sorted(exc.valid_methods or ()))
+            message = f"method {request.method} is not allowed on {request.path} (it answers {allowed})"
+        return {"error": {"code": code, "message": message}}, code, headers
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[dict, int]:
@@ -118,11 +124,13 @@ def _init_errors(app: Flask) -> None:
 
 
 def _init_headers(app: Flask, origins: frozenset[str]) -> None:
-    """Security headers on every response; CORS headers only for configured origins."""
+    """Security headers on every response, Allow sorted; CORS headers only for configured origins."""
 
     @app.after_request
     def add_headers(response: Response) -> Response:
         response.headers.update(SECURITY_HEADERS)
+        if allow := response.headers.get("Allow"):  # 405s and OPTIONS: one order, "GET, HEAD, OPTIONS"
+            response.headers["Allow"] = ", ".join(sorted(method.strip() for method in allow.split(",")))
         if request.path.startswith("/api/") and "Cache-Control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"
         if origins:

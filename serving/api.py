@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,11 +98,20 @@ def iso_or_none(ms: int | None) -> str | None:
 
 
 # -- health, readiness, status -----------------------------------------------------
+CONSUMER_DISABLED_HEALTH = {"state": "degraded", "reason": "consumer disabled", "since": None}
+
+
+def consumer_health(svc: Services) -> dict[str, Any]:
+    """``{"state": "ok"|"degraded", "reason", "since"}``: degraded while the broker is unreachable."""
+    return svc.consumer.health() if svc.consumer else dict(CONSUMER_DISABLED_HEALTH)
+
+
 @bp.get("/health")
 def health() -> Response:
-    """Liveness: the process answers."""
+    """Liveness (always 200 while the process answers), and whether the consumer is degraded."""
     params.check_known(request.args, ())
-    return json_response(b'{"status":"ok"}')
+    state = consumer_health(services())
+    return json_response(orjson.dumps({"status": state["state"], "reason": state["reason"], "since": state["since"]}))
 
 
 @bp.get("/ready")
@@ -117,6 +126,7 @@ def ready() -> Response:
         "consumer": {"connected": bool(status and status.connected), "lag": status.lag if status else None,
                      "error": status.error if status else "consumer disabled"},
         "rebuild": {"read": status.records_read if status else 0, "total": status.rebuild_total if status else 0},
+        "health": consumer_health(svc),
     }
     return json_response(orjson.dumps(body), 200 if is_ready else 503)
 
@@ -144,6 +154,7 @@ def status() -> Response:
         "ready": bool(cstatus and cstatus.ready),
         "consumer": {"connected": bool(cstatus and cstatus.connected), "lag": cstatus.lag if cstatus else None},
         "stale": stale,
+        "health": consumer_health(svc),
     }
     return json_response(orjson.dumps(body))
 
@@ -207,7 +218,7 @@ def market() -> Response:
     return cached(snap, ("market", which, sort, order, limit, offset), build)
 
 
-@bp.get("/market/<raw_symbol>")
+@bp.get("/market/<path:raw_symbol>")
 def market_symbol(raw_symbol: str) -> Response:
     """One symbol's market rollup in the latest complete (or current) window."""
     params.check_known(request.args, ("window",))
@@ -223,7 +234,7 @@ def market_symbol(raw_symbol: str) -> Response:
 
 
 # -- time series -------------------------------------------------------------------
-@bp.get("/symbols/<raw_symbol>/timeseries")
+@bp.get("/symbols/<path:raw_symbol>/timeseries")
 def timeseries(raw_symbol: str) -> Response:
     """One point per window (its latest pane) per venue, and the market rollups, oldest first."""
     params.check_known(request.args, ("venue", "since", "until"))
@@ -231,9 +242,7 @@ def timeseries(raw_symbol: str) -> Response:
     symbol = known_symbol(snap, params.path_symbol(raw_symbol))
     venue = known_venue(snap, params.venue(request.args.get("venue")))
     since = params.timestamp(request.args.get("since"), "since")
-    until = params.timestamp(request.args.get("until"), "until")
-    if since is not None and until is not None and since > until:
-        raise params.bad_request("since must not be after until")
+    until = params.timestamp(request.args.get("until"), "until")  # since after until: an empty range
 
     def build() -> dict[str, Any]:
         venues: dict[str, list[dict[str, Any]]] = {}
@@ -280,11 +289,14 @@ def stream() -> Response:
     params.check_known(request.args, ("symbol",))
     symbol = params.symbol(request.args.get("symbol"))
     svc = services()
-    sub = svc.hub.subscribe(symbol)
-    if sub is None:
-        raise ApiError(503, f"too many stream clients (limit {svc.hub.max_clients}); retry later")
-    store = svc.store
-    body = event_stream(svc.hub, sub, svc.config["SSE_HEARTBEAT_SECONDS"], lambda: store.snapshot.version)
+    if request.method == "HEAD":  # the headers only: no subscription (its body would never be read)
+        body: Iterator[bytes] | tuple[()] = ()
+    else:
+        sub = svc.hub.subscribe(symbol)
+        if sub is None:
+            raise ApiError(503, f"too many stream clients (limit {svc.hub.max_clients}); retry later")
+        store = svc.store
+        body = event_stream(svc.hub, sub, svc.config["SSE_HEARTBEAT_SECONDS"], lambda: store.snapshot.version)
     response = Response(body, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
@@ -293,7 +305,7 @@ def stream() -> Response:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    """This API's OpenAPI 3.1 document."""
+    """This API's OpenAPI 3.2 document."""
     params.check_known(request.args, ())
     body = current_app.extensions.get("darkpool_openapi_json")
     if body is None:

@@ -1,9 +1,13 @@
-"""The API's OpenAPI 3.1 document, built from the data contracts so the two cannot drift.
+"""The API's OpenAPI 3.2 document, built from the data contracts so the two cannot drift.
 
 Record schemas come from ``darkpool.schema`` (field lists and pyarrow types)
 and ``darkpool.contracts`` (pane timings, venue types); parameter constraints
-come from ``serving.params``. Served at ``/api/v1/openapi.json``; the tests
-validate live responses against it.
+come from ``serving.params`` (the very patterns, enums and bounds the routes
+enforce). OpenAPI 3.2, because it is the version that declares the events of
+a Server-Sent Events stream (``itemSchema`` of ``text/event-stream``, each
+event's JSON data under ``contentSchema``). Served at ``/api/v1/openapi.json``;
+the tests validate live responses against it and fuzz the server with it
+(tests/serving/test_api_contract.py).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ def _obj(properties: dict[str, Any], description: str = "", extra: bool = False)
 
 
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+HEALTH_STATES = ("ok", "degraded")
 
 
 def schemas() -> dict[str, Any]:
@@ -99,14 +104,24 @@ def schemas() -> dict[str, Any]:
         }),
         "VenueList": _obj({"venues": {"type": "array", "items": _ref("Venue")}}),
         "SymbolList": _obj({"symbols": {"type": "array", "items": {"type": "string"}}}),
-        "Health": _obj({"status": {"type": "string", "const": "ok"}}),
+        "ConsumerHealth": _obj({
+            "state": {"type": "string", "enum": list(HEALTH_STATES)},
+            "reason": {"type": ["string", "null"], "description": "why degraded (null when ok)"},
+            "since": {**NULLABLE_TIME, "description": "when the state began (null: the consumer is disabled)"},
+        }, "degraded while the broker is unreachable: the server keeps answering from the panes it holds"),
+        "Health": _obj({
+            "status": {"type": "string", "enum": list(HEALTH_STATES)},
+            "reason": {"type": ["string", "null"]},
+            "since": NULLABLE_TIME,
+        }, "Liveness: 200 whenever the process answers; status says whether the consumer is degraded."),
         "Ready": _obj({
             "ready": {"type": "boolean"},
             "consumer": _obj({"connected": {"type": "boolean"}, "lag": {"type": ["integer", "null"]},
                               "error": {"type": ["string", "null"]}}),
             "rebuild": _obj({"read": {"type": "integer"}, "total": {"type": "integer"}},
                             "records read so far / records in the topics at start"),
-        }),
+            "health": _ref("ConsumerHealth"),
+        }, "ready stays true (200) while degraded: a degraded server still serves its last panes"),
         "Status": _obj({
             "last_update": {**NULLABLE_TIME, "description": "newest emitted_at seen"},
             "latest_window_end": {**NULLABLE_TIME, "description": "end of the latest complete window"},
@@ -121,6 +136,7 @@ def schemas() -> dict[str, Any]:
             "consumer": _obj({"connected": {"type": "boolean"}, "lag": {"type": ["integer", "null"]}}),
             "stale": {"type": "boolean", "description": "no data, or the newest emitted_at is older than "
                       "STALE_AFTER_SECONDS"},
+            "health": _ref("ConsumerHealth"),
         }),
         "HeatmapRecord": _obj({
             "window_start": {"type": "string", "format": "date-time"},
@@ -131,45 +147,115 @@ def schemas() -> dict[str, Any]:
             "latitude": {"type": ["number", "null"]}, "longitude": {"type": ["number", "null"]},
         }, "The seed project's heat-map record."),
         "HeatmapList": {"type": "array", "items": _ref("HeatmapRecord")},
-        "Error": _obj({"error": _obj({"code": {"type": "integer"}, "message": {"type": "string"}})}),
+        "Error": _obj({"error": _obj({
+            "code": {"type": "integer", "minimum": 400, "maximum": 599, "description": "the HTTP status"},
+            "message": {"type": "string", "minLength": 1, "description": "what was wrong, for a person"},
+        })}, "Every error response (4xx, 5xx) of every path, including 404 for unknown paths and 405."),
+        "Heartbeat": _obj({
+            "time": {"type": "string", "format": "date-time", "description": "server time"},
+            "version": {"type": "integer", "minimum": 0, "description": "store snapshot version"},
+        }, "The data of a `heartbeat` event."),
+        **{event_schema_name(name): sse_event(name, data) for name, data in STREAM_EVENTS.items()},
+        "StreamEvent": {"oneOf": [_ref(event_schema_name(name)) for name in STREAM_EVENTS],
+                        "description": "One Server-Sent Event of /api/v1/stream, as a client parses it: its `event` "
+                                       "name and its `data` (one line of JSON)."},
     }
 
 
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+# SSE event name -> the schema of its (JSON) data
+STREAM_EVENTS = {"liquidity": "LiquidityRecord", "market": "MarketRecord", "heartbeat": "Heartbeat"}
 
 
-def _path(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+def event_schema_name(event: str) -> str:
+    """components.schemas name of one SSE event type (``liquidity`` -> ``LiquidityEvent``)."""
+    return f"{event.capitalize()}Event"
 
 
-SYMBOL_SCHEMA = {"type": "string", "pattern": params.SYMBOL_RE.pattern}
-VENUE_SCHEMA = {"type": "string", "pattern": params.VENUE_RE.pattern}
-SYMBOL_Q = _query("symbol", SYMBOL_SCHEMA, "only this symbol (case-insensitive); 404 if unknown")
-VENUE_Q = _query("venue", VENUE_SCHEMA, "only this venue MPID (case-insensitive); 404 if unknown")
+def sse_event(event: str, data_schema: str) -> dict[str, Any]:
+    """One SSE event type (OpenAPI 3.2 sequential media type item): its name and its JSON data's schema."""
+    return {
+        "type": "object",
+        "description": f"`event: {event}` with `data:` one line of JSON, a {data_schema}.",
+        "properties": {
+            "event": {"const": event},
+            "data": {"type": "string", "contentMediaType": JSON, "contentSchema": _ref(data_schema)},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+        "required": ["event", "data"],
+    }
+
+
+
+
+def _examples(*values: Any) -> dict[str, Any]:
+    """Parameter examples (a fuzzer's examples phase sends them: symbols and venues of the demo and the tests)."""
+    return {f"sample{i + 1}": {"value": v} for i, v in enumerate(values)}
+
+
+def _query(name: str, schema: dict[str, Any], description: str, examples: tuple[Any, ...] = ()) -> dict[str, Any]:
+    param = {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+    if examples:
+        param["examples"] = _examples(*examples)
+    return param
+
+
+def _path(name: str, schema: dict[str, Any], description: str, examples: tuple[Any, ...] = ()) -> dict[str, Any]:
+    param = {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+    if examples:
+        param["examples"] = _examples(*examples)
+    return param
+
+
+SYMBOL_SCHEMA = {"type": "string", "pattern": params.anchored(params.SYMBOL_PATTERN)}
+VENUE_SCHEMA = {"type": "string", "pattern": params.anchored(params.VENUE_PATTERN)}
+TIME_SCHEMA = {"type": "string", "format": "date-time"}
+SYMBOL_Q = _query("symbol", SYMBOL_SCHEMA, "only this symbol (case-insensitive); 404 if unknown", ("AAPL",))
+VENUE_Q = _query("venue", VENUE_SCHEMA, "only this venue MPID (case-insensitive); 404 if unknown", ("UBSA",))
 WINDOW_Q = _query("window", {"type": "string", "enum": list(params.WINDOW_CHOICES), "default": "latest"},
                   "latest complete window, or the current (still-updating) one")
 
+# headers on every response (serving.SECURITY_HEADERS): declared, so a fuzzer checks they are there
+COMMON_HEADERS = {
+    "X-Content-Type-Options": {"required": True, "schema": {"type": "string", "const": "nosniff"}},
+    "Content-Security-Policy": {"required": True, "schema": {"type": "string", "pattern": "^default-src 'self'"}},
+}
+REASONS = {400: "a parameter breaks its schema (empty, wrong type, out of range, not in the enum, not matching "
+                "the pattern), is given twice, or is not one this endpoint takes",
+           404: "unknown symbol or venue, or no such record",
+           503: "not ready / too many clients"}
+
 
 def _ok(schema_name: str, description: str, media: str = JSON) -> dict[str, Any]:
-    return {"description": description, "content": {media: {"schema": _ref(schema_name)}}}
+    return {"description": description, "headers": _header_refs(), "content": {media: {"schema": _ref(schema_name)}}}
 
 
 def _err(description: str) -> dict[str, Any]:
     return _ok("Error", description)
 
 
+def _header_refs(*extra: str) -> dict[str, Any]:
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in (*COMMON_HEADERS, *extra)}
+
+
 def _get(summary: str, ok: dict[str, Any], parameters: list[dict[str, Any]] | None = None,
          errors: tuple[int, ...] = (400,), description: str = "") -> dict[str, Any]:
     responses: dict[str, Any] = {"200": ok}
-    reasons = {400: "invalid or unknown parameter", 404: "unknown symbol or venue, or no such record",
-               503: "not ready / too many clients"}
     for code in errors:
-        responses[str(code)] = _err(reasons[code])
+        responses[str(code)] = _err(REASONS[code])
     op: dict[str, Any] = {"summary": summary, "parameters": parameters or [], "responses": responses}
     if description:
         op["description"] = description
     return {"get": op}
+
+
+STREAM_DESCRIPTION = (
+    "Events (each declared under `itemSchema`, its data under components.schemas): `liquidity` (data: a "
+    "LiquidityRecord), `market` (data: a MarketRecord), `heartbeat` (data: {time, version}) once at connect and "
+    "about every SSE_HEARTBEAT_SECONDS. The stream opens with `retry: 3000` (no data). Only panes that change "
+    "the store are pushed, from the moment the store is ready. A client too far behind is disconnected "
+    "(EventSource reconnects). HEAD answers the headers without opening a stream."
+)
 
 
 def paths() -> dict[str, Any]:
@@ -178,12 +264,13 @@ def paths() -> dict[str, Any]:
                    "ON_TIME/LATE pane's window end (before any such pane: the newest window older than the "
                    "current one). The current window is the newest window.")
     return {
-        "/api/v1/health": _get("Liveness", _ok("Health", "the process answers")),
+        "/api/v1/health": _get("Liveness, and whether the consumer is degraded",
+                               _ok("Health", "the process answers (ok or degraded)")),
         "/api/v1/ready": {"get": {
             "summary": "Readiness: the store has rebuilt from the topics",
             "parameters": [],
             "responses": {"200": _ok("Ready", "ready"), "503": _ok("Ready", "still rebuilding or no broker"),
-                          "400": _err("unknown parameter")},
+                          "400": _err(REASONS[400])},
         }},
         "/api/v1/status": _get("Freshness and size of the served data", _ok("Status", "status")),
         "/api/v1/windows/latest": _get("Liquidity panes of the latest complete window",
@@ -199,55 +286,81 @@ def paths() -> dict[str, Any]:
             _query("order", {"type": "string", "enum": list(params.ORDERS)},
                    "desc by default (asc when sort=symbol)"),
             _query("limit", {"type": "integer", "minimum": params.LIMIT_MIN, "maximum": params.LIMIT_MAX,
-                             "default": params.LIMIT_DEFAULT}, "page size"),
+                             "default": params.LIMIT_DEFAULT}, "page size", (20,)),
             _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "rows to skip"),
         ]),
         "/api/v1/market/{symbol}": _get("One symbol's market rollup", _ok("MarketRecord", "the record"), [
-            _path("symbol", SYMBOL_SCHEMA, "ticker (case-insensitive)"), WINDOW_Q,
+            _path("symbol", SYMBOL_SCHEMA, "ticker (case-insensitive)", ("AAPL",)), WINDOW_Q,
         ], (400, 404)),
         "/api/v1/symbols/{symbol}/timeseries": _get(
             "A symbol's liquidity per venue over time, and its market rollups", _ok("Timeseries", "series"), [
-                _path("symbol", SYMBOL_SCHEMA, "ticker (case-insensitive)"), VENUE_Q,
-                _query("since", {"type": "string", "format": "date-time"}, "only windows starting at or after"),
-                _query("until", {"type": "string", "format": "date-time"}, "only windows ending at or before"),
+                _path("symbol", SYMBOL_SCHEMA, "ticker (case-insensitive)", ("AAPL",)), VENUE_Q,
+                _query("since", TIME_SCHEMA, "only windows starting at or after this time",
+                       ("2026-11-25T14:30:00Z",)),
+                _query("until", TIME_SCHEMA, "only windows ending at or before this time (an empty range, "
+                                             "since after until, answers no points)"),
             ], (400, 404), "One point per window (its latest pane), oldest first, within the retained history."),
         "/api/v1/venues": _get("The venue registry", _ok("VenueList", "venues")),
         "/api/v1/symbols": _get("Symbols with data", _ok("SymbolList", "sorted symbols")),
         "/api/v1/stream": {"get": {
             "summary": "Live panes (Server-Sent Events)",
-            "description": "Events: `liquidity` (data: a LiquidityRecord), `market` (data: a MarketRecord), "
-                           "`heartbeat` (data: {time, version}) about every SSE_HEARTBEAT_SECONDS and once at "
-                           "connect. Only panes that change the store are pushed, from the moment the store is "
-                           "ready. A client too far behind is disconnected (EventSource reconnects).",
-            "parameters": [_query("symbol", SYMBOL_SCHEMA, "only this symbol's panes")],
+            "description": STREAM_DESCRIPTION,
+            "parameters": [_query("symbol", SYMBOL_SCHEMA, "only this symbol's panes", ("AAPL",))],
             "responses": {"200": {"description": "event stream",
-                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                          "400": _err("invalid parameter"), "503": _err("too many stream clients")},
+                                  "headers": {**_header_refs(), "Cache-Control": {
+                                      "required": True, "schema": {"type": "string", "const": "no-cache"}}},
+                                  "content": {"text/event-stream": {"itemSchema": _ref("StreamEvent")}}},
+                          "400": _err(REASONS[400]), "503": _err("too many stream clients")},
         }},
-        "/api/v1/openapi.json": {"get": {"summary": "This document", "parameters": [],
-                                         "responses": {"200": {"description": "OpenAPI 3.1 document",
-                                                               "content": {JSON: {"schema": {"type": "object"}}}}}}},
+        "/api/v1/openapi.json": _get("This document", {"description": "OpenAPI 3.2 document",
+                                                       "headers": _header_refs(),
+                                                       "content": {JSON: {"schema": {"type": "object"}}}}),
         "/api/heatmap_data": _get("Legacy: the seed project's heat-map records", _ok("HeatmapList", "records"),
                                   [WINDOW_Q]),
         "/metrics": {"get": {"summary": "Prometheus metrics", "parameters": [],
                              "responses": {"200": {"description": "Prometheus text exposition",
+                                                   "headers": _header_refs(),
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     }
 
 
-def openapi_document() -> dict[str, Any]:
-    """The whole OpenAPI 3.1 document."""
+def components() -> dict[str, Any]:
+    """components of the document: schemas, the common response headers, the 405 response."""
     return {
-        "openapi": "3.1.0",
+        "schemas": schemas(),
+        "headers": {
+            **COMMON_HEADERS,
+            "Allow": {"required": True, "description": "the methods the path answers",
+                      "schema": {"type": "string", "pattern": "^[A-Z]+(, [A-Z]+)*$"}},
+        },
+        "responses": {
+            "MethodNotAllowed": {
+                "description": "A method the path does not declare (every path declares GET and also answers HEAD "
+                               "and OPTIONS): 405 with an Allow header and the Error body.",
+                "headers": _header_refs("Allow"),
+                "content": {JSON: {"schema": _ref("Error")}},
+            },
+        },
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    """The whole OpenAPI 3.2 document."""
+    return {
+        "openapi": "3.2.0",
         "info": {
             "title": "Dark Pool Liquidity Dashboard API",
             "version": f"1.{CONTRACT_VERSION}",
             "description": "Rolling event-time liquidity analytics per symbol and venue, read from the pipeline's "
-                           "darkpool.liquidity and darkpool.market topics. Times are ISO-8601 UTC strings. "
-                           "Errors are JSON {\"error\": {\"code\", \"message\"}}; unknown query parameters are "
-                           "rejected with 400.",
+                           "darkpool.liquidity and darkpool.market topics. Times are RFC 3339 UTC strings. "
+                           "Errors are JSON {\"error\": {\"code\", \"message\"}} (components.schemas.Error). "
+                           "A parameter that breaks its schema (an empty value such as `venue=` included), one "
+                           "given twice, or one an endpoint does not take answers 400. A method a path does not "
+                           "declare answers 405 with an Allow header (components.responses.MethodNotAllowed, "
+                           "also named by x-undeclared-method); HEAD and OPTIONS are answered for every GET path.",
         },
         "servers": [{"url": "/"}],
         "paths": paths(),
-        "components": {"schemas": schemas()},
+        "components": components(),
+        "x-undeclared-method": {"$ref": "#/components/responses/MethodNotAllowed"},
     }
