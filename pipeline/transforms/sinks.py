@@ -22,6 +22,7 @@ checkpoint: rows are at-least-once; readers keep the latest pane per key
 
 from __future__ import annotations
 
+import pickle
 import time
 import uuid
 
@@ -29,7 +30,7 @@ import apache_beam as beam
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.coders import PickleCoder, VarIntCoder
+from apache_beam.coders import BytesCoder, VarIntCoder
 from apache_beam.io.kafka import WriteToKafka
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
@@ -174,7 +175,10 @@ class BufferRowsFn(beam.DoFn):
     Emits (date, [rows]); a bounded run flushes what is left when the input ends.
     """
 
-    BUFFER = BagStateSpec("rows", PickleCoder())
+    # each bundle's rows as ONE pickled blob: Beam's state cache sizes every cached element with objsize
+    # at every commit, so a bag of row dicts cost time quadratic in the rows buffered per flush (47% of the
+    # busiest SDK worker's samples at 2,000 trades/s); a bag of bytes is sized in a few steps
+    BUFFER = BagStateSpec("rows", BytesCoder())
     COUNT = ReadModifyWriteStateSpec("row_count", VarIntCoder())
     END_TIMER = TimerSpec("input_end", TimeDomain.WATERMARK)
     FLUSH_TIMER = TimerSpec("flush", TimeDomain.REAL_TIME)
@@ -193,7 +197,7 @@ class BufferRowsFn(beam.DoFn):
         buffered = count.read() or 0
         if buffered == 0:
             flush_timer.set(Timestamp.of(self._clock() + self._flush_seconds))
-        buffer.add(rows)
+        buffer.add(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
         buffered += len(rows)
         count.write(buffered)
         if buffered >= self._batch_rows:
@@ -213,7 +217,7 @@ class BufferRowsFn(beam.DoFn):
 
     @staticmethod
     def _flush(date, buffer, count, flush_timer):
-        rows = [row for rows in buffer.read() for row in rows]
+        rows = [row for blob in buffer.read() for row in pickle.loads(blob)]
         buffer.clear()
         count.clear()
         flush_timer.clear()
