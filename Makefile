@@ -141,6 +141,13 @@ test: setup
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# the soak (bench/soak.py): the demo for SOAK_MINUTES (default 30) at the live feed rate, sampled every
+# minute; extra flags in SOAK_ARGS, e.g. make soak SOAK_MINUTES=5 SOAK_ARGS="--fresh --compact-every 2"
+.PHONY: soak
+SOAK_MINUTES ?= 30
+soak: setup
+	@$(PY) bench/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+
 clean-state:
 	@$(VENV)/bin/darkpool stack down || true
 	rm -rf .state
