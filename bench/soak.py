@@ -20,8 +20,9 @@ serving API), then every --interval seconds samples:
 Each sample is printed as a table row and appended to samples.csv in the output
 folder (default .state/soak/<UTC timestamp>/, git-ignored), with soak.png (one
 panel per measure) and verdict.txt written at the end. Every --compact-every
-minutes (0: never) it runs the dataset compaction (`darkpool dataset compact`'s
-function) and prints the file count and median size before and after.
+minutes (0: never), and once more after the last sample, it runs the dataset
+compaction (`darkpool dataset compact`'s function) and prints the file count
+and median size before and after.
 
 The verdict: over the second half of the run (after warm-up), the slope of a
 least-squares line through each process's RSS and through the checkpoint size
@@ -316,6 +317,7 @@ def verdict_lines(rows: list[dict[str, float]], memory_columns: list[str], flat_
     lines.append("grow with the data by design (rates only):")
     for name in ("broker_disk_mb", "broker_product_topics_mb", "parquet_mb"):
         lines.append("  " + judge_rate(name, rows).line("MB"))
+    lines.append("  " + judge_rate("lag", rows).line("tr"))
     files = judge_files(rows, compacting)
     ok &= files.verdict != "UNBOUNDED"
     lines.append("  " + files.line("files"))
@@ -459,6 +461,9 @@ def run_soak(args: argparse.Namespace) -> int:
                 handle.flush()
                 print(table_row(row, memory_columns), flush=True)
                 if time.monotonic() >= end:
+                    if args.compact_every > 0:
+                        compactions.append(row["minute"])
+                        compaction_lines.append(run_compaction(settings, row["minute"], args.compact_min_age))
                     break
                 if row["minute"] * 60 >= next_compaction:
                     compactions.append(row["minute"])
