@@ -258,6 +258,15 @@ def test_undeclared_methods_answer_405_with_allow(server: str, document: dict[st
     assert options.status_code == 200 and options.headers["Allow"] == ALLOW
 
 
+@pytest.mark.parametrize("path", ["/", "/assets/index.js", "/favicon.ico"])
+def test_dashboard_paths_answer_405_with_allow_too(server: str, document: dict[str, Any], path: str) -> None:
+    """The dashboard's files are not part of the API document, but get the same 405 for other methods."""
+    for method in UNDECLARED_METHODS:
+        response = requests.request(method, server + path, timeout=5)
+        assert (response.status_code, response.headers["Allow"]) == (405, ALLOW), (method, path)
+        validate_json(document, document["x-undeclared-method"], response.json())
+
+
 def test_unknown_path_is_a_declared_error(server: str, document: dict[str, Any]) -> None:
     for method in ("GET", "POST"):
         response = requests.request(method, f"{server}/api/v1/no-such-endpoint", timeout=5)
