@@ -15,7 +15,9 @@ serving API), then every --interval seconds samples:
 - the broker's disk use (its log dirs: everything, and the product topics);
 - the Parquet dataset: visible files (analytics.compact's reader rule), total
   and median size;
-- trades published, the pipeline group's committed offset and the lag.
+- trades published, the pipeline group's committed offset and the lag;
+- the CPU each process used since the last sample (in the CSV; the verdict
+  prints each one's mean: who shares the two cores with the pipeline).
 
 Each sample is printed as a table row and appended to samples.csv in the output
 folder (default .state/soak/<UTC timestamp>/, git-ignored), with soak.png (one
@@ -71,6 +73,7 @@ PRODUCT_TOPICS = (contracts.TRADES_TOPIC, contracts.DEADLETTER_TOPIC, contracts.
 MB = 1 << 20
 SDK_WORKERS = "sdk-workers"
 DELETED_SUFFIX = "-delete"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CHECKPOINT_FLAT_MB = 2.0  # the checkpoint's floor for "flat" (its state is a few MB)
 
 
@@ -143,22 +146,35 @@ def cpu_times() -> tuple[int, int]:
 
 
 # --- samples -----------------------------------------------------------------------------
-def memory_by_process(services: list[Service]) -> dict[str, float]:
-    """RSS in MB per service (its process and descendants), the worker pool's SDK workers apart."""
-    tree = children_of()
-    memory: dict[str, float] = {}
+def process_groups(services: list[Service], tree: dict[int, list[int]]) -> dict[str, list[int]]:
+    """Service name -> its process and descendants; the worker pool's SDK workers as their own group."""
+    groups: dict[str, list[int]] = {}
     for service in services:
         pid = service.pid()
         if pid is None:
-            memory[service.name] = 0.0
-            continue
-        if service.name == "beam-worker-pool":
-            workers = descendants(pid, tree)
-            memory[service.name] = rss_bytes(pid) / MB
-            memory[SDK_WORKERS] = sum(rss_bytes(p) for p in workers) / MB
-            memory["sdk-worker-count"] = float(len([p for p in workers if rss_bytes(p) > 20 * MB]))
+            groups[service.name] = []
+        elif service.name == "beam-worker-pool":
+            groups[service.name] = [pid]
+            groups[SDK_WORKERS] = descendants(pid, tree)
         else:
-            memory[service.name] = sum(rss_bytes(p) for p in (pid, *descendants(pid, tree))) / MB
+            groups[service.name] = [pid, *descendants(pid, tree)]
+    return groups
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time of a process, in clock ticks (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def memory_by_process(groups: dict[str, list[int]]) -> dict[str, float]:
+    """RSS in MB per group, and how many SDK workers run."""
+    memory = {name: sum(rss_bytes(p) for p in pids) / MB for name, pids in groups.items()}
+    memory["sdk-worker-count"] = float(len([p for p in groups.get(SDK_WORKERS, []) if rss_bytes(p) > 20 * MB]))
     return memory
 
 
@@ -190,13 +206,24 @@ class Sampler:
     group: str
     started: float = field(default_factory=time.monotonic)
     _cpu: tuple[int, int] = field(default_factory=cpu_times)
+    _ticks: dict[int, int] = field(default_factory=dict)
+    _last: float = field(default_factory=time.monotonic)
 
     def sample(self) -> dict[str, float]:
-        row: dict[str, float] = {"minute": (time.monotonic() - self.started) / 60}
+        now = time.monotonic()
+        row: dict[str, float] = {"minute": (now - self.started) / 60}
         busy, total = cpu_times()
         row["cpu_busy_pct"] = 100.0 * (busy - self._cpu[0]) / max(1, total - self._cpu[1])
         self._cpu = (busy, total)
-        row.update(memory_by_process(self.services))
+        groups = process_groups(self.services, children_of())
+        row.update(memory_by_process(groups))
+        # CPU per group since the last sample, in % of one core (a process new since then counts from 0)
+        ticks = {pid: cpu_ticks(pid) for pids in groups.values() for pid in pids}
+        seconds = max(1e-6, now - self._last)
+        for name, pids in groups.items():
+            used = sum(max(0, ticks[p] - self._ticks.get(p, 0)) for p in pids)
+            row[f"cpu_{name}"] = 100.0 * used / CLOCK_TICKS / seconds if self._ticks else 0.0
+        self._ticks, self._last = ticks, now
         row.update(checkpoint_figures(self.settings, self.job_id))
         kafka_data = self.settings.state_dir / "kafka" / "data"
         row["broker_disk_mb"] = folder_bytes(kafka_data) / MB
@@ -321,6 +348,11 @@ def verdict_lines(rows: list[dict[str, float]], memory_columns: list[str], flat_
     files = judge_files(rows, compacting)
     ok &= files.verdict != "UNBOUNDED"
     lines.append("  " + files.line("files"))
+    cpu = [(name, float(np.mean([r.get(f"cpu_{name}", 0.0) for r in rows[1:]] or [0.0])))
+           for name in memory_columns]
+    lines.append("CPU per process, mean % of one core over the run: "
+                 + ", ".join(f"{short_name(name)} {value:.0f}" for name, value in cpu)
+                 + f" (machine busy {np.mean([r['cpu_busy_pct'] for r in rows[1:]] or [0.0]):.0f}% of all cores)")
     lag = rows[-1]["lag"]
     keeps_up = lag <= max_lag
     ok &= keeps_up
