@@ -31,8 +31,8 @@ least-squares line through each process's RSS and through the checkpoint size
 must project less than max(--flat-percent of the level, --flat-mb) of growth
 per hour: FLAT, else GROWING; the broker's disk and the dataset's bytes grow
 with the data by design (their rates are printed, not judged); the dataset's
-file count must stay bounded when compaction runs (its second-half maximum no
-more than the first half's). The job must have kept up (lag at the end below
+file count right after each compaction must not grow (at most 1.5x the first
+one's plus 10: the files younger than --compact-min-age). The job must have kept up (lag at the end below
 --max-lag trades).
 
 At the end it stops everything it started (services that already ran before
@@ -317,19 +317,22 @@ def judge_rate(name: str, rows: list[dict[str, float]]) -> Judgement:
                      "INFO")
 
 
-def judge_files(rows: list[dict[str, float]], compacting: bool) -> Judgement:
+def judge_files(rows: list[dict[str, float]], after_compaction: list[float]) -> Judgement:
+    """BOUNDED when the file count right after each compaction does not grow from the first compaction on
+    (at most half as many again plus 10 files: the files younger than --compact-min-age); INFO without
+    compaction (the count then grows with the run, by design of the sink)."""
     half = second_half(rows)
-    first_half = [r for r in rows if r not in half] or rows[:1]
-    peak_first = max(r["parquet_files"] for r in first_half)
-    peak_second = max(r["parquet_files"] for r in half)
     slope = slope_per_hour([r["minute"] for r in half], [r["parquet_files"] for r in half])
-    verdict = ("BOUNDED" if peak_second <= peak_first else "UNBOUNDED") if compacting else "INFO"
-    return Judgement("parquet_files", rows[0]["parquet_files"], rows[-1]["parquet_files"], slope, peak_first,
-                     verdict)
+    if not after_compaction:
+        return Judgement("parquet_files", rows[0]["parquet_files"], rows[-1]["parquet_files"], slope,
+                         float("nan"), "INFO")
+    limit = after_compaction[0] * 1.5 + 10
+    verdict = "BOUNDED" if max(after_compaction) <= limit else "UNBOUNDED"
+    return Judgement("files after each compaction", after_compaction[0], after_compaction[-1], slope, limit, verdict)
 
 
 def verdict_lines(rows: list[dict[str, float]], memory_columns: list[str], flat_percent: float, flat_mb: float,
-                  compacting: bool, max_lag: float) -> tuple[list[str], bool]:
+                  after_compaction: list[float], max_lag: float) -> tuple[list[str], bool]:
     """The verdict table and whether everything judged passed."""
     lines, ok = [], True
     lines.append(f"memory and checkpoint size, flat = |slope over the second half| <= max({flat_percent:g}% of "
@@ -345,7 +348,7 @@ def verdict_lines(rows: list[dict[str, float]], memory_columns: list[str], flat_
     for name in ("broker_disk_mb", "broker_product_topics_mb", "parquet_mb"):
         lines.append("  " + judge_rate(name, rows).line("MB"))
     lines.append("  " + judge_rate("lag", rows).line("tr"))
-    files = judge_files(rows, compacting)
+    files = judge_files(rows, after_compaction)
     ok &= files.verdict != "UNBOUNDED"
     lines.append("  " + files.line("files"))
     cpu = [(name, float(np.mean([r.get(f"cpu_{name}", 0.0) for r in rows[1:]] or [0.0])))
@@ -474,6 +477,7 @@ def run_soak(args: argparse.Namespace) -> int:
     rows: list[dict[str, float]] = []
     compactions: list[float] = []
     compaction_lines: list[str] = []
+    after_counts: list[float] = []
     csv_path = out / "samples.csv"
     writer = None
     next_compaction = args.compact_every * 60 if args.compact_every > 0 else float("inf")
@@ -495,15 +499,16 @@ def run_soak(args: argparse.Namespace) -> int:
                 if time.monotonic() >= end:
                     if args.compact_every > 0:
                         compactions.append(row["minute"])
-                        compaction_lines.append(run_compaction(settings, row["minute"], args.compact_min_age))
+                        compaction_lines.append(
+                            run_compaction(settings, row["minute"], args.compact_min_age, after_counts))
                     break
                 if row["minute"] * 60 >= next_compaction:
                     compactions.append(row["minute"])
-                    compaction_lines.append(run_compaction(settings, row["minute"], args.compact_min_age))
+                    compaction_lines.append(run_compaction(settings, row["minute"], args.compact_min_age, after_counts))
                     next_compaction += args.compact_every * 60
                 next_sample += args.interval
                 time.sleep(max(0.0, min(next_sample, end) - time.monotonic()))
-        lines, ok = verdict_lines(rows, memory_columns, args.flat_percent, args.flat_mb, args.compact_every > 0,
+        lines, ok = verdict_lines(rows, memory_columns, args.flat_percent, args.flat_mb, after_counts,
                                   args.max_lag)
         report = [f"soak {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {rows[-1]['minute']:.1f} min at {args.rate:,} "
                   f"trades/s, {len(rows)} samples, job {job_id}", *compaction_lines, *lines]
@@ -517,9 +522,10 @@ def run_soak(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def run_compaction(settings: Settings, minute: float, min_age: float) -> str:
+def run_compaction(settings: Settings, minute: float, min_age: float, after_counts: list[float]) -> str:
     log("compacting the Parquet dataset ...")
     result = compact.compact(settings.dataset_location, min_age=min_age, settings=settings)
+    after_counts.append(float(result.after.files))
     line = (f"compaction at minute {minute:.1f}: {result.inputs:,} files -> {result.compactions:,} in "
             f"{result.seconds:.1f} s; before {result.before.describe()}; after {result.after.describe()}")
     log(line)
