@@ -38,6 +38,7 @@ from console import cli
 from darkpool.config import Settings
 from darkpool.stack import flink
 from darkpool.stack import jobs as stack_jobs
+from darkpool.stack.commands import stop_orphaned_taskmanagers
 from darkpool.stack.services import service_by_name, stack_services
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -76,6 +77,7 @@ def loss_run(archiving_stack: Settings, tmp_path: Path):
     run = PipelineRun(archiving_stack, tmp_path)
     yield run
     # leave the shared stack healthy: every service up (the JobManager restarted), no job of ours running
+    stop_orphaned_taskmanagers(archiving_stack)
     for service in stack_services(archiving_stack):
         service.start()
     run.cancel()
