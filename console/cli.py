@@ -19,7 +19,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from darkpool import __version__
+from darkpool import __version__, logs
 from darkpool.config import VENUES_MODES
 from darkpool.errors import DarkpoolError
 from darkpool.venues import export_registry
@@ -73,11 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     takes_extra = getattr(args, "extra_args", False)
     if rest and not takes_extra:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
+        job = getattr(args, "job_name", None) or getattr(args, "job", None)  # run --job-name, jobs ACTION NAME
+        logs.configure(level=logging.DEBUG if args.verbose else logging.INFO, **logs.command_context(args.command, job))
         if args.venues is not None or args.venues_mode is not None:
             export_registry(args.venues, args.venues_mode)  # before dispatch: children inherit it
         return int((args.func(args, rest) if takes_extra else args.func(args)) or 0)

@@ -182,6 +182,21 @@ def parse_line(line: str) -> dict[str, Any]:
 
 
 # -- the set-up ---------------------------------------------------------------------------------------------
+# the service a `darkpool COMMAND` process is, for the ``service`` field; other commands are ``cli``
+COMMAND_SERVICES = {"feed": "feed", "serve": "serving", "run": "pipeline", "demo": "demo"}
+
+
+def command_context(command: str, job: object = None) -> dict[str, Any]:
+    """:func:`configure`'s keyword arguments for a ``darkpool COMMAND`` process: its service, the job it names
+    (``darkpool run --job-name``, ``darkpool jobs resume NAME``), and ``command`` for the plain CLI commands."""
+    service = COMMAND_SERVICES.get(command, "cli")
+    context: dict[str, Any] = {"service": service, "job": job if isinstance(job, str) and job else None}
+    if service == "cli":
+        context["command"] = command
+    return context
+
+
+# ----------------------------------------------------------------------------------------------
 class ContextFilter(logging.Filter):
     """Stamps every record with the process's service, job and static fields (a record's own win)."""
 
@@ -202,7 +217,19 @@ class ContextFilter(logging.Filter):
 
 
 class _Handler(logging.StreamHandler):
-    """The one root handler :func:`configure` installs (recognised and replaced on a second call)."""
+    """The one root handler :func:`configure` installs (recognised and replaced on a second call).
+
+    Without a stream it writes to whatever ``sys.stderr`` is at each record (a test's capture, a
+    redirected stderr), never to a stale one."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        super().__init__(stream if stream is not None else sys.stderr)
+        self._follow_stderr = stream is None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._follow_stderr:
+            self.stream = sys.stderr
+        super().emit(record)
 
 
 def configure(service: str, *, job: str | None = None, level: int = logging.INFO, fmt: str | None = None,
@@ -211,19 +238,22 @@ def configure(service: str, *, job: str | None = None, level: int = logging.INFO
 
     ``service`` and ``job`` (and any ``fields``) are stamped on every record;
     ``fmt`` is ``text`` or ``json`` (default: ``DARKPOOL_LOG_FORMAT``). Replaces
-    the root logger's handlers (a second call reconfigures), so it is the one
-    set-up of the process. Returns the handler.
+    the root logger's stream handlers (an earlier call's, ``logging.basicConfig``'s;
+    a second call reconfigures), so it is the one set-up of the process.
+    Returns the handler.
     """
     if fmt is None:
         from darkpool.config import load_settings
 
         fmt = load_settings().log_format
-    handler = _Handler(stream if stream is not None else sys.stderr)
+    handler = _Handler(stream)
     handler.setFormatter(formatter(fmt))
     handler.addFilter(ContextFilter(service, job, fields))
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        # ours from an earlier call, and logging.basicConfig's plain ones; others (pytest's capture) stay
+        if isinstance(old, _Handler) or type(old) in (logging.StreamHandler, logging.FileHandler):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
     return handler
@@ -237,8 +267,23 @@ def set_job(job: str | None) -> None:
                 flt.job = job
 
 
-def propagating_dictconfig(*loggers: str, level: str = "INFO") -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` mapping that sends ``loggers`` to the root handler (for servers such as
-    granian that configure their own loggers with their own format in each worker)."""
+def current_handler() -> logging.Handler:
+    """The root handler :func:`configure` installed (a ``logging.config.dictConfig`` handler factory: ``"()":
+    "darkpool.logs.current_handler"``); a stderr one for service ``-`` when none is installed."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _Handler):
+            return handler
+    handler = _Handler()
+    handler.setFormatter(KeyValueFormatter())
+    handler.addFilter(ContextFilter("-"))
+    return handler
+
+
+def server_dictconfig(*loggers: str, level: str = "INFO") -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` mapping for servers that configure logging themselves in each process
+    (granian's ``log_dictconfig``, gunicorn's ``logconfig_dict``): the root keeps :func:`configure`'s handler
+    and ``loggers`` (the server's own, which it gives handlers and formats of their own) propagate to it."""
     return {"version": 1, "disable_existing_loggers": False,
+            "handlers": {"darkpool": {"()": "darkpool.logs.current_handler"}},
+            "root": {"handlers": ["darkpool"], "level": level},
             "loggers": {name: {"handlers": [], "level": level, "propagate": True} for name in loggers}}

@@ -259,8 +259,9 @@ def run(args: argparse.Namespace) -> int:
                               message_timeout_ms=int(args.message_timeout_seconds * 1000))
     source = build_source(args, mode, seed)
     progress = Progress(enabled=not args.quiet, interval=args.progress_interval)
-    print(f"feed: {mode} -> topic {args.topic} at {bootstrap} (seed {seed}"
-          + (f", {args.processes} processes" if args.processes > 1 else "") + ")", file=sys.stderr)
+    log.info(f"feed: {mode} -> topic {args.topic} at {bootstrap} (seed {seed}"
+             + (f", {args.processes} processes" if args.processes > 1 else "") + ")",
+             extra={"mode": mode, "topic": args.topic, "bootstrap": bootstrap, "seed": seed})
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         summary = publish_parallel(

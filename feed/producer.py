@@ -171,7 +171,10 @@ class DeliveryCounter:
 
 
 class Progress:
-    """A progress line on stderr at most every ``interval`` seconds (rewritten in place on a terminal)."""
+    """A progress line on stderr at most every ``interval`` seconds (rewritten in place on a terminal).
+
+    When stderr is not a terminal (a log file: the stack's services) and no stream is given, each
+    update is a log record instead (``feed progress`` with the counts as fields, darkpool/logs.py)."""
 
     def __init__(self, enabled: bool = True, interval: float = 1.0, stream: IO[str] | None = None) -> None:
         self.enabled = enabled
@@ -180,6 +183,7 @@ class Progress:
         self.started = time.monotonic()
         self._next = self.started + interval
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._as_log = stream is None and not self._tty
         self._last_sent = 0
         self._last_time = self.started
 
@@ -192,6 +196,11 @@ class Progress:
         window = now - self._last_time
         rate = (sent - self._last_sent) / window if window > 0 else 0.0
         self._last_sent, self._last_time, self._next = sent, now, now + self.interval
+        if self._as_log:
+            log.info("feed progress", extra={"elapsed_s": round(now - self.started, 1), "sent": sent,
+                                             "rate_per_s": round(rate), "acked": acked, "failed": failed,
+                                             "queued": queued})
+            return
         line = (f"feed: {now - self.started:7.1f} s  sent {sent:>12,}  {rate:>10,.0f}/s  "
                 f"acked {acked:>12,}  failed {failed:,}  queued {queued:,}")
         self.stream.write(("\r" + line) if self._tty else (line + "\n"))

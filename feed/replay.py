@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from darkpool import logs
 from darkpool.contracts import load_venues
 from darkpool.errors import DarkpoolError
 from darkpool.tradefile import RowError, Trade, open_trade_file
@@ -98,7 +99,11 @@ class _Columns:
                 + (f"\n  ... and {more} more" if more > 0 else ""),
                 hint="fix the rows, or pass --skip-bad-rows to replay the readable ones (docs/trade-files.md)")
         if self.rejected:
-            log.warning("%s: skipped %d unreadable row(s), first: %s", path, len(self.rejected), errors[0])
+            for error in self.rejected[:MAX_ERRORS_SHOWN]:  # each with its position, as structured fields
+                log.warning("%s: row skipped: %s", error.where, error,
+                            extra={**logs.file_position(path, error.line), "reason": error.reason})
+            log.warning("%s: skipped %d unreadable row(s), first: %s", path, len(self.rejected), errors[0],
+                        extra={"file": str(path), "skipped": len(self.rejected)})
         if not self.ts:
             raise DarkpoolError(f"{path} holds no readable trades")
         unknown = sorted(v for v in self.venues if v not in load_venues())

@@ -45,6 +45,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
+from darkpool import logs
 from darkpool.contracts import LIQUIDITY_SCHEMA, MARKET_SCHEMA
 from darkpool.errors import DarkpoolError
 from pipeline.options import PipelineConfig, parse_pipeline_args, runner_args
@@ -124,7 +125,7 @@ def run(argv: Sequence[str] | None = None) -> PipelineResult:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipeline.main``: run and print the counters."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure("pipeline")
     try:
         run(argv)
     except DarkpoolError as exc:

@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Flask
 
+from darkpool import logs
 from darkpool.config import load_settings
 from darkpool.errors import DarkpoolError
 from serving import config as serving_config
@@ -48,6 +49,7 @@ def server_app(config: dict[str, Any] | None = None) -> Flask:
 
     granian loads it as its factory (``serving.commands:server_app``, no arguments: the flag
     overrides arrive as DARKPOOL_* variables); gunicorn's worker calls it with the overrides."""
+    logs.configure("serving")  # the worker's set-up (a forked worker has it already; a spawned one does not)
     app = create_app(config)
     start_consumer(app)
     return app
@@ -143,6 +145,7 @@ def run_granian(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
         "serving.commands:server_app", factory=True, address=args.host, port=args.port, interface=Interfaces.WSGI,
         workers=1, blocking_threads=args.threads, backpressure=args.threads * 4, log_access=args.access_log,
         workers_kill_timeout=5, respawn_failed_workers=True,
+        log_dictconfig=logs.server_dictconfig("_granian", "granian.access"),  # granian's lines in our format
     ).serve()
 
 
@@ -163,6 +166,7 @@ def run_gunicorn(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "darkpool-serve",
+        "logconfig_dict": logs.server_dictconfig("gunicorn.error", "gunicorn.access"),  # in our format
         "worker_exit": close_app_services,
     }
 

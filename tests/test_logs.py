@@ -5,9 +5,18 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import requests
 
 from darkpool import logs
 from darkpool.config import load_settings
@@ -97,16 +106,26 @@ def test_what_is_not_a_log_line_is_refused(line: str) -> None:
 
 def test_second_configure_replaces_the_first_and_set_job_names_the_job(captured) -> None:
     buffer, log = captured
-    logging.basicConfig(format="%(message)s")  # an old-style handler someone left: configure replaces it
+    logging.basicConfig(format="%(message)s", force=True)  # an old-style handler left behind: configure replaces it
+    left = logging.getLogger().handlers[-1]
     logs.configure("cli", fmt="text", stream=io.StringIO(), command="jobs")
-    logs.configure("pipeline", fmt="text", stream=buffer, command="run")
-    assert len(logging.getLogger().handlers) == 1
+    handler = logs.configure("pipeline", fmt="text", stream=buffer, command="run")
+    root_handlers = logging.getLogger().handlers
+    assert left not in root_handlers and [h for h in root_handlers if isinstance(h, logging.StreamHandler)
+                                          and type(h).__module__ in ("logging", "darkpool.logs")] == [handler]
     log.info("before")
     logs.set_job("liquidity")
     log.info("after", extra={"command": "mine"})  # a record's own field wins over the static one
     before, after = (logs.parse_line(line) for line in lines(buffer))
     assert before["service"] == "pipeline" and "job" not in before and before["command"] == "run"
     assert after["job"] == "liquidity" and after["command"] == "mine"
+
+
+def test_without_a_stream_it_follows_stderr(captured, capsys: pytest.CaptureFixture[str]) -> None:
+    _, log = captured
+    logs.configure("cli", fmt="text")
+    log.warning("to the current stderr")
+    assert logs.parse_line(capsys.readouterr().err)["msg"] == "to the current stderr"
 
 
 def test_the_format_setting(monkeypatch: pytest.MonkeyPatch, captured) -> None:
@@ -121,15 +140,150 @@ def test_the_format_setting(monkeypatch: pytest.MonkeyPatch, captured) -> None:
         logs.formatter("xml")
 
 
-def test_propagating_dictconfig_routes_a_servers_own_loggers_to_the_root(captured) -> None:
+def test_server_dictconfig_keeps_the_root_handler_and_routes_a_servers_loggers_to_it(captured) -> None:
     import logging.config
 
     buffer, _ = captured
-    logs.configure("serving", fmt="text", stream=buffer)
+    handler = logs.configure("serving", fmt="text", stream=buffer)
     own = logging.getLogger("tests.server.access")
-    own.addHandler(logging.StreamHandler(io.StringIO()))
+    own.addHandler(logging.StreamHandler(io.StringIO()))  # the server's own handler and format
     own.propagate = False
-    logging.config.dictConfig(logs.propagating_dictconfig("tests.server.access"))
+    logging.config.dictConfig(logs.server_dictconfig("tests.server.access"))  # what the server runs
     own.info("GET / 200")
-    assert logs.parse_line(lines(buffer)[0])["msg"] == "GET / 200"
-    assert own.handlers == []
+    logging.getLogger("tests.app").info("from the app")
+    assert [logs.parse_line(line)["msg"] for line in lines(buffer)] == ["GET / 200", "from the app"]
+    assert own.handlers == [] and handler in logging.getLogger().handlers
+
+
+# -- the real processes (under the stack lock: they use the test broker) --------------------------------------
+DARKPOOL = str(Path(sys.executable).with_name("darkpool"))
+TRADES_CSV = ("event_time,symbol,venue,price,quantity,side\n"
+              "2026-03-02T14:30:00Z,AAPL,UBSA,189.5,100,B\n"
+              "2026-03-02T14:30:01Z,MSFT,XNAS,410.0,-5,S\n"  # line 3: not usable (a non-positive quantity)
+              "2026-03-02T14:30:02Z,AAPL,JPMX,189.6,200,S\n")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def parsed_log(path: Path) -> list[dict]:
+    """Every line of a process's log file, parsed; fails on the first line that is not a log record."""
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(logs.parse_line(line))
+            except ValueError:
+                pytest.fail(f"{path.name}:{number} is not a structured log line: {line!r}")
+    assert records, f"{path} is empty"
+    return records
+
+
+def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until every deletion is done
+    for future in admin.delete_topics(topics).values():
+        future.result(timeout=30)
+
+
+def run_logged(argv: list[str], log_file: Path, fmt: str, timeout: float = 120) -> str:
+    """Run a process with its log (stderr) into ``log_file``; returns its output (stdout: a command's result,
+    such as the feed's summary, is not a log record)."""
+    with open(log_file, "wb") as err:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, timeout=timeout, text=True,
+                              env={**os.environ, "DARKPOOL_LOG_FORMAT": fmt})
+    assert done.returncode == 0, log_file.read_text()
+    return done.stdout
+
+
+@pytest.mark.parametrize("fmt", logs.LOG_FORMATS)
+def test_serving_log_lines_parse_and_name_the_bad_records_position(kafka_bootstrap: str, tmp_path: Path,
+                                                                  fmt: str) -> None:
+    from confluent_kafka import Producer
+
+    from darkpool.stack.topics import TopicSpec, create_topics
+
+    suffix = uuid.uuid4().hex[:8]
+    liquidity, market = f"test.logs.liquidity.{suffix}", f"test.logs.market.{suffix}"
+    create_topics(kafka_bootstrap, {liquidity: TopicSpec(1, {"cleanup.policy": "compact"}),
+                                    market: TopicSpec(1, {"cleanup.policy": "compact"})})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for value in (b"{not json", b'{"symbol": "AAPL"}'):  # offsets 0 and 1: records serving must reject
+        producer.produce(liquidity, value, key=b"AAPL|UBSA|bad", partition=0)
+    assert producer.flush(30) == 0
+    port, log_file = free_port(), tmp_path / "serve.log"
+    with open(log_file, "wb") as out:  # stdout and stderr, as the stack runs it: the server prints nothing else
+        proc = subprocess.Popen([DARKPOOL, "serve", "--host", "127.0.0.1", "--port", str(port), "--bootstrap",
+                                 kafka_bootstrap, "--liquidity-topic", liquidity, "--market-topic", market],
+                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "DARKPOOL_LOG_FORMAT": fmt})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, log_file.read_text()
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/api/v1/ready", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        assert requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        delete_topics(kafka_bootstrap, [liquidity, market])
+    records = parsed_log(log_file)
+    assert {r["service"] for r in records} == {"serving"}
+    loggers = {r["logger"] for r in records}
+    assert {"serving.commands", "serving.consumer", "_granian"} <= loggers  # ours and the server's own lines
+    invalid = [r for r in records if r["logger"] == "serving.consumer" and "offset" in r]
+    assert [(r["level"], r["topic"], str(r["partition"]), str(r["offset"])) for r in invalid] == \
+        [("warning", liquidity, "0", "0"), ("warning", liquidity, "0", "1")]
+    assert all(r["reason"] for r in invalid)
+
+
+def test_feed_pipeline_and_worker_pool_log_lines_parse(kafka_bootstrap: str, tmp_path: Path) -> None:
+    trades = tmp_path / "trades.csv"
+    trades.write_text(TRADES_CSV)
+    topic = f"test.logs.trades.{uuid.uuid4().hex[:8]}"
+    feed_log = tmp_path / "feed.log"
+    run_logged([DARKPOOL, "feed", "--from-file", str(trades), "--skip-bad-rows", "--topic", topic,
+                "--partitions", "1", "--bootstrap", kafka_bootstrap], feed_log, "text")
+    run_logged([DARKPOOL, "feed", "--mode", "live", "--rate", "200", "--duration", "2", "--topic", topic,
+                "--bootstrap", kafka_bootstrap], tmp_path / "feed-live.log", "json")
+    pipeline_log = tmp_path / "run.log"
+    output = run_logged([DARKPOOL, "run", "--runner", "direct", "--job-name", "logs-test", "--source", "file",
+                         "--input", str(trades), "--output", str(tmp_path / "parquet")], pipeline_log, "text", 300)
+    assert "pipeline finished" in output
+    pool_log, port = tmp_path / "pool.log", free_port()
+    with open(pool_log, "wb") as out:  # as the stack runs it
+        pool = subprocess.Popen([sys.executable, "-m", "darkpool.stack.worker_pool", "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "worker pool at" not in pool_log.read_text():
+            assert pool.poll() is None and time.monotonic() < deadline, pool_log.read_text()
+            time.sleep(0.2)
+    finally:
+        pool.send_signal(signal.SIGINT)
+        pool.wait(30)
+    delete_topics(kafka_bootstrap, [topic])
+
+    feed = parsed_log(feed_log)
+    assert {r["service"] for r in feed} == {"feed"}
+    skipped = [r for r in feed if r.get("file") == str(trades) and "line" in r]
+    assert [(r["level"], str(r["line"]), r["reason"]) for r in skipped] == \
+        [("warning", "3", "non_positive_quantity")], feed
+    live = parsed_log(tmp_path / "feed-live.log")  # JSON lines
+    assert {r["service"] for r in live} == {"feed"}
+    progress = [r for r in live if r["msg"] == "feed progress"]
+    assert progress and progress[-1]["sent"] == progress[-1]["acked"] > 0  # typed counts, all acknowledged
+    assert any(r.get("topic") == topic and r.get("mode") == "live" for r in live)
+    pipeline = parsed_log(pipeline_log)
+    assert {(r["service"], r.get("job")) for r in pipeline} == {("pipeline", "logs-test")}
+    assert any(r["logger"] == "pipeline" and r["msg"].startswith("pipeline finished") for r in pipeline)
+    pool_records = parsed_log(pool_log)
+    assert {r["service"] for r in pool_records} == {"worker-pool"}

@@ -18,13 +18,15 @@ import time
 
 from apache_beam.runners.worker.worker_pool_main import BeamFnExternalWorkerPoolServicer
 
+from darkpool import logs
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True, help="port of the worker pool service")
     parser.add_argument("--state-cache-mb", type=int, default=100, help="user-state cache per SDK worker")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure("worker-pool")
     address, server = BeamFnExternalWorkerPoolServicer.start(
         use_process=True, port=args.port, state_cache_size=args.state_cache_mb << 20)
     logging.getLogger(__name__).info("worker pool at %s, state cache %d MB per worker", address, args.state_cache_mb)
