@@ -71,6 +71,19 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid`` (Linux /proc)."""
+    members = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text(encoding="ascii", errors="replace").rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
+            members.append(int(stat_file.parent.name))
+    return members
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -255,10 +268,18 @@ class Service:
         deadline = time.monotonic() + self.stop_timeout
         while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.2)
-        if pid_alive(pid):
+        # the group's other processes (the worker pool's SDK workers, a shell's children) and the port
+        # must be gone too, so that a start right after this one can bind it
+        ports = ((self.port,) if self.owns_port else ()) + tuple(self.extra_ports)
+        while time.monotonic() < deadline and (
+                group_members(pid) or any(port_open(self.settings.host, port) for port in ports)):
+            time.sleep(0.2)
+        if pid_alive(pid) or group_members(pid):
             log.warning("%s did not stop within %.0f s, killing it", self.name, self.stop_timeout)
             self._signal(pid, signal.SIGKILL)
-            time.sleep(0.5)
+            kill_deadline = time.monotonic() + 5.0
+            while time.monotonic() < kill_deadline and group_members(pid):
+                time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
         return True
 

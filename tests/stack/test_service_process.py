@@ -82,3 +82,42 @@ def test_run_refuses_a_beam_service_older_than_its_jars(tmp_path: Path) -> None:
             check_beam_services_current(settings)
     finally:
         service.stop()
+
+
+_FORKING_SERVER = """
+import os, signal, socket, sys, time
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", int(sys.argv[1])))
+server.listen()
+if os.fork() == 0:  # a child that keeps the listening socket and takes 1.5 s to finish after SIGTERM
+    signal.signal(signal.SIGTERM, lambda *_: (time.sleep(1.5), os._exit(0)))
+else:
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+while True:
+    server.accept()[0].close()
+"""
+
+
+def test_stop_waits_for_the_group_and_its_port_so_a_start_right_after_binds_it(tmp_path: Path) -> None:
+    """Like the worker pool: its leader exits at once on SIGTERM, a child still listens for a while."""
+    import socket
+
+    from darkpool.stack.process import group_members, port_open
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = load_settings(state_dir=tmp_path / "state")
+    service = Service(name="forking", port=port, settings=settings, start_timeout=20,
+                      command=lambda: [sys.executable, "-c", _FORKING_SERVER, str(port)],
+                      ready=lambda: port_open("127.0.0.1", port))
+    first = service.start().pid
+    try:
+        assert len(group_members(first)) == 2
+        assert service.stop()
+        assert not group_members(first) and not port_open("127.0.0.1", port)
+        second = service.start().pid  # back to back: the port is free again
+        assert second != first
+    finally:
+        service.stop()
