@@ -317,10 +317,8 @@ def paths() -> dict[str, Any]:
                                                        "content": {JSON: {"schema": {"type": "object"}}}}),
         "/api/heatmap_data": _get("Legacy: the seed project's heat-map records", _ok("HeatmapList", "records"),
                                   [WINDOW_Q]),
-        "/metrics": {"get": {"summary": "Prometheus metrics", "parameters": [],
-                             "responses": {"200": {"description": "Prometheus text exposition",
-                                                   "headers": _header_refs(),
-                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/metrics": _get("Prometheus metrics", {"description": "Prometheus text exposition", "headers": _header_refs(),
+                                                "content": {"text/plain": {"schema": {"type": "string"}}}}),
     }
 
 

@@ -313,6 +313,7 @@ NOT_IN_SCHEMA = [  # violations no parameter schema can state: a repeated or an 
     ("/api/v1/windows/latest", "symbol=AAPL&symbol=MSFT", "symbol", "more than once"),
     ("/api/v1/windows/latest", "sybmol=AAPL", "sybmol", "unknown query parameter"),
     ("/api/v1/health", "x=1", "x", "unknown query parameter"),
+    ("/metrics", "x=1", "x", "unknown query parameter"),
 ]
 
 
