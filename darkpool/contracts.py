@@ -26,6 +26,8 @@ TRADES_TOPIC = "darkpool.trades"
 DEADLETTER_TOPIC = "darkpool.deadletter"
 LIQUIDITY_TOPIC = "darkpool.liquidity"
 MARKET_TOPIC = "darkpool.market"
+# the pipeline's Kafka consumer group (its --group-id default; serving reports its lag on /metrics)
+PIPELINE_GROUP_ID = "darkpool-pipeline"
 ALL_TOPICS = (TRADES_TOPIC, DEADLETTER_TOPIC, LIQUIDITY_TOPIC, MARKET_TOPIC)
 
 # --- definitions ---------------------------------------------------------------

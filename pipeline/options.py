@@ -47,7 +47,7 @@ class PipelineConfig:
     source: str = "kafka"
     bootstrap_servers: str = "127.0.0.1:9092"
     expansion_service: str = "127.0.0.1:8097"
-    group_id: str = "darkpool-pipeline"
+    group_id: str = contracts.PIPELINE_GROUP_ID
     trades_topic: str = contracts.TRADES_TOPIC
     deadletter_topic: str = contracts.DEADLETTER_TOPIC
     liquidity_topic: str = contracts.LIQUIDITY_TOPIC
@@ -185,7 +185,7 @@ def build_parser(prog: str = "pipeline") -> argparse.ArgumentParser:
     kafka.add_argument("--bootstrap-servers", default=settings.bootstrap_servers)
     kafka.add_argument("--expansion-service", default=settings.expansion_address,
                        help="address of the project's running Java expansion service (KafkaIO)")
-    kafka.add_argument("--group-id", default="darkpool-pipeline", help="Kafka consumer group of the reader")
+    kafka.add_argument("--group-id", default=contracts.PIPELINE_GROUP_ID, help="Kafka consumer group of the reader")
     kafka.add_argument("--trades-topic", default=contracts.TRADES_TOPIC)
     kafka.add_argument("--deadletter-topic", default=contracts.DEADLETTER_TOPIC)
     kafka.add_argument("--liquidity-topic", default=contracts.LIQUIDITY_TOPIC)

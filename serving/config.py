@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from darkpool.config import load_settings
-from darkpool.contracts import LIQUIDITY_TOPIC, MARKET_TOPIC, TRADES_TOPIC
+from darkpool.contracts import LIQUIDITY_TOPIC, MARKET_TOPIC, PIPELINE_GROUP_ID, TRADES_TOPIC
 from darkpool.errors import DarkpoolError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -33,7 +33,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "CONSUMER_POLL_SECONDS": (0.25, "longest wait for a batch; bounds how stale a pane can be"),
     "LAG_CHECK_SECONDS": (5.0, "how often the consumer asks the broker for end offsets (lag); /metrics' lag "
                                "series are cached as long"),
-    "PIPELINE_GROUP": ("darkpool-pipeline", "the pipeline's Kafka consumer group (its --group-id), whose lag "
+    "PIPELINE_GROUP": (PIPELINE_GROUP_ID, "the pipeline's Kafka consumer group (its --group-id), whose lag "
                                             "/metrics reports; empty = not reported"),
     "TRADES_TOPIC": (TRADES_TOPIC, "the trades topic the pipeline's group reads (its lag is on /metrics)"),
     "RETENTION_HOURS": (24.0, "history kept: windows ending within this many hours of the newest window"),
