@@ -23,7 +23,7 @@ from sample_panes import CREATED, Tape, Topics, make_topics
 from darkpool.contracts import liquidity_key, market_key
 from darkpool.stack.topics import TopicSpec, create_topics
 from serving import create_app
-from serving.metrics import LagProbe, partition_lag
+from serving.metrics import LagProbe, LagSnapshot, lag_families, partition_lag
 
 Series = dict[tuple[tuple[str, str], ...], float]
 
@@ -112,6 +112,21 @@ def lag_app(app_factory, topics: Topics, **extra) -> Flask:
 ])
 def test_partition_lag(low: int, high: int, position: int | None, lag: int) -> None:
     assert partition_lag(low, high, position) == lag
+
+
+def test_lag_families_of_a_snapshot() -> None:
+    snap = LagSnapshot(
+        watermarks={("liq", 0): (0, 9), ("liq", 1): (2, 4), ("trades", 0): (5, 20), ("trades", 1): (0, 8),
+                    ("old", 0): (0, 3)},
+        committed={("trades", 0): 12, ("old", 0): 3}, positions={("liq", 0): 9})
+    families = {f.name: {tuple(s.labels.values()): s.value for s in f.samples}
+                for f in lag_families(snap, ("liq",), "g", ("trades",))}
+    assert families["darkpool_serving_partition_lag"] == {("liq", "0"): 0, ("liq", "1"): 2}  # 1: never read
+    assert families["darkpool_pipeline_committed_offset"] == {("g", "old", "0"): 3, ("g", "trades", "0"): 12}
+    assert families["darkpool_pipeline_consumer_lag"] == {  # a topic the group committed on is included
+        ("g", "old", "0"): 0, ("g", "trades", "0"): 8, ("g", "trades", "1"): 8}
+    assert families["darkpool_kafka_high_watermark"][("trades", "0")] == 20
+    assert "darkpool_pipeline_consumer_lag" not in {f.name for f in lag_families(snap, ("liq",), "", ())}
 
 
 def test_no_consumer_no_lag_series_and_no_broker_asked() -> None:
