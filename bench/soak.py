@@ -62,6 +62,7 @@ from darkpool import contracts
 from darkpool.config import Settings, load_settings
 from darkpool.errors import DarkpoolError
 from darkpool.stack import flink
+from darkpool.stack.commands import start
 from darkpool.stack.process import Service
 from darkpool.stack.services import app_services, stack_services
 from darkpool.stack.topics import committed_offset, end_offset
@@ -463,6 +464,8 @@ def run_soak(args: argparse.Namespace) -> int:
     running_before = {s.name for s in services if s.pid() is not None}
     job_before = flink.running_job_ids(settings, DEFAULT_JOB_NAME) if "flink-jobmanager" in running_before else []
     if args.fresh:
+        log("--fresh: starting the stack first (the broker and Flink must answer)")
+        start(settings, stack_services(settings))
         make_fresh(settings, group)
         job_before = []
     bring_up(settings, args.rate)
