@@ -29,6 +29,7 @@ const state = {
   liveCount: 0,
   lastUpdate: null,      // newest emitted_at seen (status or stream)
   serverStale: false,
+  health: null,          // status.health: {state: 'ok'|'degraded', reason, since} (the server's broker connection)
   stream: 'connecting',
   map: null,
   windowRows: null,      // all symbols' rows of the shown window (the map's data)
@@ -157,8 +158,14 @@ function renderFreshness() {
   const banner = $('alert-banner');
   let message = '';
   let tone = '';
+  const degraded = state.health?.state === 'degraded';
   if (state.stream === 'disconnected') {
     message = 'Live stream disconnected: reconnecting… Figures below are the last ones received.';
+    tone = 'border-red-900 bg-red-950/80 text-red-200';
+  } else if (degraded) {
+    const since = state.health.since ? ` since ${new Date(state.health.since).toLocaleTimeString()}` : '';
+    message = `Server degraded${since}: ${state.health.reason ?? 'the broker is unreachable'}. `
+      + 'Figures below are the last ones it received; it catches up when the broker is back.';
     tone = 'border-red-900 bg-red-950/80 text-red-200';
   } else if (stale) {
     message = state.lastUpdate
@@ -166,7 +173,7 @@ function renderFreshness() {
       : 'No data yet: waiting for the pipeline\u2019s first panes.';
     tone = 'border-amber-900 bg-amber-950/70 text-amber-200';
   }
-  banner.dataset.kind = state.stream === 'disconnected' ? 'disconnected' : stale ? 'stale' : 'ok';
+  banner.dataset.kind = state.stream === 'disconnected' ? 'disconnected' : degraded ? 'degraded' : stale ? 'stale' : 'ok';
   banner.textContent = message;
   banner.className = message ? `border-t px-5 py-2 text-center text-sm font-medium ${tone}` : 'hidden';
 }
@@ -195,6 +202,7 @@ async function refreshOnce() {
   const which = state.window;
   const status = await api.status();
   state.serverStale = Boolean(status.stale);
+  state.health = status.health ?? null;
   if (status.last_update && (!state.lastUpdate || status.last_update > state.lastUpdate)) state.lastUpdate = status.last_update;
   if (status.symbols !== state.symbols.length || (state.symbol === null && status.symbols > 0)) await loadSymbols();
   const symbol = state.symbol;
