@@ -116,10 +116,38 @@ class BrokerWatch:
     ends the outage. Both are logged (WARNING) with the wall-clock time.
     """
 
-    def __init__(self, queued: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, queued: Callable[[], int] = lambda: 0, stall_s: float = 10.0) -> None:
         self.queued = queued  # how many records wait in the producer's queue (set once the producer exists)
         self.down_since: float | None = None
         self.outages: list[Outage] = []
+        self.stall_s = stall_s
+        self._acked_seen = -1
+        self._progress_at = time.monotonic()
+        self._next_probe = 0.0
+
+    def check(self, producer: Producer, topic: str, acked: int) -> None:
+        """Called as the feed sends: records queued and no acknowledgement for ``stall_s`` seconds -> ask the
+        broker for the topic's metadata (at most every ``stall_s``). No answer is an outage (librdkafka does
+        not always report one); an answer refreshes the partition leaders, which gets a producer moving again
+        that lost its leaders while the broker restarted (it retries with the same producer id: no duplicate)."""
+        now = time.monotonic()
+        if acked != self._acked_seen or not len(producer):
+            self._acked_seen, self._progress_at = acked, now
+            return
+        if now - self._progress_at < self.stall_s or now < self._next_probe:
+            return
+        self._next_probe = now + self.stall_s
+        try:
+            producer.list_topics(topic, timeout=2.0)
+        except KafkaException as exc:
+            if self.down_since is None:
+                self.down_since = time.time()
+                log.warning("feed: broker unreachable at %s (no acknowledgement for %.0f s, and no answer to a "
+                            "metadata request: %s); %d records queued, librdkafka retries them",
+                            _clock_text(self.down_since), now - self._progress_at, exc, len(producer))
+            return
+        log.warning("feed: no acknowledgement for %.0f s with %d records queued; the broker answers a metadata "
+                    "request (partition leaders refreshed)", now - self._progress_at, len(producer))
 
     def on_error(self, err: KafkaError) -> None:
         """librdkafka's error callback (from poll/flush): outages are reported, the rest logged."""
@@ -291,6 +319,8 @@ class Publisher:
         return True
 
     def _report(self, force: bool = False) -> None:
+        self.watch.check(self.producer, self.topic, self.delivery.acked if self.options.delivery_reports == "all"
+                         else self.sent - len(self.producer))
         self.progress.update(self.sent, self.acked, self.delivery.failed, len(self.producer), force)
 
     def flush(self, timeout: float) -> int:
