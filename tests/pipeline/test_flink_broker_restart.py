@@ -18,7 +18,7 @@ data). Required afterwards:
 
 It prints how long each part took to recover. The feed runs ``PHASE_SECONDS``
 before, during and after the outage (the rate stays at 2,000/s; the duration is
-bounded so the test stays near 4 minutes: it is long because the outage itself,
+bounded so the test takes 4-5 minutes: it is long because the outage itself,
 the catch-up at the pipeline's throughput and the quiet period of the settle
 step are real time). ``DARKPOOL_TEST_BROKER_RESTART_PHASE_SECONDS`` lengthens
 the phases for a soak-style run.
