@@ -23,6 +23,17 @@ delivery) only after ``message_timeout_ms`` (default 5 minutes), and the queue
 holds ``queue_messages`` records (1,000,000: over 8 minutes at 2,000 trades/s),
 so an outage shorter than both loses nothing; a longer one blocks the sender when
 the queue is full (it waits for room) and fails records only past the timeout.
+
+A producer that stays stuck after the broker is back: librdkafka (2.16, and
+every version with KIP-951's leader hints) can leave a partition without a
+leader for good when a produce response said "leader -1" (a single broker's
+controlled shutdown does that) - its queued records then never leave, although
+the broker answers. :class:`BrokerWatch` tells this from an outage (the broker
+answers metadata with a leader for every partition, yet nothing is acknowledged
+for two stall periods) and :meth:`Publisher.rebuild` purges the records still
+queued (never sent to a leader, so never written), creates a new producer and
+hands them to it in their order. Records in flight are left to finish first, so
+nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -124,30 +135,47 @@ class BrokerWatch:
         self._acked_seen = -1
         self._progress_at = time.monotonic()
         self._next_probe = 0.0
+        self._answered = 0  # metadata probes in a row that answered with every leader, still no ack
 
-    def check(self, producer: Producer, topic: str, acked: int) -> None:
+    def check(self, producer: Producer, topic: str, acked: int) -> bool:
         """Called as the feed sends: records queued and no acknowledgement for ``stall_s`` seconds -> ask the
         broker for the topic's metadata (at most every ``stall_s``). No answer is an outage (librdkafka does
-        not always report one); an answer refreshes the partition leaders, which gets a producer moving again
-        that lost its leaders while the broker restarted (it retries with the same producer id: no duplicate)."""
+        not always report one). An answer with a leader for every partition, on two probes in a row with
+        still no acknowledgement, means the producer itself is stuck: returns True (rebuild it)."""
         now = time.monotonic()
         if acked != self._acked_seen or not len(producer):
-            self._acked_seen, self._progress_at = acked, now
-            return
+            self._acked_seen, self._progress_at, self._answered = acked, now, 0
+            return False
         if now - self._progress_at < self.stall_s or now < self._next_probe:
-            return
+            return False
         self._next_probe = now + self.stall_s
         try:
-            producer.list_topics(topic, timeout=2.0)
+            metadata = producer.list_topics(topic, timeout=2.0).topics[topic]
+            if metadata.error is not None:
+                raise KafkaException(metadata.error)
         except KafkaException as exc:
+            self._answered = 0
             if self.down_since is None:
                 self.down_since = time.time()
                 log.warning("feed: broker unreachable at %s (no acknowledgement for %.0f s, and no answer to a "
                             "metadata request: %s); %d records queued, librdkafka retries them",
                             _clock_text(self.down_since), now - self._progress_at, exc, len(producer))
-            return
-        log.warning("feed: no acknowledgement for %.0f s with %d records queued; the broker answers a metadata "
-                    "request (partition leaders refreshed)", now - self._progress_at, len(producer))
+            return False
+        leaders = [partition.leader for partition in metadata.partitions.values()]
+        if not leaders or min(leaders) < 0:
+            self._answered = 0
+            log.warning("feed: no acknowledgement for %.0f s with %d records queued; the broker answers but "
+                        "elects partition leaders", now - self._progress_at, len(producer))
+            return False
+        self._answered += 1
+        log.warning("feed: no acknowledgement for %.0f s with %d records queued although the broker answers "
+                    "with a leader for every partition (%d probe(s) in a row)",
+                    now - self._progress_at, len(producer), self._answered)
+        return self._answered >= 2
+
+    def rebuilt(self) -> None:
+        """The producer was replaced: the stall clock starts again."""
+        self._answered, self._progress_at, self._acked_seen = 0, time.monotonic(), -1
 
     def on_error(self, err: KafkaError) -> None:
         """librdkafka's error callback (from poll/flush): outages are reported, the rest logged."""
@@ -183,8 +211,13 @@ class DeliveryCounter:
         self.failed = 0
         self.first_error: str | None = None
         self.watch = watch
+        # while a stuck producer is rebuilt: the records purged from its queue, in order, to send again
+        self.purged: list[tuple[bytes | None, bytes | None, int]] | None = None
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None and self.purged is not None and err.code() == KafkaError._PURGE_QUEUE:
+            self.purged.append((msg.value(), msg.key(), msg.timestamp()[1]))
+            return
         if err is None:
             self.acked += 1
             if self.watch is not None and self.watch.down_since is not None:
@@ -249,24 +282,66 @@ class Publisher:
         self.options = options or ProducerOptions()
         self.watch = BrokerWatch()
         self.delivery = DeliveryCounter(self.watch)
-        config = self.options.config(bootstrap)
-        config["on_delivery"] = self.delivery
-        config["error_cb"] = self.watch.on_error
-        try:
-            self.producer = Producer(config)
-        except KafkaException as exc:
-            raise DarkpoolError(f"cannot create a Kafka producer: {exc.args[0].str()}") from exc
-        self.watch.queued = self.producer.__len__
+        self.producer = self._new_producer()
+        self.rebuilds = 0
+        self._retired: list[Producer] = []  # replaced producers whose records in flight have not finished
         self.progress = progress or Progress(enabled=False)
         self.tape = tape
         self.sent = 0
         self.stats = FeedTotals()
 
+    def _new_producer(self) -> Producer:
+        config = self.options.config(self.bootstrap)
+        config["on_delivery"] = self.delivery
+        config["error_cb"] = self.watch.on_error
+        try:
+            producer = Producer(config)
+        except KafkaException as exc:
+            raise DarkpoolError(f"cannot create a Kafka producer: {exc.args[0].str()}") from exc
+        self.watch.queued = producer.__len__
+        return producer
+
+    def rebuild(self, in_flight_timeout: float = 30.0) -> int:
+        """Replace a stuck producer: purge its queued records (never sent to a leader), let the ones in flight
+        finish, and hand the purged ones to a new producer in their order. Returns how many were moved."""
+        old = self.producer
+        self.delivery.purged = purged = []
+        try:
+            old.purge(in_queue=True, in_flight=False, blocking=True)
+            old.poll(0)  # serves the purged records' delivery reports (collected, not counted as failures)
+            deadline = time.monotonic() + in_flight_timeout
+            while len(old) and time.monotonic() < deadline:
+                old.poll(0.1)
+        finally:
+            self.delivery.purged = None
+        in_flight = len(old)
+        if in_flight:
+            self._retired.append(old)  # still polled and flushed; its records count as queued
+        self.producer = self._new_producer()
+        for value, key, stamp in purged:
+            while True:
+                try:
+                    self.producer.produce(self.topic, value, key, -1, None, None, stamp)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+        self.rebuilds += 1
+        self.watch.rebuilt()
+        log.warning("feed: the producer was stuck (a leader the broker has was never taken up again); a new "
+                    "producer took over its %d queued records in order (%d still in flight in the old one)",
+                    len(purged), in_flight, extra={"moved": len(purged), "in_flight": in_flight})
+        return len(purged)
+
+    @property
+    def queued(self) -> int:
+        """Records handed to a producer (the current one or a replaced one) and not yet reported."""
+        return len(self.producer) + sum(len(old) for old in self._retired)
+
     @property
     def acked(self) -> int:
         if self.options.delivery_reports == "all":
             return self.delivery.acked
-        return max(0, self.sent - self.delivery.failed - len(self.producer))
+        return max(0, self.sent - self.delivery.failed - self.queued)
 
     def send(self, batch: EncodedBatch) -> None:
         """Hand every record of the batch to the producer (waiting when its queue is full)."""
@@ -319,22 +394,27 @@ class Publisher:
         return True
 
     def _report(self, force: bool = False) -> None:
-        self.watch.check(self.producer, self.topic, self.delivery.acked if self.options.delivery_reports == "all"
-                         else self.sent - len(self.producer))
-        self.progress.update(self.sent, self.acked, self.delivery.failed, len(self.producer), force)
+        for old in self._retired:
+            old.poll(0)
+        self._retired = [old for old in self._retired if len(old)]
+        if self.watch.check(self.producer, self.topic, self.delivery.acked
+                            if self.options.delivery_reports == "all" else self.sent - self.queued):
+            self.rebuild()
+        self.progress.update(self.sent, self.acked, self.delivery.failed, self.queued, force)
 
     def flush(self, timeout: float) -> int:
         """Wait up to ``timeout`` seconds for outstanding deliveries; returns how many remain."""
         deadline = time.monotonic() + timeout
-        while len(self.producer) and time.monotonic() < deadline:
-            self.producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+        while self.queued and time.monotonic() < deadline:
+            for producer in (*self._retired, self.producer):
+                producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
             self._report()
         self._report(force=True)
-        return len(self.producer)
+        return self.queued
 
     def summary(self, elapsed: float, **meta: Any) -> FeedSummary:
         summary = FeedSummary(topic=self.topic, bootstrap=self.bootstrap, sent=self.sent, acked=self.acked,
-                              failed=self.delivery.failed, unconfirmed=len(self.producer),
+                              failed=self.delivery.failed, unconfirmed=self.queued,
                               elapsed_seconds=elapsed, first_error=self.delivery.first_error, **meta)
         self.stats.fill(summary)
         return summary
