@@ -31,9 +31,10 @@ controlled shutdown does that) - its queued records then never leave, although
 the broker answers. :class:`BrokerWatch` tells this from an outage (the broker
 answers metadata with a leader for every partition, yet nothing is acknowledged
 for two stall periods) and :meth:`Publisher.rebuild` purges the records still
-queued (never sent to a leader, so never written), creates a new producer and
-hands them to it in their order. Records in flight are left to finish first, so
-nothing is sent twice.
+queued, lets the ones in flight finish, creates a new producer and hands the
+purged ones to it in their order. In the stuck case no purged record reached a
+leader; a record queued again after a request that timed out might have, and
+could then be stored twice (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -144,6 +145,8 @@ class BrokerWatch:
         still no acknowledgement, means the producer itself is stuck: returns True (rebuild it)."""
         now = time.monotonic()
         if acked != self._acked_seen or not len(producer):
+            if acked > self._acked_seen >= 0 and self.down_since is not None:
+                self.on_ack()  # delivery reports of errors only: a rising count ends the outage
             self._acked_seen, self._progress_at, self._answered = acked, now, 0
             return False
         if now - self._progress_at < self.stall_s or now < self._next_probe:
@@ -301,15 +304,20 @@ class Publisher:
         self.watch.queued = producer.__len__
         return producer
 
-    def rebuild(self, in_flight_timeout: float = 30.0) -> int:
-        """Replace a stuck producer: purge its queued records (never sent to a leader), let the ones in flight
-        finish, and hand the purged ones to a new producer in their order. Returns how many were moved."""
+    def rebuild(self, in_flight_timeout: float | None = None) -> int:
+        """Replace a stuck producer: purge its queued records, let the ones in flight finish (up to the message
+        timeout), and hand the purged ones to a new producer in their order. Returns how many were moved.
+
+        A purged record was queued, not in flight: in the stuck case (no leader taken up) it was never
+        accepted by a broker. A record queued again for a retry after a request that timed out may have been
+        written, though; a new producer id cannot deduplicate it (docs/reliability.md)."""
         old = self.producer
+        timeout = self.options.message_timeout_ms / 1000 if in_flight_timeout is None else in_flight_timeout
         self.delivery.purged = purged = []
         try:
             old.purge(in_queue=True, in_flight=False, blocking=True)
             old.poll(0)  # serves the purged records' delivery reports (collected, not counted as failures)
-            deadline = time.monotonic() + in_flight_timeout
+            deadline = time.monotonic() + timeout
             while len(old) and time.monotonic() < deadline:
                 old.poll(0.1)
         finally:
@@ -317,6 +325,8 @@ class Publisher:
         in_flight = len(old)
         if in_flight:
             self._retired.append(old)  # still polled and flushed; its records count as queued
+            log.error("feed: %d records of the stuck producer were still in flight after %.0f s; the queued ones "
+                      "move on now, so a partition's order may break between the two", in_flight, timeout)
         self.producer = self._new_producer()
         for value, key, stamp in purged:
             while True:
@@ -354,6 +364,7 @@ class Publisher:
                 produce(topic, value, key, -1, None, None, stamp)
             except BufferError:
                 self._produce_when_room(value, key, stamp)
+                produce = self.producer.produce  # waiting for room may have replaced a stuck producer
         self.sent += len(batch)
         self.stats.add(batch)
         if self.tape is not None:
