@@ -24,7 +24,10 @@ from collections.abc import Iterable
 
 from werkzeug.datastructures import MultiDict
 
-SYMBOL_PATTERN = r"[A-Za-z][A-Za-z0-9.\-/]{0,15}"  # case-insensitive: returned upper case
+from darkpool.contracts import MAX_SYMBOL_LENGTH
+
+# case-insensitive, returned upper case; as long as the pipeline accepts (contracts.MAX_SYMBOL_LENGTH)
+SYMBOL_PATTERN = r"[A-Za-z][A-Za-z0-9.\-/]{0," + str(MAX_SYMBOL_LENGTH - 1) + "}"
 VENUE_PATTERN = r"[A-Za-z0-9]{1,10}"
 SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 VENUE_RE = re.compile(VENUE_PATTERN)
@@ -92,7 +95,8 @@ def symbol(raw: str | None, name: str = "symbol") -> str | None:
     if not present(raw, name):
         return None
     if not SYMBOL_RE.fullmatch(raw):
-        raise bad_request(f"{name} must be a ticker symbol (1-16 of A-Z 0-9 . - /, starting with a letter), "
+        raise bad_request(f"{name} must be a ticker symbol (1-{MAX_SYMBOL_LENGTH} of A-Z 0-9 . - /, starting "
+                          "with a letter), "
                           f"got {raw!r}")
     return raw.upper()
 

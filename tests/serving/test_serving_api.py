@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sample_panes import N_WINDOWS, SYMBOLS, VENUES, Tape, window_start
 
-from darkpool.contracts import LIQUIDITY_FIELDS, MARKET_FIELDS, format_event_time, load_venues
+from darkpool.contracts import LIQUIDITY_FIELDS, MARKET_FIELDS, MAX_SYMBOL_LENGTH, format_event_time, load_venues
 
 LATEST, CURRENT = 2, N_WINDOWS - 1  # W2 has the newest ON_TIME pane; W4 is the newest window
 
@@ -165,7 +165,7 @@ def test_legacy_heatmap_data(client, tape: Tape) -> None:
 ERROR_CASES = [
     ("/api/v1/windows/latest?symbol=ZZZZ", 404, "unknown symbol"),
     ("/api/v1/windows/latest?symbol=1BAD", 400, "symbol must be a ticker"),
-    ("/api/v1/windows/latest?symbol=" + "A" * 17, 400, "symbol must be a ticker"),
+    ("/api/v1/windows/latest?symbol=" + "A" * (MAX_SYMBOL_LENGTH + 1), 400, "symbol must be a ticker"),
     ("/api/v1/windows/current?venue=NOPE", 404, "unknown venue"),
     ("/api/v1/windows/current?venue=no-pe", 400, "venue must be a venue MPID"),
     ("/api/v1/windows/latest?sybmol=AAPL", 400, "unknown query parameter(s): sybmol"),
