@@ -97,8 +97,33 @@ class DataFile:
 
 
 def superseded(inputs_of: Mapping[str, Iterable[str]]) -> set[str]:
-    """The names replaced by visible compacted files: the union of the inputs each one lists."""
-    return {name for inputs in inputs_of.values() for name in inputs}
+    """The names a partition's visible compacted files hide: what they list, and any compacted file that lost.
+
+    Compacted files are taken in name order (their names start with their write time). One whose inputs
+    overlap those of an earlier one was written by a second compaction run at the same time (two hosts,
+    or a run beside the soak's): it loses and is hidden itself, so its rows are not read twice. Its inputs
+    the winner does not list stay visible. A compacted file listed by another (compacted again) is hidden
+    by that one, and what it listed stays hidden with it.
+    """
+    claimed, losers = _claims(inputs_of)
+    return claimed | losers
+
+
+def losing_compactions(inputs_of: Mapping[str, Iterable[str]]) -> set[str]:
+    """The compacted files that lost to an earlier one with overlapping inputs (see :func:`superseded`)."""
+    return _claims(inputs_of)[1]
+
+
+def _claims(inputs_of: Mapping[str, Iterable[str]]) -> tuple[set[str], set[str]]:
+    claimed: set[str] = set()
+    losers: set[str] = set()
+    for name in sorted(inputs_of):
+        inputs = set(inputs_of[name])
+        if inputs & claimed:
+            losers.add(name)
+            continue
+        claimed |= inputs
+    return claimed, losers
 
 
 def visible_names(names: Iterable[str], inputs_of: Mapping[str, Iterable[str]]) -> list[str]:
@@ -106,7 +131,7 @@ def visible_names(names: Iterable[str], inputs_of: Mapping[str, Iterable[str]]) 
 
     ``names``: everything listed in the partition; ``inputs_of``: for each visible
     compacted file among them, the input names its footer lists. A file is part of
-    the dataset when it is a visible ``.parquet`` and no visible compacted file lists it.
+    the dataset when it is a visible ``.parquet`` that :func:`superseded` does not hide.
     """
     listed = [n for n in names if n.endswith(PARQUET_SUFFIX) and not n.startswith(".")]
     present = set(listed)
@@ -114,25 +139,30 @@ def visible_names(names: Iterable[str], inputs_of: Mapping[str, Iterable[str]]) 
     return sorted(n for n in listed if n not in gone)
 
 
-def visible_paths(paths: Iterable[Path]) -> list[Path]:
-    """The reader rule for local files: ``paths`` less those a listed compacted file of their folder names."""
-    paths = list(paths)
-    gone: set[Path] = set()
+def _visible_by_folder(paths: list[str], inputs_of: Callable[[str], list[str]]) -> list[str]:
+    """The reader rule over ``folder/name`` paths: per folder, :func:`visible_names`."""
+    folders: dict[str, list[str]] = {}
     for path in paths:
-        if path.name.startswith(COMPACTED_PREFIX) and path.name.endswith(PARQUET_SUFFIX):
-            gone.update(path.parent / name for name in _footer_inputs(path, str(path)))
-    return [p for p in paths if p not in gone]
+        folder, _, name = path.rpartition("/")
+        folders.setdefault(folder, []).append(name)
+    kept: set[str] = set()
+    for folder, names in folders.items():
+        compacted = {n: inputs_of(f"{folder}/{n}") for n in names
+                     if n.startswith(COMPACTED_PREFIX) and n.endswith(PARQUET_SUFFIX)}
+        kept.update(f"{folder}/{n}" for n in visible_names(names, compacted))
+    return [p for p in paths if p in kept]
+
+
+def visible_paths(paths: Iterable[Path]) -> list[Path]:
+    """The reader rule for local files: ``paths`` less those the compacted files of their folder hide."""
+    by_text = {str(path): path for path in paths}
+    return [by_text[text] for text in
+            _visible_by_folder(list(by_text), lambda path: _footer_inputs(path, path))]
 
 
 def visible_s3_paths(paths: Iterable[str], filesystem) -> list[str]:
     """The reader rule for S3 objects (``bucket/key`` paths of one pyarrow S3 file system)."""
-    paths = list(paths)
-    gone: set[str] = set()
-    for path in paths:
-        folder, _, name = path.rpartition("/")
-        if name.startswith(COMPACTED_PREFIX) and name.endswith(PARQUET_SUFFIX):
-            gone.update(f"{folder}/{n}" for n in _footer_inputs(filesystem.open_input_file(path), path))
-    return [p for p in paths if p not in gone]
+    return _visible_by_folder(list(paths), lambda path: _footer_inputs(filesystem.open_input_file(path), path))
 
 
 def _footer_inputs(source, label: str) -> list[str]:
@@ -329,7 +359,15 @@ class Compaction:
         self.published_at = time.monotonic()
 
     def retire(self) -> int:
-        """Delete the inputs (already not part of the dataset); returns how many were deleted."""
+        """Delete the inputs (already not part of the dataset); returns how many were deleted.
+
+        Only when the compacted file is still part of the dataset: one that lost to another run's file with
+        overlapping inputs (:func:`superseded`) is deleted instead, and its inputs are left as they are."""
+        entries = self.partition.entries()
+        inputs_of = self.partition.inputs_of_compacted(entries)
+        if self.output not in inputs_of or self.output in losing_compactions(inputs_of):
+            self.partition.delete(self.output)
+            return 0
         return sum(self.partition.delete(name) for name in self.inputs)
 
 
@@ -347,8 +385,13 @@ def recover(partition: Partition, now: float, min_age: float) -> dict[str, int]:
     entries = partition.entries()
     present = {e.name for e in entries}
     retired = 0
-    for inputs in partition.inputs_of_compacted(entries).values():
-        retired += sum(partition.delete(name) for name in inputs if name in present)
+    inputs_of = partition.inputs_of_compacted(entries)
+    losers = losing_compactions(inputs_of)
+    for name, inputs in inputs_of.items():
+        if name in losers:  # a concurrent run's file that lost: removed, its own inputs stay
+            partition.delete(name)
+            continue
+        retired += sum(partition.delete(input_name) for input_name in inputs if input_name in present)
     stale = 0
     for entry in entries:
         if entry.is_staged and entry.mtime <= now - min_age:

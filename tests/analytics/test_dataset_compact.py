@@ -98,6 +98,19 @@ def test_visible_names_leave_out_what_a_visible_compacted_file_lists() -> None:
     assert compact.visible_names(["part-1.parquet"], inputs) == ["part-1.parquet"]
 
 
+def test_two_compaction_runs_at_once_never_show_a_row_twice() -> None:
+    """Two runs (two hosts on S3) rolled up overlapping inputs: the earlier-named file wins, the other hides."""
+    names = ["part-1.parquet", "part-2.parquet", "part-3.parquet", "compact-9-a.parquet", "compact-9-b.parquet"]
+    inputs = {"compact-9-a.parquet": ["part-1.parquet", "part-2.parquet"],
+              "compact-9-b.parquet": ["part-2.parquet", "part-3.parquet"]}
+    # part-3 is only in the loser: it stays visible itself
+    assert compact.visible_names(names, inputs) == ["compact-9-a.parquet", "part-3.parquet"]
+    # a compacted file compacted again hides with what it listed
+    names += ["compact-10-c.parquet"]
+    inputs["compact-10-c.parquet"] = ["compact-9-a.parquet", "part-3.parquet"]
+    assert compact.visible_names(names, inputs) == ["compact-10-c.parquet"]
+
+
 def test_plan_groups_takes_old_small_files_in_name_order_up_to_the_target() -> None:
     now = 10_000.0
     files = [compact.DataFile(f"part-{i}.parquet", 40, now - 600) for i in range(5)]
@@ -187,6 +200,29 @@ def test_compacted_files_roll_up_again(tmp_path: Path) -> None:
     compact.compact(root, min_age=60, grace=0)
     assert len(partition.visible()) == 1
     assert _views(root, tmp_path / "v1") == before
+
+
+def test_two_runs_over_overlapping_files_lose_nothing_and_count_nothing_twice(tmp_path: Path) -> None:
+    """Two runs at once (on S3 nothing stops them) roll up overlapping inputs: at every step each row is
+    read once; the losing run deletes its own file, not its inputs, and a later recover cleans up."""
+    root = _one_row_per_file(tmp_path / "dataset")
+    before = _views(root, tmp_path / "v0")
+    partition = compact.Partition(root / "market" / "date=2026-11-25")
+    names = [f.name for f in partition.visible()]
+    assert len(names) >= 4
+    first = compact.Compaction(partition, names[:3], output="compact-1700000000001-a.parquet")
+    second = compact.Compaction(partition, names[1:], output="compact-1700000000002-b.parquet")
+    for job in (first, second):
+        job.stage()
+    for job in (first, second):
+        job.publish()
+        assert _views(root, tmp_path / f"published-{job.output}") == before
+    assert second.retire() == 0  # it lost: its own file goes, the inputs only it listed stay
+    assert not Path(partition.child(second.output)).exists()
+    assert _views(root, tmp_path / "v1") == before
+    assert first.retire() == 3
+    assert _views(root, tmp_path / "v2") == before
+    assert sorted(f.name for f in partition.visible()) == sorted([first.output, *names[3:]])
 
 
 def test_cli_prints_counts_and_sizes_before_and_after(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
