@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from local_ports import free_port
 
 from darkpool import logs
 from darkpool.config import load_settings
@@ -163,12 +163,6 @@ TRADES_CSV = ("event_time,symbol,venue,price,quantity,side\n"
               "2026-03-02T14:30:02Z,AAPL,JPMX,189.6,200,S\n")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def parsed_log(path: Path) -> list[dict]:
     """Every line of a process's log file, parsed; fails on the first line that is not a log record."""
     records = []
@@ -269,7 +263,11 @@ def test_feed_pipeline_and_worker_pool_log_lines_parse(kafka_bootstrap: str, tmp
             time.sleep(0.2)
     finally:
         pool.send_signal(signal.SIGINT)
-        pool.wait(30)
+        try:
+            pool.wait(30)
+        except subprocess.TimeoutExpired:
+            pool.kill()
+            pool.wait()
     delete_topics(kafka_bootstrap, [topic])
 
     feed = parsed_log(feed_log)

@@ -132,3 +132,14 @@ FINRA_ROWS = [
     "NMS Tier 2|BBB|Beta Inc|JPM-X|JPMX|3000|6|2026-11-16",
     "NMS Tier 2|BBB|Beta Inc|UBS ATS|UBSA|1000|1|2026-11-16",
 ]
+
+
+def shifted_rows(rows: list[dict], days: int) -> list[dict]:
+    """Copies of pane rows moved by ``days`` (their window start, window end and emission time)."""
+    moved = []
+    for row in rows:
+        row = dict(row)
+        for name in ("window_start", "window_end", "emitted_at"):
+            row[name] = row[name] + timedelta(days=days)
+        moved.append(row)
+    return moved

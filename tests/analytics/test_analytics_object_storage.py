@@ -10,28 +10,17 @@ and every table of the two reports must be identical.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from analytics_handmade import LIQUIDITY_ROWS, MARKET_ROWS, write_dataset
+from analytics_handmade import LIQUIDITY_ROWS, MARKET_ROWS, shifted_rows, write_dataset
 
 from console import cli
 from darkpool.config import Settings
 from darkpool.storage import join, s3_client
 
 pytestmark = [pytest.mark.stack]
-
-
-def _shifted(rows: list[dict], days: int) -> list[dict]:
-    moved = []
-    for row in rows:
-        row = dict(row)
-        for name in ("window_start", "window_end", "emitted_at"):
-            row[name] = row[name] + timedelta(days=days)
-        moved.append(row)
-    return moved
 
 
 def _analyze(dataset: str, out: Path, finra_store: Path, *selection: str) -> dict[str, str]:
@@ -43,8 +32,8 @@ def _analyze(dataset: str, out: Path, finra_store: Path, *selection: str) -> dic
 
 def test_analyze_from_s3_gives_the_same_report_as_from_local_files(s3_endpoint: Settings, tmp_path: Path) -> None:
     settings = s3_endpoint
-    local = write_dataset(tmp_path / "parquet", LIQUIDITY_ROWS + _shifted(LIQUIDITY_ROWS, 1),
-                          MARKET_ROWS + _shifted(MARKET_ROWS, 1))
+    local = write_dataset(tmp_path / "parquet", LIQUIDITY_ROWS + shifted_rows(LIQUIDITY_ROWS, 1),
+                          MARKET_ROWS + shifted_rows(MARKET_ROWS, 1))
     (local / "liquidity" / "date=2026-11-24" / ".part-0-unfinished.parquet.tmp").write_bytes(b"PAR1 half a file")
     uri = f"s3://{settings.s3_bucket}/test-{uuid.uuid4().hex[:10]}/parquet"
     client = s3_client(settings)

@@ -15,13 +15,12 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from analytics_handmade import LIQUIDITY_ROWS, MARKET_ROWS
+from analytics_handmade import LIQUIDITY_ROWS, MARKET_ROWS, shifted_rows
 
 from analytics import compact
 from analytics.dataset import Selection, connect, load_panes, table_files
@@ -33,21 +32,11 @@ from darkpool.storage import join, s3_client
 OLD = time.time() - 3600
 
 
-def _shifted(rows: list[dict], days: int) -> list[dict]:
-    moved = []
-    for row in rows:
-        row = dict(row)
-        for name in ("window_start", "window_end", "emitted_at"):
-            row[name] = row[name] + timedelta(days=days)
-        moved.append(row)
-    return moved
-
-
 def _one_row_per_file(root: Path) -> Path:
     """Both tables on two days, one row per file, the first liquidity row written twice (at-least-once)."""
-    for table, rows, schema in (("liquidity", LIQUIDITY_ROWS + _shifted(LIQUIDITY_ROWS, 1) + LIQUIDITY_ROWS[:1],
+    for table, rows, schema in (("liquidity", LIQUIDITY_ROWS + shifted_rows(LIQUIDITY_ROWS, 1) + LIQUIDITY_ROWS[:1],
                                  LIQUIDITY_SCHEMA),
-                                ("market", MARKET_ROWS + _shifted(MARKET_ROWS, 1), MARKET_SCHEMA)):
+                                ("market", MARKET_ROWS + shifted_rows(MARKET_ROWS, 1), MARKET_SCHEMA)):
         for i, row in enumerate(rows):
             folder = root / table / f"date={row['window_start']:%Y-%m-%d}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -134,7 +123,7 @@ def test_compact_keeps_every_result_and_rolls_up_the_files(tmp_path: Path) -> No
     root = _one_row_per_file(tmp_path / "parquet")
     day = root / "liquidity" / "date=2026-11-24"
     young = day / "part-1800000000000-young.parquet"
-    pq.write_table(pa.Table.from_pylist(_shifted(LIQUIDITY_ROWS[1:2], 0), schema=LIQUIDITY_SCHEMA), young)
+    pq.write_table(pa.Table.from_pylist(shifted_rows(LIQUIDITY_ROWS[1:2], 0), schema=LIQUIDITY_SCHEMA), young)
     pipeline_tmp = day / ".part-1800000000001-inflight.parquet.tmp"
     pipeline_tmp.write_bytes(b"PAR1 half a file")
     before = _views(root, tmp_path / "before")

@@ -13,12 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from local_ports import free_port  # noqa: F401 (the image tests take it from here)
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str, log: Path | None = None) -> object:

@@ -196,13 +196,10 @@ def test_scrapes_within_the_period_share_one_probe(kafka_bootstrap: str, trades_
                   TRADES_TOPIC=trades_topic, LAG_CHECK_SECONDS=60.0)
     first = scrape(app)
     commit_after_reading(kafka_bootstrap, group, trades_topic, {0: 5})
-    started = time.monotonic()
     for _ in range(20):
         again = scrape(app)
-    per_scrape = (time.monotonic() - started) / 20
     assert again["darkpool_lag_probes_total"] == {(("outcome", "ok"),): 1.0}  # one probe for 21 scrapes
     assert again["darkpool_pipeline_consumer_lag"] == first["darkpool_pipeline_consumer_lag"]  # cached
-    assert per_scrape < 0.05, f"a cached scrape took {per_scrape * 1000:.1f} ms"
 
 
 def test_a_broker_that_does_not_answer_reports_the_probe_down(app_factory, kafka_bootstrap: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,18 +14,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from local_ports import free_port
 from sample_panes import Topics, liquidity_record, make_topics, produce
 
 DARKPOOL = str(Path(sys.executable).with_name("darkpool"))
 COMPARED = ["/api/v1/windows/latest", "/api/v1/windows/current?symbol=NVDA", "/api/v1/market?sort=hhi",
             "/api/v1/market/MSFT", "/api/v1/symbols/AAPL/timeseries", "/api/v1/venues", "/api/v1/symbols",
             "/api/heatmap_data"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:

@@ -101,13 +101,11 @@ while True:
 
 def test_stop_waits_for_the_group_and_its_port_so_a_start_right_after_binds_it(tmp_path: Path) -> None:
     """Like the worker pool: its leader exits at once on SIGTERM, a child still listens for a while."""
-    import socket
+    from local_ports import free_port
 
     from darkpool.stack.process import group_members, port_open
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     settings = load_settings(state_dir=tmp_path / "state")
     service = Service(name="forking", port=port, settings=settings, start_timeout=20,
                       command=lambda: [sys.executable, "-c", _FORKING_SERVER, str(port)],
