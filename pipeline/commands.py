@@ -134,18 +134,28 @@ def with_parallelism(pipeline_args: Sequence[str], parallelism: int) -> list[str
     return [*without_parallelism(pipeline_args), f"--parallelism={parallelism}"]
 
 
-def scaling_args(settings: Settings, parallelism: int) -> list[str]:
-    """Beam's Flink options for the job's parallelism and its fixed max parallelism (key groups).
+def default_max_parallelism(parallelism: int) -> int:
+    """The key groups Flink gives a job whose max parallelism is not set: 1.5 x the parallelism rounded up to a
+    power of two, at least 128 (so 128 for a parallelism up to 85)."""
+    wanted = parallelism + parallelism // 2
+    return min(max(1 << max(0, wanted - 1).bit_length(), 128), 32768)
 
-    Keyed state (windows, the per-partition too-late watermark) is stored in
-    ``max_parallelism`` key groups; a savepoint restores at any parallelism up to it,
-    because only whole key groups move between subtasks. The bound is fixed (Settings),
-    never derived from the first run's parallelism, so rescaling stays possible.
+
+def scaling_args(settings: Settings, parallelism: int) -> list[str]:
+    """Beam's Flink option for the job's parallelism; the max parallelism (key groups) is left to Flink.
+
+    Keyed state (windows, the per-partition too-late watermark) is stored in key
+    groups; a savepoint restores at any parallelism up to their number, because only
+    whole key groups move between subtasks. Left unset, Flink gives a new job 128 (for a
+    parallelism up to 85) and a restored one the number its state has, so rescaling
+    stays possible. It is NOT set explicitly: Beam then splits the Kafka source into
+    that many readers (one per partition), and several readers in one source subtask
+    read in lockstep, at the pace of the quietest partition (docs/scale-out.md).
     """
     if not 1 <= parallelism <= settings.flink_max_parallelism:
         raise DarkpoolError(f"parallelism {parallelism} is outside 1..{settings.flink_max_parallelism}",
-                            hint="the max parallelism is fixed for every job (DARKPOOL_FLINK_MAX_PARALLELISM)")
-    return [f"--parallelism={parallelism}", f"--max_parallelism={settings.flink_max_parallelism}"]
+                            hint="at most DARKPOOL_FLINK_MAX_PARALLELISM (the key groups of a job)")
+    return [f"--parallelism={parallelism}"]
 
 
 def check_slots(settings: Settings, parallelism: int, wait_seconds: float = 0.0) -> None:
@@ -171,12 +181,21 @@ def check_slots(settings: Settings, parallelism: int, wait_seconds: float = 0.0)
                  f"({settings.taskmanager_slots} slots each) or choose a lower --parallelism")
 
 
+def previous_max_parallelism(settings: Settings, job_name: str) -> int | None:
+    """The key groups the job's record states (a resumed job keeps its state's)."""
+    try:
+        return load_record(settings, job_name).get("max_parallelism")
+    except DarkpoolError:
+        return None
+
+
 def submit_to_flink(settings: Settings, job_name: str, pipeline_args: Sequence[str],
                     savepoint: str | None = None, timeout: float = 300.0, slot_wait: float = 0.0) -> str:
     """Submit the pipeline to the local Flink cluster, detached; returns the Flink job id.
 
-    The parallelism is the argv's ``--parallelism`` (default 1); the max parallelism is
-    always ``settings.flink_max_parallelism``. ``slot_wait``: seconds to wait for free slots.
+    The parallelism is the argv's ``--parallelism`` (default 1); the max parallelism is Flink's
+    default for a new job and the restored state's for a resumed one. ``slot_wait``: seconds to wait for free
+    slots.
     """
     from pipeline.main import run  # noqa: PLC0415 (Beam imports are slow; only when submitting)
 
@@ -203,7 +222,9 @@ def submit_to_flink(settings: Settings, job_name: str, pipeline_args: Sequence[s
                                     hint=f"{settings.flink_rest_url}/#/job/completed/{job_id}/exceptions")
             save_record(settings, job_name, {
                 "name": job_name, "pipeline_args": list(pipeline_args), "flink_job_id": job_id,
-                "parallelism": parallelism, "max_parallelism": settings.flink_max_parallelism,
+                "parallelism": parallelism,
+                "max_parallelism": (previous_max_parallelism(settings, job_name) if savepoint
+                                    else default_max_parallelism(parallelism)),
                 "submitted_at": datetime.now(UTC).isoformat(), "restored_from": savepoint, "savepoint": None,
             })
             return job_id

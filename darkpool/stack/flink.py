@@ -126,8 +126,9 @@ def flink_configuration(settings: Settings) -> dict[str, str]:
         "taskmanager.memory.task.off-heap.size": "768m",
         "taskmanager.memory.framework.off-heap.size": "256m",
         "parallelism.default": "1",
-        # key groups: fixed, so a savepoint restores at any parallelism up to it (`jobs resume --parallelism`)
-        "pipeline.max-parallelism": str(settings.flink_max_parallelism),
+        # no pipeline.max-parallelism: with it, Beam splits the Kafka source into that many readers (one per
+        # partition), which one source subtask reads in lockstep at the quietest partition's pace (1.4k
+        # trades/s instead of 60k here); Flink's default key groups (128) restore at any parallelism anyway
         # a job's slots spread over all TaskManagers instead of filling the first one
         "cluster.evenly-spread-out-slots": "true",
         # a network buffer is shipped when full or after this long: Flink's default (100 ms) adds

@@ -103,6 +103,9 @@ def test_a_job_rescaled_from_1_to_4_on_two_taskmanagers_and_back_keeps_exact_pan
     _stop(settings, name)
 
     wide = _resume(settings, name, 4)
+    # the key groups came from the savepoint (Flink's default for the first run, never set explicitly)
+    vertices = flink.rest_get(settings, f"/jobs/{wide}")["vertices"]
+    assert {vertex["maxParallelism"] for vertex in vertices} == {settings.flink_max_parallelism}, vertices
     used = job_taskmanagers(settings, wide)  # 4 of the 8 slots, spread over both TaskManagers
     assert len(used) == 2 and used <= flink.registered_taskmanager_ids(settings), used
     phases.append(_current_tape(seed=42))

@@ -10,7 +10,13 @@ import pytest
 from darkpool.config import Settings
 from darkpool.errors import DarkpoolError
 from darkpool.stack import flink
-from pipeline.commands import parallelism_of, scaling_args, with_parallelism, without_parallelism
+from pipeline.commands import (
+    default_max_parallelism,
+    parallelism_of,
+    scaling_args,
+    with_parallelism,
+    without_parallelism,
+)
 
 
 def test_parallelism_is_read_in_both_spellings_and_the_last_one_wins() -> None:
@@ -26,10 +32,13 @@ def test_resume_replaces_every_parallelism_flag_and_keeps_the_rest() -> None:
     assert parallelism_of(with_parallelism(args, 4)) == 4
 
 
-def test_every_job_gets_the_same_fixed_max_parallelism(settings: Settings) -> None:
-    assert scaling_args(settings, 1) == ["--parallelism=1", f"--max_parallelism={settings.flink_max_parallelism}"]
-    assert scaling_args(settings, 4)[1] == scaling_args(settings, 1)[1]
-    assert flink.flink_configuration(settings)["pipeline.max-parallelism"] == str(settings.flink_max_parallelism)
+def test_the_max_parallelism_is_left_to_flink(settings: Settings) -> None:
+    """Set explicitly, Beam splits the Kafka source into that many lockstep readers; Flink's default key
+    groups (128 up to a parallelism of 85, then the restored state's) keep savepoints rescalable."""
+    assert scaling_args(settings, 1) == ["--parallelism=1"]
+    assert scaling_args(settings, 4) == ["--parallelism=4"]
+    assert "pipeline.max-parallelism" not in flink.flink_configuration(settings)
+    assert [default_max_parallelism(p) for p in (1, 4, 85, 86, 128)] == [128, 128, 128, 256, 256]
     with pytest.raises(DarkpoolError, match="outside 1..128"):
         scaling_args(settings, 129)
     with pytest.raises(DarkpoolError):
