@@ -53,7 +53,7 @@ STRIMZI_KAFKA_VERSIONS = ("4.1.0", "4.1.1", "4.2.0")  # what Strimzi 0.51 suppor
 MIRRORED_FLINK_KEYS = (
     "taskmanager.numberOfTaskSlots", "taskmanager.memory.jvm-metaspace.size",
     "taskmanager.memory.task.off-heap.size", "taskmanager.memory.framework.off-heap.size",
-    "parallelism.default", "pipeline.max-parallelism", "cluster.evenly-spread-out-slots",
+    "parallelism.default", "cluster.evenly-spread-out-slots",
     "execution.buffer-timeout.interval", "state.backend.type", "state.backend.incremental",
     "state.checkpoints.num-retained", "execution.checkpointing.externalized-checkpoint-retention",
     "classloader.check-leaked-classloader", "heartbeat.timeout", "restart-strategy.type",
@@ -620,6 +620,11 @@ def check_flink(objects: list[dict], settings: Settings | None = None) -> list[V
         if _normal(conf.get(key)) != _normal(local[key]):
             found.append(Violation(ref, "flink", f"{key} is {conf.get(key)!r}, the local cluster's is {local[key]!r} "
                                                  "(darkpool/stack/flink.py)"))
+    # the overlays still fix the key groups (the local stack leaves them to Flink: docs/scale-out.md)
+    if _normal(conf.get("pipeline.max-parallelism")) != _normal(str(settings.flink_max_parallelism)):
+        found.append(Violation(ref, "flink", f"pipeline.max-parallelism is {conf.get('pipeline.max-parallelism')!r}, "
+                                             f"expected {settings.flink_max_parallelism} "
+                                             "(Settings.flink_max_parallelism)"))
     if _normal(conf.get("env.java.opts.all")) != _normal(" ".join(jvm.JAVA17_OPENS)):
         found.append(Violation(ref, "flink", "env.java.opts.all is not the Java 17 list of darkpool/stack/jvm.py"))
     for key in STATE_DIR_KEYS:
