@@ -9,6 +9,8 @@ lie in 12000-21000, so these come from 22000-32000.
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 
 from darkpool.stack.process import ephemeral_port_range, port_bindable, port_open
 
@@ -26,3 +28,20 @@ def free_port(host: str = "127.0.0.1") -> int:
             _given.add(port)
             return port
     raise RuntimeError(f"no free port in {_LOW}-{high}")
+
+
+def wait_until_ready(base: str, alive: Callable[[], bool], why: Callable[[], str], timeout: float = 60) -> None:
+    """Wait until the server at ``base`` answers ``/api/v1/ready`` with 200; fail with ``why()`` when
+    ``alive()`` turns false or the timeout passes."""
+    import requests  # noqa: PLC0415 (only the serving tests need it)
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert alive(), why()
+        try:
+            if requests.get(f"{base}/api/v1/ready", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{base} did not become ready within {timeout:.0f} s: {why()}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from local_ports import free_port
+from local_ports import free_port, wait_until_ready
 
 from darkpool import logs
 from darkpool.config import load_settings
@@ -215,15 +215,7 @@ def test_serving_log_lines_parse_and_name_the_bad_records_position(kafka_bootstr
                                  kafka_bootstrap, "--liquidity-topic", liquidity, "--market-topic", market],
                                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "DARKPOOL_LOG_FORMAT": fmt})
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, log_file.read_text()
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/api/v1/ready", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
+        wait_until_ready(f"http://127.0.0.1:{port}", lambda: proc.poll() is None, log_file.read_text)
         assert requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from local_ports import free_port
+from local_ports import free_port, wait_until_ready
 from sample_panes import Topics, liquidity_record, make_topics, produce
 
 DARKPOOL = str(Path(sys.executable).with_name("darkpool"))
@@ -24,17 +24,8 @@ COMPARED = ["/api/v1/windows/latest", "/api/v1/windows/current?symbol=NVDA", "/a
 
 
 def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"darkpool serve exited with {proc.returncode}: {proc.stderr.read()}")
-        try:
-            if requests.get(f"{base}/api/v1/ready", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("darkpool serve did not become ready")
+    wait_until_ready(base, lambda: proc.poll() is None,
+                     lambda: f"darkpool serve exited with {proc.returncode}: {proc.stderr.read()}", timeout)
 
 
 @pytest.fixture(scope="module")
