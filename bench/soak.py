@@ -10,6 +10,9 @@ serving API), then every --interval seconds samples:
 - the resident memory (RSS, MB) of each process: Kafka, the Flink JobManager,
   each TaskManager, the Beam job server, the expansion service, the worker pool
   and (summed, with their count) its SDK worker processes, the feed and serving;
+- each JVM's live heap: `jcmd <pid> GC.run` (a full collection), then the heap
+  `jstat -gc` reports in use (MB) -- what the JVM still holds (--no-gc skips it);
+- serving's store: the panes it holds (`/api/v1/status`);
 - the latest completed checkpoint's size (Flink REST: full state size and the
   bytes that checkpoint wrote) and the checkpoint counts;
 - the broker's disk use (its log dirs: everything, and the product topics);
@@ -27,9 +30,15 @@ compaction (`darkpool dataset compact`'s function) and prints the file count
 and median size before and after.
 
 The verdict: over the second half of the run (after warm-up), the slope of a
-least-squares line through each process's RSS and through the checkpoint size
-must project less than max(--flat-percent of the level, --flat-mb) of growth
-per hour: FLAT, else GROWING; the broker's disk and the dataset's bytes grow
+least-squares line through each process's RSS, each JVM's live heap and the
+checkpoint size must project less than max(--flat-percent of the level,
+--flat-mb) of growth per hour: FLAT, else GROWING. A JVM's RSS is the exception:
+it grows until the heap has expanded to the size the collector settles at, so
+a JVM whose live heap is FLAT passes on RSS while RSS stays within its
+configured process size (the Flink JobManager and TaskManagers): BOUNDED.
+Serving holds the panes of --serving-retention-minutes (set for the soak so
+that the store is full before the second half; the product's default is 24 h,
+the same store with more panes); its pane count is printed. The broker's disk and the dataset's bytes grow
 with the data by design (their rates are printed, not judged); the dataset's
 file count right after each compaction must not grow (at most 1.5x the first
 one's plus 10: the files younger than --compact-min-age). The job must have kept up (lag at the end below
@@ -46,11 +55,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +72,7 @@ from analytics import compact
 from darkpool import contracts
 from darkpool.config import Settings, load_settings
 from darkpool.errors import DarkpoolError
+from darkpool.kafka_client import client_config
 from darkpool.stack import flink
 from darkpool.stack.commands import start
 from darkpool.stack.process import Service
@@ -138,6 +150,28 @@ def folder_bytes(folder: Path, prefix: str = "") -> int:
     return total
 
 
+def is_java(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "java"
+    except OSError:
+        return False
+
+
+def live_heap_mb(pid: int, collect: bool) -> float:
+    """The heap a JVM has in use (survivors + eden + old, from `jstat -gc`), in MB, after a full collection
+    (`jcmd <pid> GC.run`) when collect; nan when the JVM does not answer."""
+    try:
+        if collect:
+            subprocess.run(["jcmd", str(pid), "GC.run"], check=True, capture_output=True, timeout=60)
+        out = subprocess.run(["jstat", "-gc", str(pid)], check=True, capture_output=True, text=True,
+                             timeout=30).stdout.split("\n")
+        values = dict(zip(out[0].split(), out[1].split(), strict=True))
+        used_kb = sum(float(values[column]) for column in ("S0U", "S1U", "EU", "OU"))
+    except (OSError, subprocess.SubprocessError, IndexError, KeyError, ValueError):
+        return float("nan")
+    return used_kb / 1024
+
+
 def cpu_times() -> tuple[int, int]:
     """(busy, total) jiffies of all cores, from /proc/stat."""
     with open("/proc/stat", encoding="ascii") as stat:
@@ -179,6 +213,29 @@ def memory_by_process(groups: dict[str, list[int]]) -> dict[str, float]:
     return memory
 
 
+HEAP_PREFIX = "heap "
+
+
+def heap_by_jvm(groups: dict[str, list[int]], collect: bool) -> dict[str, float]:
+    """Live heap in MB of each group's JVM (the group's largest java process): "heap <group>"."""
+    heaps = {}
+    for name, pids in groups.items():
+        java = sorted((p for p in pids if is_java(p)), key=rss_bytes, reverse=True)
+        if java:
+            heaps[HEAP_PREFIX + name] = live_heap_mb(java[0], collect)
+    return heaps
+
+
+def serving_panes(settings: Settings) -> float:
+    """The panes serving's store holds (nan when serving does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://{settings.host}:{settings.serve_port}/api/v1/status",
+                                    timeout=10) as response:
+            return float(json.load(response)["records"])
+    except (OSError, ValueError, KeyError):
+        return float("nan")
+
+
 def checkpoint_figures(settings: Settings, job_id: str | None) -> dict[str, float]:
     if not job_id:
         return {"checkpoint_state_mb": float("nan"), "checkpoint_written_mb": float("nan"),
@@ -205,6 +262,7 @@ class Sampler:
     services: list[Service]
     job_id: str | None
     group: str
+    collect: bool = True
     started: float = field(default_factory=time.monotonic)
     _cpu: tuple[int, int] = field(default_factory=cpu_times)
     _ticks: dict[int, int] = field(default_factory=dict)
@@ -218,6 +276,8 @@ class Sampler:
         self._cpu = (busy, total)
         groups = process_groups(self.services, children_of())
         row.update(memory_by_process(groups))
+        row.update(heap_by_jvm(groups, self.collect))
+        row["serving_panes"] = serving_panes(self.settings)
         # CPU per group since the last sample, in % of one core (a process new since then counts from 0)
         ticks = {pid: cpu_ticks(pid) for pids in groups.values() for pid in pids}
         seconds = max(1e-6, now - self._last)
@@ -246,6 +306,9 @@ SHORT = {"kafka": "kafka", "flink-jobmanager": "jm", "beam-job-server": "jobsrv"
          "beam-worker-pool": "pool", SDK_WORKERS: "sdk", "feed": "feed", "serve": "serve"}
 
 
+JVM_COLUMNS = ("kafka", "flink-jobmanager", "flink-taskmanager")  # the table's heap columns (all JVMs are judged)
+
+
 def short_name(column: str) -> str:
     if column.startswith("flink-taskmanager"):
         return "tm" + column.removeprefix("flink-taskmanager").replace("-", "")
@@ -254,16 +317,20 @@ def short_name(column: str) -> str:
 
 def table_header(memory_columns: list[str]) -> str:
     mem = " ".join(f"{short_name(c):>6}" for c in memory_columns)
-    return (f"{'min':>5} {'cpu%':>4} | RSS MB: {mem} (n) | ckpt MB {'state':>6} {'wrote':>5} | "
-            f"{'kafka MB':>8} | parquet {'files':>5} {'MB':>6} {'med kB':>6} | {'trades':>10} {'lag':>7}")
+    heap = " ".join(f"{short_name(c):>5}" for c in JVM_COLUMNS)
+    return (f"{'min':>5} {'cpu%':>4} | RSS MB: {mem} (n) | heap MB: {heap} | ckpt MB {'state':>6} {'wrote':>5} | "
+            f"{'kafka MB':>8} | parquet {'files':>5} {'MB':>6} {'med kB':>6} | {'panes':>7} | {'trades':>10} "
+            f"{'lag':>7}")
 
 
 def table_row(row: dict[str, float], memory_columns: list[str]) -> str:
     mem = " ".join(f"{row.get(c, 0):>6.0f}" for c in memory_columns)
+    heap = " ".join(f"{row.get(HEAP_PREFIX + c, np.nan):>5.0f}" for c in JVM_COLUMNS)
     return (f"{row['minute']:>5.1f} {row['cpu_busy_pct']:>4.0f} | RSS MB: {mem} ({row.get('sdk-worker-count', 0):.0f})"
-            f" | ckpt MB {row['checkpoint_state_mb']:>6.1f} {row['checkpoint_written_mb']:>5.1f} | "
+            f" | heap MB: {heap} | ckpt MB {row['checkpoint_state_mb']:>6.1f} {row['checkpoint_written_mb']:>5.1f} | "
             f"{row['broker_disk_mb']:>8.0f} | parquet {row['parquet_files']:>5.0f} {row['parquet_mb']:>6.1f} "
-            f"{row['parquet_median_kb']:>6.0f} | {row['trades']:>10,.0f} {row['lag']:>7,.0f}")
+            f"{row['parquet_median_kb']:>6.0f} | {row.get('serving_panes', np.nan):>7,.0f} | {row['trades']:>10,.0f} "
+            f"{row['lag']:>7,.0f}")
 
 
 # --- verdict (pure) ----------------------------------------------------------------------------
@@ -332,19 +399,41 @@ def judge_files(rows: list[dict[str, float]], after_compaction: list[float]) -> 
     return Judgement("files after each compaction", after_compaction[0], after_compaction[-1], slope, limit, verdict)
 
 
+def judge_jvm_rss(rss: Judgement, heap: Judgement, ceiling_mb: float | None) -> Judgement:
+    """A JVM's growing RSS is BOUNDED when its live heap is FLAT and the RSS stays within the process size
+    the JVM is configured with (the heap expanding to where the collector settles); otherwise GROWING."""
+    if heap.verdict == "FLAT" and ceiling_mb is not None and rss.last <= ceiling_mb:
+        return Judgement(rss.name, rss.first, rss.last, rss.slope_per_hour, ceiling_mb, "BOUNDED")
+    return rss
+
+
 def verdict_lines(rows: list[dict[str, float]], memory_columns: list[str], flat_percent: float, flat_mb: float,
-                  after_compaction: list[float], max_lag: float) -> tuple[list[str], bool]:
-    """The verdict table and whether everything judged passed."""
+                  after_compaction: list[float], max_lag: float, ceilings: dict[str, float] | None = None,
+                  serving_retention_minutes: float = float("nan")) -> tuple[list[str], bool]:
+    """The verdict table and whether everything judged passed (ceilings: a JVM's configured process size in MB,
+    by process group; see judge_jvm_rss)."""
+    ceilings = ceilings or {}
     lines, ok = [], True
     lines.append(f"memory and checkpoint size, flat = |slope over the second half| <= max({flat_percent:g}% of "
-                 f"the level, {flat_mb:g} MB; checkpoint {CHECKPOINT_FLAT_MB:g} MB) per hour:")
-    for name in [*memory_columns, "checkpoint_state_mb"]:
+                 f"the level, {flat_mb:g} MB; checkpoint {CHECKPOINT_FLAT_MB:g} MB) per hour; a JVM's RSS is "
+                 f"BOUNDED when its live heap (after a full GC) is flat and the RSS within its configured "
+                 f"process size (the limit column):")
+    heaps = [HEAP_PREFIX + name for name in memory_columns if any(np.isfinite(r.get(HEAP_PREFIX + name, np.nan))
+                                                                  for r in rows)]
+    for name in [*memory_columns, *heaps, "checkpoint_state_mb"]:
         if all(r.get(name, 0) == 0 for r in rows):
             continue
         floor = CHECKPOINT_FLAT_MB if name == "checkpoint_state_mb" else flat_mb
         judgement = judge_flat(name, rows, flat_percent, floor)
-        ok &= judgement.verdict == "FLAT"
+        if judgement.verdict == "GROWING" and HEAP_PREFIX + name in heaps:
+            judgement = judge_jvm_rss(judgement, judge_flat(HEAP_PREFIX + name, rows, flat_percent, floor),
+                                      ceilings.get(name))
+        ok &= judgement.verdict in ("FLAT", "BOUNDED")
         lines.append("  " + judgement.line("MB"))
+    panes = [r.get("serving_panes", np.nan) for r in rows]
+    if np.isfinite(panes).any():
+        lines.append(f"serving's store: {np.nanmax(panes):,.0f} panes at most, {panes[-1]:,.0f} at the end "
+                     f"(retention {serving_retention_minutes:g} min)")
     lines.append("grow with the data by design (rates only):")
     for name in ("broker_disk_mb", "broker_product_topics_mb", "parquet_mb"):
         lines.append("  " + judge_rate(name, rows).line("MB"))
@@ -375,7 +464,7 @@ def plot(rows: list[dict[str, float]], memory_columns: list[str], compactions: l
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     minutes = [r["minute"] for r in rows]
-    fig, axes = plt.subplots(2, 2, figsize=(14, 9), sharex=True)
+    fig, axes = plt.subplots(3, 2, figsize=(14, 13), sharex=True)
     ax = axes[0][0]
     for name in memory_columns:
         ax.plot(minutes, [r.get(name, 0) for r in rows], marker=".", label=short_name(name))
@@ -401,7 +490,21 @@ def plot(rows: list[dict[str, float]], memory_columns: list[str], compactions: l
     for minute in compactions:
         ax.axvline(minute, color="tab:green", alpha=0.3)
     ax.set_title("Parquet dataset (green: compaction)")
-    for ax in axes[1]:
+    ax = axes[2][0]
+    for name in memory_columns:
+        values = [r.get(HEAP_PREFIX + name, np.nan) for r in rows]
+        if np.isfinite(values).any():
+            ax.plot(minutes, values, marker=".", label=short_name(name))
+    ax.set_title("JVM live heap after a full GC (MB)")
+    ax.legend(fontsize=8, ncol=2)
+    ax = axes[2][1]
+    ax.plot(minutes, [r.get("serving_panes", np.nan) for r in rows], marker=".", label="serving's panes")
+    ax.set_ylabel("panes in serving's store")
+    twin = ax.twinx()
+    twin.plot(minutes, [r["lag"] for r in rows], marker=".", color="tab:gray", label="pipeline lag")
+    twin.set_ylabel("pipeline lag (trades)")
+    ax.set_title("serving's store and the pipeline's lag (gray)")
+    for ax in axes[2]:
         ax.set_xlabel("minutes")
     fig.suptitle(f"soak: demo at the live feed rate, {minutes[-1]:.0f} min")
     fig.tight_layout()
@@ -410,6 +513,11 @@ def plot(rows: list[dict[str, float]], memory_columns: list[str], compactions: l
 
 
 # --- the run ----------------------------------------------------------------------------------
+def memory_mb(size: str) -> float:
+    """A Flink memory size ("1600m", "6g", "2048k") in MB."""
+    units = {"k": 1 / 1024, "m": 1.0, "g": 1024.0}
+    size = size.strip().lower().removesuffix("b")
+    return float(size[:-1]) * units[size[-1]] if size[-1] in units else float(size) / MB
 def make_fresh(settings: Settings, group: str) -> None:
     """Cancel the demo's job, stop feed and serving, delete the product topics, the group and the dataset."""
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415
@@ -421,7 +529,7 @@ def make_fresh(settings: Settings, group: str) -> None:
     for service in app_services(settings):
         if service.stop():
             log(f"--fresh: stopped {service.name}")
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **client_config(settings)})
     existing = set(admin.list_topics(timeout=10).topics)
     doomed = [t for t in PRODUCT_TOPICS if t in existing]
     if doomed:
@@ -463,29 +571,37 @@ def run_soak(args: argparse.Namespace) -> int:
     services = [*stack_services(settings), *app_services(settings, feed_rate=args.rate)]
     running_before = {s.name for s in services if s.pid() is not None}
     job_before = flink.running_job_ids(settings, DEFAULT_JOB_NAME) if "flink-jobmanager" in running_before else []
-    if args.fresh:
-        log("--fresh: starting the stack first (the broker and Flink must answer)")
-        start(settings, stack_services(settings))
-        make_fresh(settings, group)
-        job_before = []
-    bring_up(settings, args.rate)
-    services = [*stack_services(settings), *app_services(settings, feed_rate=args.rate)]
-    job_ids = flink.running_job_ids(settings, DEFAULT_JOB_NAME)
-    job_id = job_ids[0] if job_ids else None
-    log(f"soak for {args.minutes:g} min, a sample every {args.interval:g} s, into {out}; job {job_id}")
-    memory_columns = [s.name for s in services if s.name != "beam-worker-pool"]
-    memory_columns.insert(memory_columns.index("feed"), "beam-worker-pool")
-    memory_columns.insert(memory_columns.index("feed"), SDK_WORKERS)
-    sampler = Sampler(settings, services, job_id, group)
-    rows: list[dict[str, float]] = []
-    compactions: list[float] = []
-    compaction_lines: list[str] = []
-    after_counts: list[float] = []
-    csv_path = out / "samples.csv"
-    writer = None
-    next_compaction = args.compact_every * 60 if args.compact_every > 0 else float("inf")
     ok = False
     try:
+        if args.fresh:
+            log("--fresh: starting the stack first (the broker and Flink must answer)")
+            start(settings, stack_services(settings))
+            make_fresh(settings, group)
+            job_before = []
+        if args.serving_retention_minutes > 0:
+            os.environ["DARKPOOL_RETENTION_HOURS"] = f"{args.serving_retention_minutes / 60:.6f}"
+            log(f"serving keeps {args.serving_retention_minutes:g} min of windows (DARKPOOL_RETENTION_HOURS)")
+        if "serve" in running_before and args.serving_retention_minutes > 0 and not args.fresh:
+            log("serving already runs: it keeps its own retention (--fresh restarts it with the soak's)")
+        bring_up(settings, args.rate)
+        services = [*stack_services(settings), *app_services(settings, feed_rate=args.rate)]
+        job_ids = flink.running_job_ids(settings, DEFAULT_JOB_NAME)
+        job_id = job_ids[0] if job_ids else None
+        log(f"soak for {args.minutes:g} min, a sample every {args.interval:g} s, into {out}; job {job_id}")
+        memory_columns = [s.name for s in services if s.name != "beam-worker-pool"]
+        memory_columns.insert(memory_columns.index("feed"), "beam-worker-pool")
+        memory_columns.insert(memory_columns.index("feed"), SDK_WORKERS)
+        sampler = Sampler(settings, services, job_id, group, collect=not args.no_gc)
+        ceilings = {name: memory_mb(settings.jobmanager_process_memory if name == "flink-jobmanager"
+                                    else settings.taskmanager_process_memory)
+                    for name in memory_columns if name.startswith("flink-")}
+        rows: list[dict[str, float]] = []
+        compactions: list[float] = []
+        compaction_lines: list[str] = []
+        after_counts: list[float] = []
+        csv_path = out / "samples.csv"
+        writer = None
+        next_compaction = args.compact_every * 60 if args.compact_every > 0 else float("inf")
         with open(csv_path, "w", newline="") as handle:
             end = time.monotonic() + args.minutes * 60
             next_sample = time.monotonic()
@@ -512,7 +628,7 @@ def run_soak(args: argparse.Namespace) -> int:
                 next_sample += args.interval
                 time.sleep(max(0.0, min(next_sample, end) - time.monotonic()))
         lines, ok = verdict_lines(rows, memory_columns, args.flat_percent, args.flat_mb, after_counts,
-                                  args.max_lag)
+                                  args.max_lag, ceilings, args.serving_retention_minutes)
         report = [f"soak {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {rows[-1]['minute']:.1f} min at {args.rate:,} "
                   f"trades/s, {len(rows)} samples, job {job_id}", *compaction_lines, *lines]
         print("\n".join(report), flush=True)
@@ -566,6 +682,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="... or within this many MB per hour (default %(default)g)")
     parser.add_argument("--max-lag", type=float, default=60_000,
                         help="the job keeps up: lag at the end at most this many trades (default %(default)g)")
+    parser.add_argument("--serving-retention-minutes", type=float, default=10.0, metavar="MINUTES",
+                        help="serving keeps this many minutes of windows, so that its store is full before the "
+                             "second half; 0 = serving's own setting (default %(default)g)")
+    parser.add_argument("--no-gc", action="store_true",
+                        help="do not force a full GC in each JVM before reading its heap (the heap read is then "
+                             "whatever the collector left)")
     parser.add_argument("--out", help="output folder (default .state/soak/<UTC timestamp>)")
     parser.add_argument("--fresh", action="store_true",
                         help="start from empty product topics, consumer group and dataset (deletes the demo's data)")
