@@ -183,8 +183,55 @@ MARKET_SCHEMA = pa.schema([
 LIQUIDITY_FIELDS = tuple(LIQUIDITY_SCHEMA.names)
 MARKET_FIELDS = tuple(MARKET_SCHEMA.names)
 
+# --- alerts (darkpool.alerts: the detectors and the emission rule; docs/alerts.md) --------
+# The compacted topic of the live alerts: one record per (symbol, kind, window), re-sent only when its
+# severity rises, so compaction keeps each key's highest severity. (Not yet in ALL_TOPICS: it joins them
+# when the pipeline writes it and `darkpool topics` creates it.)
+ALERTS_TOPIC = "darkpool.alerts"
+
+ALERT_DARK_SHARE_SURGE = "dark_share_surge"  # the symbol's dark share far above its own baseline
+ALERT_BLOCK_CLUSTER = "block_cluster"  # many block prints on one venue in one window
+ALERT_VENUE_CONCENTRATION = "venue_concentration"  # one venue suddenly printing most of the volume
+ALERT_KINDS = (ALERT_DARK_SHARE_SURGE, ALERT_BLOCK_CLUSTER, ALERT_VENUE_CONCENTRATION)
+
+SEVERITY_LOW = "low"
+SEVERITY_MEDIUM = "medium"
+SEVERITY_HIGH = "high"
+SEVERITIES = (SEVERITY_LOW, SEVERITY_MEDIUM, SEVERITY_HIGH)  # in rising order
+
+
+def severity_rank(severity: str) -> int:
+    """The rank of a severity in :data:`SEVERITIES` (low 0 < medium 1 < high 2); ValueError for another text."""
+    try:
+        return SEVERITIES.index(severity)
+    except ValueError:
+        raise ValueError(f"unknown severity {severity!r}; expected one of {', '.join(SEVERITIES)}") from None
+
+
+def alert_key(symbol: str, kind: str, window_start: str) -> str:
+    """Kafka key of a darkpool.alerts record (compaction keeps the latest, i.e. highest-severity, alert)."""
+    return f"{symbol}|{kind}|{window_start}"
+
+
+# venue: the venue the alert names (block_cluster, venue_concentration), null for dark_share_surge;
+# observed: the window's figure; baseline / baseline_spread: the median / scaled MAD of the symbol's
+# earlier windows' figures; baseline_windows: how many windows formed them; pane_timing / pane_index:
+# the pane that triggered the alert (pane_timing one of PANE_TIMINGS); emitted_at: when it was sent.
+ALERT_SCHEMA = pa.schema([
+    ("window_start", _TS), ("window_end", _TS),
+    ("symbol", pa.string()), ("kind", pa.string()), ("venue", pa.string()),
+    ("observed", pa.float64()), ("baseline", pa.float64()), ("baseline_spread", pa.float64()),
+    ("baseline_windows", pa.int64()),
+    ("score", pa.float64()), ("severity", pa.string()),
+    ("pane_timing", pa.string()), ("pane_index", pa.int64()), ("emitted_at", _TS),
+])
+ALERT_FIELDS = tuple(ALERT_SCHEMA.names)
+# the fields an alert record may leave null (every other one is required): venue, for a dark_share_surge
+ALERT_NULLABLE_FIELDS = frozenset({"venue"})
+
+
 # Parquet dataset layout: <root>/<table>/date=YYYY-MM-DD/<file>.parquet
-PARQUET_TABLES = {"liquidity": LIQUIDITY_SCHEMA, "market": MARKET_SCHEMA}
+PARQUET_TABLES = {"liquidity": LIQUIDITY_SCHEMA, "market": MARKET_SCHEMA, "alerts": ALERT_SCHEMA}
 PARQUET_PARTITION_FIELD = "date"
 
 
