@@ -3,8 +3,8 @@ stream and the dashboard.
 
 ``create_app(config)`` builds an isolated app (Flask's tutorial layout): defaults,
 then ``DARKPOOL_*`` environment variables, then ``serving.cfg`` in the instance
-folder, then ``config`` (tests, the CLI). It wires the store, the SSE hub, the
-metrics and the Kafka consumer (built unless ``CONSUMER_ENABLED`` is false), and
+folder, then ``config`` (tests, the CLI). It wires the pane store, the alert
+store, the SSE hub, the metrics and the Kafka consumer (built unless ``CONSUMER_ENABLED`` is false), and
 registers the blueprints. Building the app starts nothing: no thread, no
 connection. The consumer starts where the server starts
 (:func:`serving.commands.server_app`, the factory granian and gunicorn load in
@@ -24,11 +24,12 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from serving import api, legacy, web
 from serving import config as serving_config
+from serving.alerts import AlertStore
 from serving.consumer import PaneConsumer
 from serving.fastpath import CachedResponses
 from serving.metrics import Metrics
 from serving.params import ApiError
-from serving.records import LIQUIDITY, MARKET
+from serving.records import ALERT, LIQUIDITY, MARKET
 from serving.store import Store
 from serving.stream import Hub
 
@@ -68,19 +69,22 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     metrics = Metrics()
     metrics.init_app(app)
-    store = Store(retention_ms=int(app.config["RETENTION_HOURS"] * 3_600_000), max_records=app.config["MAX_RECORDS"])
+    retention_ms = int(app.config["RETENTION_HOURS"] * 3_600_000)
+    store = Store(retention_ms=retention_ms, max_records=app.config["MAX_RECORDS"])
+    alert_store = AlertStore(retention_ms=retention_ms, max_alerts=app.config["MAX_ALERTS"])
     hub = Hub(queue_size=app.config["SSE_QUEUE_SIZE"], max_clients=app.config["SSE_MAX_CLIENTS"])
     metrics.stream_clients.set_function(lambda: hub.client_count)
     consumer = None
     if app.config["CONSUMER_ENABLED"]:
         consumer = PaneConsumer(
             store, hub, metrics, bootstrap=app.config["BOOTSTRAP_SERVERS"],
-            topics={LIQUIDITY: app.config["LIQUIDITY_TOPIC"], MARKET: app.config["MARKET_TOPIC"]},
+            topics={LIQUIDITY: app.config["LIQUIDITY_TOPIC"], MARKET: app.config["MARKET_TOPIC"],
+                    ALERT: app.config["ALERTS_TOPIC"]},
             batch_size=app.config["CONSUMER_BATCH_SIZE"], poll_s=app.config["CONSUMER_POLL_SECONDS"],
-            lag_check_s=app.config["LAG_CHECK_SECONDS"],
+            lag_check_s=app.config["LAG_CHECK_SECONDS"], alert_store=alert_store,
         )
     app.extensions["darkpool"] = api.Services(config=app.config, store=store, hub=hub, metrics=metrics,
-                                              consumer=consumer)
+                                              consumer=consumer, alert_store=alert_store)
 
     api.init_app(app)
     legacy.init_app(app)

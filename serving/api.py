@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 
-from darkpool.contracts import format_event_time, load_venues
+from darkpool.contracts import format_event_time, load_venues, severity_rank
 from serving import params
+from serving.alerts import AlertSnapshot, AlertStore
 from serving.consumer import PaneConsumer
 from serving.metrics import Metrics
 from serving.openapi import openapi_document
@@ -42,6 +43,7 @@ class Services:
     hub: Hub
     metrics: Metrics
     consumer: PaneConsumer | None
+    alert_store: AlertStore
 
     def start(self) -> None:
         """Start the background Kafka consumer (if the app has one; calling it twice is harmless)."""
@@ -63,8 +65,9 @@ def json_response(body: bytes, status: int = 200) -> Response:
     return Response(body, status=status, mimetype="application/json")
 
 
-def cached(snap: Snapshot, key: tuple, build: Callable[[], Any]) -> Response:
-    """The JSON body for ``key`` at this snapshot version, built and serialized once."""
+def cached(snap: Snapshot | AlertSnapshot, key: tuple, build: Callable[[], Any]) -> Response:
+    """The JSON body for ``key`` at this snapshot version (of the pane or the alert store), built and serialized
+    once."""
     body = snap.cache.get(key)
     if body is None:
         body = orjson.dumps(build())
@@ -155,8 +158,28 @@ def status() -> Response:
         "consumer": {"connected": bool(cstatus and cstatus.connected), "lag": cstatus.lag if cstatus else None},
         "stale": stale,
         "health": consumer_health(svc),
+        "alerts": alerts_status(svc),
     }
     return json_response(orjson.dumps(body))
+
+
+def alerts_status(svc: Services) -> dict[str, Any]:
+    """The alerts part of /status: which topic, whether it exists (a missing one means no alerts yet), why not,
+    how many alerts are held and the newest emitted_at."""
+    snap = svc.alert_store.snapshot
+    topic = svc.config.get("ALERTS_TOPIC") or None
+    cstatus = svc.consumer.status if svc.consumer else None
+    available = bool(topic and cstatus and cstatus.alerts_available)
+    if topic is None:
+        note = "alerts are not read (ALERTS_TOPIC is empty)"
+    elif cstatus is None:
+        note = "consumer disabled"
+    elif available:
+        note = None
+    else:
+        note = cstatus.alerts_note or f"topic {topic} not looked for yet (the consumer has not reached the broker)"
+    return {"topic": topic, "available": available, "note": note, "stored": len(snap.alerts),
+            "last_update": iso_or_none(snap.last_update_ms)}
 
 
 # -- windows -----------------------------------------------------------------------
@@ -258,6 +281,31 @@ def timeseries(raw_symbol: str) -> Response:
     return cached(snap, ("timeseries", symbol, venue, since, until), build)
 
 
+# -- alerts --------------------------------------------------------------------------
+ALERT_PARAMETERS = ("symbol", "kind", "since", "min_severity", "limit", "offset")
+
+
+@bp.get("/alerts")
+def alerts() -> Response:
+    """The live alerts held (the latest per symbol, kind and window), filtered, newest first, paged."""
+    params.check_known(request.args, ALERT_PARAMETERS)
+    symbol = params.symbol(request.args.get("symbol"))
+    kind = params.optional_choice(request.args.get("kind"), "kind", params.ALERT_KIND_CHOICES)
+    since = params.timestamp(request.args.get("since"), "since")
+    min_severity = params.optional_choice(request.args.get("min_severity"), "min_severity", params.SEVERITY_CHOICES)
+    limit = params.bounded_int(request.args.get("limit"), "limit", params.LIMIT_MIN, params.LIMIT_MAX,
+                               params.LIMIT_DEFAULT)
+    offset = params.bounded_int(request.args.get("offset"), "offset", 0, None, 0)
+    snap = services().alert_store.snapshot
+    min_rank = severity_rank(min_severity) if min_severity is not None else None
+
+    def build() -> dict[str, Any]:
+        page = snap.query(symbol, kind, since, min_rank, limit, offset)
+        return {"total": page.total, "offset": offset, "limit": limit, "rows": page.rows}
+
+    return cached(snap, ("alerts", symbol, kind, since, min_severity, limit, offset), build)
+
+
 # -- reference lists ---------------------------------------------------------------
 @bp.get("/venues")
 def venues() -> Response:
@@ -285,7 +333,8 @@ def symbols() -> Response:
 # -- live push ---------------------------------------------------------------------
 @bp.get("/stream")
 def stream() -> Response:
-    """Server-Sent Events: ``liquidity`` and ``market`` events carry new panes; ``heartbeat`` every ~10 s."""
+    """Server-Sent Events: ``liquidity`` and ``market`` events carry new panes, ``alert`` events new or raised
+    alerts; ``heartbeat`` every ~10 s."""
     params.check_known(request.args, ("symbol",))
     symbol = params.symbol(request.args.get("symbol"))
     svc = services()

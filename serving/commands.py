@@ -34,8 +34,10 @@ FLAG_SETTINGS = {
     "bootstrap": "BOOTSTRAP_SERVERS",
     "liquidity_topic": "LIQUIDITY_TOPIC",
     "market_topic": "MARKET_TOPIC",
+    "alerts_topic": "ALERTS_TOPIC",
     "retention_hours": "RETENTION_HOURS",
     "max_records": "MAX_RECORDS",
+    "max_alerts": "MAX_ALERTS",
     "stale_after": "STALE_AFTER_SECONDS",
     "heartbeat": "SSE_HEARTBEAT_SECONDS",
     "max_stream_clients": "SSE_MAX_CLIENTS",
@@ -73,8 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(gthread); both run 1 worker process with threads (default %(default)s)")
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
     help_of = {name: desc for name, (_, desc) in serving_config.SETTINGS.items()}
-    types = {"retention_hours": float, "max_records": int, "stale_after": float, "heartbeat": float,
-             "max_stream_clients": int}
+    types = {"retention_hours": float, "max_records": int, "max_alerts": int, "stale_after": float,
+             "heartbeat": float, "max_stream_clients": int}
     for flag, setting in FLAG_SETTINGS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", type=types.get(flag, str), default=None,
                        help=f"{help_of[setting]} [DARKPOOL_{setting}]")
@@ -123,9 +125,9 @@ def run_serve(args: argparse.Namespace) -> int:
         check_reachable(probe["BOOTSTRAP_SERVERS"], timeout=3.0)
     except DarkpoolError as exc:
         log.warning("%s; serving anyway, the consumer keeps retrying (/api/v1/ready is 503 until it connects)", exc)
-    log.info("serving on http://%s:%d (%s, 1 worker process x %d threads), topics %s + %s from %s",
+    log.info("serving on http://%s:%d (%s, 1 worker process x %d threads), topics %s + %s + alerts %s from %s",
              args.host, args.port, args.server, args.threads, probe["LIQUIDITY_TOPIC"], probe["MARKET_TOPIC"],
-             probe["BOOTSTRAP_SERVERS"])
+             probe["ALERTS_TOPIC"] or "(not read)", probe["BOOTSTRAP_SERVERS"])
     if args.server == "granian":
         run_granian(args, overrides)
     else:

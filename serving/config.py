@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from darkpool.config import load_settings
-from darkpool.contracts import LIQUIDITY_TOPIC, MARKET_TOPIC, PIPELINE_GROUP_ID, TRADES_TOPIC
+from darkpool.contracts import ALERTS_TOPIC, LIQUIDITY_TOPIC, MARKET_TOPIC, PIPELINE_GROUP_ID, TRADES_TOPIC
 from darkpool.errors import DarkpoolError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -28,6 +28,8 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "BOOTSTRAP_SERVERS": (None, "Kafka bootstrap servers (default: the local stack's broker)"),
     "LIQUIDITY_TOPIC": (LIQUIDITY_TOPIC, "topic of per-(window, symbol, venue) panes"),
     "MARKET_TOPIC": (MARKET_TOPIC, "topic of per-(window, symbol) market panes"),
+    "ALERTS_TOPIC": (ALERTS_TOPIC, "topic of the pipeline's live alerts (a missing topic means no alerts yet); "
+                                   "empty = alerts not read"),
     "CONSUMER_ENABLED": (True, "build the background Kafka consumer (the server process starts it)"),
     "CONSUMER_BATCH_SIZE": (1000, "records consumed per batch (one store snapshot per batch)"),
     "CONSUMER_POLL_SECONDS": (0.25, "longest wait for a batch; bounds how stale a pane can be"),
@@ -36,8 +38,10 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "PIPELINE_GROUP": (PIPELINE_GROUP_ID, "the pipeline's Kafka consumer group (its --group-id), whose lag "
                                             "/metrics reports; empty = not reported"),
     "TRADES_TOPIC": (TRADES_TOPIC, "the trades topic the pipeline's group reads (its lag is on /metrics)"),
-    "RETENTION_HOURS": (24.0, "history kept: windows ending within this many hours of the newest window"),
+    "RETENTION_HOURS": (24.0, "history kept: windows ending within this many hours of the newest window (panes "
+                              "and alerts alike)"),
     "MAX_RECORDS": (300_000, "hard cap on stored liquidity + market panes; oldest windows go first"),
+    "MAX_ALERTS": (50_000, "hard cap on stored alerts (RETENTION_HOURS bounds them too); oldest windows go first"),
     "STALE_AFTER_SECONDS": (120.0, "data is 'stale' when the newest emitted_at is older than this"),
     "SSE_HEARTBEAT_SECONDS": (10.0, "interval of 'heartbeat' events on the stream"),
     "SSE_QUEUE_SIZE": (5000, "events buffered per stream client; a client that falls further behind is dropped"),
@@ -91,7 +95,7 @@ def finalize(config: dict[str, Any]) -> None:
     if not config.get("BOOTSTRAP_SERVERS"):
         config["BOOTSTRAP_SERVERS"] = load_settings().bootstrap_servers
     positive = ("CONSUMER_BATCH_SIZE", "CONSUMER_POLL_SECONDS", "LAG_CHECK_SECONDS", "RETENTION_HOURS",
-                "MAX_RECORDS", "STALE_AFTER_SECONDS", "SSE_HEARTBEAT_SECONDS", "SSE_QUEUE_SIZE",
+                "MAX_RECORDS", "MAX_ALERTS", "STALE_AFTER_SECONDS", "SSE_HEARTBEAT_SECONDS", "SSE_QUEUE_SIZE",
                 "SSE_MAX_CLIENTS", "RESPONSE_CACHE_SIZE")
     for name in positive:
         value = config.get(name)

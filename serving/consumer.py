@@ -1,8 +1,8 @@
-"""Background Kafka consumer that feeds the store from darkpool.liquidity and darkpool.market.
+"""Background Kafka consumer that feeds the stores from darkpool.liquidity, darkpool.market and darkpool.alerts.
 
-On start it assigns every partition of both topics from the beginning (no
+On start it assigns every partition of the topics from the beginning (no
 consumer-group offsets: the topics are the state, compacted to the latest pane
-per key), so a restarted server rebuilds exactly what it had. It notes the end
+or alert per key), so a restarted server rebuilds exactly what it had. It notes the end
 offsets at start; once it has read up to them on every partition it is *ready*
 and from then on also pushes each new pane to the SSE hub. It keeps following
 the topics; ``lag`` is refreshed from the broker every ``lag_check_s`` seconds,
@@ -16,6 +16,15 @@ record, no end-of-partition event, no watermark answer) for
 ``degraded_after_s`` seconds; it is *ok* again at the next answer, and reads on
 from where it stopped (nothing is skipped: the positions are kept).
 :meth:`PaneConsumer.health` is the state with its reason and since-time.
+
+The alerts topic is optional: deployments made before the alerts existed have
+no ``darkpool.alerts`` until ``darkpool topics`` creates it. A missing alerts
+topic means "no alerts yet", never an error: the panes are read as usual, the
+status says the topic is missing (``alerts_available`` false, with a note), and
+the metadata is asked again every ``lag_check_s`` seconds; once the topic
+exists its partitions are assigned from the beginning beside the others.
+Its records go to the :class:`~serving.alerts.AlertStore` (and, once ready, to
+the SSE hub as ``alert`` events).
 """
 
 from __future__ import annotations
@@ -31,8 +40,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from darkpool import logs
 from darkpool.contracts import format_event_time
 from darkpool.kafka_client import client_config
+from serving.alerts import AlertStore
 from serving.metrics import Metrics
-from serving.records import InvalidRecord, decode_pane
+from serving.records import ALERT, Alert, InvalidRecord, Pane, decode_alert, decode_pane
 from serving.store import Store
 from serving.stream import Hub
 
@@ -87,6 +97,9 @@ class ConsumerStatus:
     degraded_since: float = field(default_factory=time.time)  # epoch s: since when degraded (or ok)
     degraded_total_s: float = 0.0  # time spent degraded after the first connection
     outages: int = 0  # ok -> degraded transitions after the first connection
+    alerts_topic: str | None = None  # the alerts topic read (None: alerts are not read)
+    alerts_available: bool = False  # the alerts topic exists and its partitions are assigned
+    alerts_note: str | None = None  # why there are no alerts to read (the topic is missing), else None
 
     def health(self) -> dict[str, Any]:
         """``{"state": "ok" | "degraded", "reason": str | None, "since": ISO-8601 UTC}`` (what /health says)."""
@@ -96,19 +109,27 @@ class ConsumerStatus:
 
 
 class PaneConsumer:
-    """Reads both output topics into the store on a daemon thread (start/stop)."""
+    """Reads the output topics into the stores on a daemon thread (start/stop).
+
+    ``topics`` maps liquidity and market (required: missing ones are retried as an error) and, optionally,
+    :data:`~serving.records.ALERT` (``alert_store`` then holds its alerts; a missing topic is "no alerts yet")
+    to topic names."""
 
     def __init__(self, store: Store, hub: Hub, metrics: Metrics, bootstrap: str, topics: dict[str, str],
                  batch_size: int = 1000, poll_s: float = 0.25, lag_check_s: float = 5.0,
-                 degraded_after_s: float | None = None) -> None:
+                 degraded_after_s: float | None = None, alert_store: AlertStore | None = None) -> None:
         self.store, self.hub, self.metrics = store, hub, metrics
+        self.alert_store = alert_store
         self.bootstrap = bootstrap
-        self.topics = dict(topics)  # kind -> topic
+        self.topics = {kind: topic for kind, topic in topics.items() if topic}  # kind -> topic
+        if ALERT in self.topics and alert_store is None:
+            raise ValueError("an alerts topic needs an alert_store")
         self.kind_of = {topic: kind for kind, topic in self.topics.items()}
         self.batch_size, self.poll_s, self.lag_check_s = batch_size, poll_s, lag_check_s
         # silence longer than this means the broker is gone; the lag check asks it every lag_check_s
         self.degraded_after_s = degraded_after_s or max(10.0, 2 * lag_check_s + 5.0)
-        self.status = ConsumerStatus()
+        self.status = ConsumerStatus(alerts_topic=self.topics.get(ALERT))
+        self._alerts_missing_logged = False
         self._last_contact = time.monotonic()
         self._ever_connected = False
         self._stop = threading.Event()
@@ -230,13 +251,19 @@ class PaneConsumer:
             self._set_degraded(f"no answer from the broker for {silent:.0f} s")
 
     def _assign_from_beginning(self, consumer: Consumer) -> None:
-        """Find every partition of both topics, note their end offsets at first start, and assign them."""
+        """Find every partition of the topics, note their end offsets at first start, and assign them.
+
+        A missing pane topic is an error (retried); a missing alerts topic is noted in the status."""
         partitions: list[TopicPartition] = []
         missing = []
-        for topic in self.topics.values():
+        alerts_missing = False
+        for kind, topic in self.topics.items():
             meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
             if meta is None or meta.error is not None or not meta.partitions:
-                missing.append(topic)
+                if kind == ALERT:
+                    alerts_missing = True
+                else:
+                    missing.append(topic)
                 continue
             # from the beginning on first start; where it left off after a reconnect
             partitions.extend(TopicPartition(topic, p, self._positions.get((topic, p), OFFSET_BEGINNING))
@@ -244,6 +271,8 @@ class PaneConsumer:
         if missing:
             raise _TopicsMissing(f"topic(s) not found: {', '.join(missing)}")
         self._set_connected()
+        if ALERT in self.topics:
+            self._note_alerts_topic(not alerts_missing)
         if not self._ready.is_set():
             total = 0
             for tp in partitions:
@@ -276,10 +305,42 @@ class PaneConsumer:
             if now - last_lag_check >= self.lag_check_s:
                 last_lag_check = now
                 self._refresh_lag(consumer)
+                self._look_for_alerts_topic(consumer)
+
+    # -- the optional alerts topic ---------------------------------------------------
+    def _note_alerts_topic(self, available: bool) -> None:
+        topic = self.topics[ALERT]
+        was = self.status.alerts_available
+        self.status.alerts_available = available
+        self.status.alerts_note = None if available else (
+            f"topic {topic} not found: no alerts yet (the pipeline writes it once `darkpool topics` has created "
+            f"it; looked for again every {self.lag_check_s:g} s)")
+        self.metrics.alerts_topic_present.set(1 if available else 0)
+        if available and not was:
+            log.info("consumer: reading alerts from %s", topic)
+            self._alerts_missing_logged = False
+        elif not available and not self._alerts_missing_logged:
+            log.warning("consumer: %s", self.status.alerts_note)
+            self._alerts_missing_logged = True  # said once (until the topic appears and goes again)
+
+    def _look_for_alerts_topic(self, consumer: Consumer) -> None:
+        """While the alerts topic is missing, ask for it again; once it exists, assign it beside the others."""
+        if ALERT not in self.topics or self.status.alerts_available:
+            return
+        topic = self.topics[ALERT]
+        try:
+            meta = consumer.list_topics(topic, timeout=2).topics.get(topic)
+        except KafkaException as exc:
+            log.debug("consumer: metadata of %s: %s", topic, exc)
+            return
+        if meta is not None and meta.error is None and meta.partitions:
+            self._assign_from_beginning(consumer)  # every topic again, from where each partition stands
 
     def _ingest(self, messages: list) -> bool:
-        """Store the panes of a batch; True when the broker sent something (a record or an end of partition)."""
-        panes = []
+        """Store the panes and alerts of a batch; True when the broker sent something (a record or an end of
+        partition)."""
+        panes: list[Pane] = []
+        alerts: list[Alert] = []
         answered = False
         for msg in messages:
             err = msg.error()
@@ -297,13 +358,36 @@ class PaneConsumer:
             self._positions[key] = msg.offset() + 1
             kind = self.kind_of[msg.topic()]
             try:
-                panes.append(decode_pane(kind, msg.value()))
+                if kind == ALERT:
+                    alerts.append(decode_alert(msg.value()))
+                else:
+                    panes.append(decode_pane(kind, msg.value()))
             except InvalidRecord as exc:
                 self.metrics.invalid.labels(kind).inc()
                 self._log_invalid(msg, exc)
         self.status.records_read += sum(1 for m in messages if m.error() is None)
-        if not panes:
-            return answered
+        if alerts:
+            self._store_alerts(alerts)
+        if panes:
+            self._store_panes(panes)
+        return answered
+
+    def _store_alerts(self, alerts: list[Alert]) -> None:
+        """Apply a batch's alerts to the alert store, count them, and push the stored ones once ready."""
+        assert self.alert_store is not None
+        for alert in alerts:
+            self.metrics.alerts_received.labels(alert.kind, alert.severity).inc()
+        result = self.alert_store.apply(alerts)
+        for outcome, count in (("stored", len(result.applied)), ("superseded", result.superseded),
+                               ("expired", result.expired), ("evicted", result.evicted)):
+            if count:
+                self.metrics.alert_updates.labels(outcome).inc(count)
+        self.metrics.alerts_stored.set(len(self.alert_store.snapshot.alerts))
+        if self._ready.is_set():
+            self.hub.publish_alerts(result.applied)
+
+    def _store_panes(self, panes: list[Pane]) -> None:
+        """Apply a batch's panes to the store, count them, and push the stored ones once ready."""
         result = self.store.apply(panes)
         for pane in result.applied:
             self.metrics.panes.labels(pane.kind, "stored").inc()
@@ -319,7 +403,6 @@ class PaneConsumer:
         self.metrics.version.set(snap.version)
         if self._ready.is_set():
             self.hub.publish(result.applied)
-        return answered
 
     def _log_invalid(self, msg, exc: InvalidRecord) -> None:
         self._invalid_logged += 1

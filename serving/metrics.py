@@ -7,7 +7,7 @@ costs at most one broker round trip per period):
 
 - ``darkpool_serving_partition_lag{topic,partition}``: high watermark − the
   serving consumer's position (the next offset it reads), for every partition
-  of the two output topics;
+  of the output topics it reads (liquidity, market, and alerts once it exists);
 - ``darkpool_pipeline_consumer_lag{group,topic,partition}``: high watermark −
   the offset the pipeline's consumer group (``PIPELINE_GROUP``, the pipeline's
   ``--group-id``) committed, for the trades topic and every topic the group has
@@ -33,6 +33,7 @@ from flask import Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from darkpool.contracts import ALERT_KINDS, SEVERITIES
 from serving import params
 
 TopicPart = tuple[str, int]
@@ -69,6 +70,18 @@ class Metrics:
         self.evicted = Counter("darkpool_serving_evicted_windows", "windows dropped by retention or the cap",
                                registry=r)
         self.stream_clients = Gauge("darkpool_serving_stream_clients", "connected SSE clients", registry=r)
+        self.alerts_received = Counter("darkpool_serving_alerts", "valid alert records consumed, by kind and "
+                                       "severity", ["kind", "severity"], registry=r)
+        self.alert_updates = Counter("darkpool_serving_alert_updates", "what the alert store did with the alerts "
+                                     "consumed: stored (new or raised), superseded (an equal or higher severity "
+                                     "held), expired (past retention), evicted (dropped later by retention or "
+                                     "the cap)", ["outcome"], registry=r)
+        for kind in ALERT_KINDS:  # every series from the start, at 0: a rate over a first alert is right
+            for severity in SEVERITIES:
+                self.alerts_received.labels(kind, severity)
+        self.alerts_stored = Gauge("darkpool_serving_alerts_stored", "alerts held in the alert store", registry=r)
+        self.alerts_topic_present = Gauge("darkpool_serving_alerts_topic_present", "1 when the alerts topic "
+                                          "exists and is read (0: missing, no alerts yet)", registry=r)
         self.lag_probes = Counter("darkpool_lag_probes", "consumer-lag probes of the broker, by outcome", ["outcome"],
                                   registry=r)
         self.lag_collector: LagCollector | None = None
@@ -116,7 +129,8 @@ class Metrics:
             if self.lag_collector is not None:
                 return
             config = app.config
-            serving_topics = (config["LIQUIDITY_TOPIC"], config["MARKET_TOPIC"])
+            serving_topics = tuple(t for t in (config["LIQUIDITY_TOPIC"], config["MARKET_TOPIC"],
+                                               config.get("ALERTS_TOPIC")) if t)
             group = config.get("PIPELINE_GROUP") or ""
             self.lag_collector = LagCollector(
                 LagProbe(config["BOOTSTRAP_SERVERS"]), positions=consumer.positions, serving_topics=serving_topics,

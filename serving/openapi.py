@@ -1,7 +1,8 @@
 """The API's OpenAPI 3.2 document, built from the data contracts so the two cannot drift.
 
 Record schemas come from ``darkpool.schema`` (field lists and pyarrow types)
-and ``darkpool.contracts`` (pane timings, venue types); parameter constraints
+and ``darkpool.contracts`` (pane timings, venue types; the alert record's
+fields, kinds, severities and nullability); parameter constraints
 come from ``serving.params`` (the very patterns, enums and bounds the routes
 enforce). OpenAPI 3.2, because it is the version that declares the events of
 a Server-Sent Events stream (``itemSchema`` of ``text/event-stream``, each
@@ -14,9 +15,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from darkpool.contracts import CONTRACT_VERSION, DARK_VENUE_TYPES, PANE_TIMINGS, VENUE_TYPES
+from darkpool.contracts import (
+    ALERT_FIELDS,
+    ALERT_KINDS,
+    ALERT_NULLABLE_FIELDS,
+    ALERTS_TOPIC,
+    CONTRACT_VERSION,
+    DARK_VENUE_TYPES,
+    PANE_TIMINGS,
+    SEVERITIES,
+    VENUE_TYPES,
+)
 from darkpool.schema import FIELD_KINDS, FIELDS, LIQUIDITY, MARKET, NULLABLE_FIELDS
 from serving import params
+from serving.records import ALERT_FIELD_KINDS
 from serving.shapes import TIMESERIES_POINT_FIELDS
 
 JSON = "application/json"
@@ -50,6 +62,32 @@ def record_schema(kind: str, description: str, fields: tuple[str, ...] | None = 
         "description": description,
         "properties": {name: field_schema(kind, name) for name in fields},
         "required": list(fields),
+        "additionalProperties": False,
+    }
+
+
+ALERT_ENUMS = {"kind": ALERT_KINDS, "severity": SEVERITIES, "pane_timing": PANE_TIMINGS}
+
+
+def alert_schema() -> dict[str, Any]:
+    """JSON Schema of a darkpool.alerts record, from the contract (fields, kinds, enums, nullability)."""
+    properties: dict[str, Any] = {}
+    for name in ALERT_FIELDS:
+        schema = dict(_TYPE_SCHEMAS[ALERT_FIELD_KINDS[name]])
+        if name in ALERT_ENUMS:
+            schema["enum"] = list(ALERT_ENUMS[name])
+        if name in ALERT_NULLABLE_FIELDS:
+            schema["type"] = [schema["type"], "null"]
+        properties[name] = schema
+    return {
+        "type": "object",
+        "description": "One live alert: the latest darkpool.alerts record of one (symbol, kind, window), fields "
+                       "exactly as in the contract. severity is one of low < medium < high and is never lowered "
+                       "(a re-emitted alert replaces the held one only with a higher severity, or the same one "
+                       "emitted later); pane_timing/pane_index name the pane that triggered it; venue is null "
+                       "when the alert names no venue (dark_share_surge).",
+        "properties": properties,
+        "required": list(ALERT_FIELDS),
         "additionalProperties": False,
     }
 
@@ -90,6 +128,15 @@ def schemas() -> dict[str, Any]:
             "limit": {"type": "integer", "minimum": params.LIMIT_MIN, "maximum": params.LIMIT_MAX},
             "rows": {"type": "array", "items": _ref("MarketRecord")},
         }, "Market rollups of one window, ranked (nulls last, ties by symbol)."),
+        "AlertRecord": alert_schema(),
+        "AlertList": _obj({
+            "total": {"type": "integer", "minimum": 0, "description": "alerts matching the filters before "
+                      "offset/limit"},
+            "offset": {"type": "integer", "minimum": 0},
+            "limit": {"type": "integer", "minimum": params.LIMIT_MIN, "maximum": params.LIMIT_MAX},
+            "rows": {"type": "array", "items": _ref("AlertRecord")},
+        }, "Alerts matching the filters, newest first: emitted_at descending, then window_start descending, then "
+           "symbol and kind."),
         "Timeseries": _obj({
             "symbol": {"type": "string"},
             "venues": {"type": "object", "additionalProperties": {"type": "array", "items": _ref("TimeseriesPoint")},
@@ -137,6 +184,15 @@ def schemas() -> dict[str, Any]:
             "stale": {"type": "boolean", "description": "no data, or the newest emitted_at is older than "
                       "STALE_AFTER_SECONDS"},
             "health": _ref("ConsumerHealth"),
+            "alerts": _obj({
+                "topic": {"type": ["string", "null"], "description": "the alerts topic read (null: ALERTS_TOPIC "
+                          "is empty, alerts are not read)"},
+                "available": {"type": "boolean", "description": "the topic exists and is read; false while it "
+                              "is missing: no alerts yet, not an error (it is looked for again)"},
+                "note": {"type": ["string", "null"], "description": "why no alerts are read (null when available)"},
+                "stored": {"type": "integer", "minimum": 0, "description": "alerts held (latest per key)"},
+                "last_update": {**NULLABLE_TIME, "description": "newest emitted_at of the alerts held"},
+            }),
         }),
         "HeatmapRecord": _obj({
             "window_start": {"type": "string", "format": "date-time"},
@@ -163,7 +219,8 @@ def schemas() -> dict[str, Any]:
 
 
 # SSE event name -> the schema of its (JSON) data
-STREAM_EVENTS = {"liquidity": "LiquidityRecord", "market": "MarketRecord", "heartbeat": "Heartbeat"}
+STREAM_EVENTS = {"liquidity": "LiquidityRecord", "market": "MarketRecord", "alert": "AlertRecord",
+                 "heartbeat": "Heartbeat"}
 
 
 def event_schema_name(event: str) -> str:
@@ -251,9 +308,11 @@ def _get(summary: str, ok: dict[str, Any], parameters: list[dict[str, Any]] | No
 
 STREAM_DESCRIPTION = (
     "Events (each declared under `itemSchema`, its data under components.schemas): `liquidity` (data: a "
-    "LiquidityRecord), `market` (data: a MarketRecord), `heartbeat` (data: {time, version}) once at connect and "
-    "about every SSE_HEARTBEAT_SECONDS. The stream opens with `retry: 3000` (no data). Only panes that change "
-    "the store are pushed, from the moment the store is ready. A client too far behind is disconnected "
+    "LiquidityRecord), `market` (data: a MarketRecord), `alert` (data: an AlertRecord: a new alert, or one "
+    "re-emitted with a higher severity; a client keeps one per (symbol, kind, window_start)), `heartbeat` (data: "
+    "{time, version}) once at connect and about every SSE_HEARTBEAT_SECONDS. The stream opens with `retry: 3000` "
+    "(no data). Only panes and alerts that change the stores are pushed, from the moment the store is ready; "
+    "`symbol` filters alerts too. A client too far behind is disconnected "
     "(EventSource reconnects). HEAD answers the headers without opening a stream."
 )
 
@@ -300,12 +359,27 @@ def paths() -> dict[str, Any]:
                 _query("until", TIME_SCHEMA, "only windows ending at or before this time (an empty range, "
                                              "since after until, answers no points)"),
             ], (400, 404), "One point per window (its latest pane), oldest first, within the retained history."),
+        "/api/v1/alerts": _get("Live alerts, newest first", _ok("AlertList", "alerts, newest first"), [
+            _query("symbol", SYMBOL_SCHEMA, "only this symbol's alerts (case-insensitive); a symbol without "
+                                            "alerts answers no rows (no 404)", ("AAPL",)),
+            _query("kind", {"type": "string", "enum": list(params.ALERT_KIND_CHOICES)}, "only this kind of alert"),
+            _query("since", TIME_SCHEMA, "only alerts emitted (or re-emitted with a higher severity) at or after "
+                                         "this time: their emitted_at", ("2026-11-25T14:30:00Z",)),
+            _query("min_severity", {"type": "string", "enum": list(params.SEVERITY_CHOICES)},
+                   "only alerts of this severity or higher (" + " < ".join(params.SEVERITY_CHOICES) + ")"),
+            _query("limit", {"type": "integer", "minimum": params.LIMIT_MIN, "maximum": params.LIMIT_MAX,
+                             "default": params.LIMIT_DEFAULT}, "page size", (20,)),
+            _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "alerts to skip"),
+        ], (400,), f"The alerts of the {ALERTS_TOPIC} topic held by the server (the latest per symbol, kind and "
+                   "window_start, within the retained history), newest first: emitted_at descending, then "
+                   "window_start descending, then symbol and kind. A missing alerts topic answers no rows "
+                   "(/api/v1/status says why)."),
         "/api/v1/venues": _get("The venue registry", _ok("VenueList", "venues")),
         "/api/v1/symbols": _get("Symbols with data", _ok("SymbolList", "sorted symbols")),
         "/api/v1/stream": {"get": {
-            "summary": "Live panes (Server-Sent Events)",
+            "summary": "Live panes and alerts (Server-Sent Events)",
             "description": STREAM_DESCRIPTION,
-            "parameters": [_query("symbol", SYMBOL_SCHEMA, "only this symbol's panes", ("AAPL",))],
+            "parameters": [_query("symbol", SYMBOL_SCHEMA, "only this symbol's panes and alerts", ("AAPL",))],
             "responses": {"200": {"description": "event stream",
                                   "headers": {**_header_refs(), "Cache-Control": {
                                       "required": True, "schema": {"type": "string", "const": "no-cache"}}},
@@ -349,8 +423,9 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "Dark Pool Liquidity Dashboard API",
             "version": f"1.{CONTRACT_VERSION}",
-            "description": "Rolling event-time liquidity analytics per symbol and venue, read from the pipeline's "
-                           "darkpool.liquidity and darkpool.market topics. Times are RFC 3339 UTC strings. "
+            "description": "Rolling event-time liquidity analytics per symbol and venue, and live alerts on "
+                           "unusual dark activity, read from the pipeline's darkpool.liquidity, darkpool.market "
+                           "and darkpool.alerts topics. Times are RFC 3339 UTC strings. "
                            "Errors are JSON {\"error\": {\"code\", \"message\"}} (components.schemas.Error). "
                            "A parameter that breaks its schema (an empty value such as `venue=` included), one "
                            "given twice, or one an endpoint does not take answers 400. A method a path does not "

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 from werkzeug.datastructures import MultiDict
 
-from darkpool.contracts import MAX_SYMBOL_LENGTH
+from darkpool.contracts import ALERT_KINDS, MAX_SYMBOL_LENGTH, SEVERITIES
 
 # case-insensitive, returned upper case; as long as the pipeline accepts (contracts.MAX_SYMBOL_LENGTH)
 SYMBOL_PATTERN = r"[A-Za-z][A-Za-z0-9.\-/]{0," + str(MAX_SYMBOL_LENGTH - 1) + "}"
@@ -39,6 +39,8 @@ RFC3339_RE = re.compile(
 WINDOW_CHOICES = ("latest", "current")
 MARKET_SORTS = ("dark_share", "hhi", "notional", "share_quantity", "venue_count", "symbol")
 ORDERS = ("desc", "asc")
+ALERT_KIND_CHOICES: tuple[str, ...] = ALERT_KINDS  # the contract's alert kinds (kind=)
+SEVERITY_CHOICES: tuple[str, ...] = SEVERITIES  # the contract's severities, lowest first (min_severity=)
 LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 1000, 100
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
@@ -123,6 +125,15 @@ def choice(raw: str | None, name: str, choices: tuple[str, ...], default: str) -
     """Exactly one of ``choices``, ``default`` when not given."""
     if not present(raw, name):
         return default
+    if raw not in choices:
+        raise bad_request(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def optional_choice(raw: str | None, name: str, choices: tuple[str, ...]) -> str | None:
+    """Exactly one of ``choices``, or None when not given (no filter)."""
+    if not present(raw, name):
+        return None
     if raw not in choices:
         raise bad_request(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return raw

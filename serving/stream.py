@@ -1,7 +1,9 @@
-"""Live push of new panes to Server-Sent-Events clients.
+"""Live push of new panes and alerts to Server-Sent-Events clients.
 
-The consumer publishes each pane it stored (once the store has caught up with
-the topics) to a :class:`Hub`; every connected client has its own bounded
+The consumer publishes each pane it stored (an event named after its kind,
+``liquidity`` or ``market``) and each alert it stored, new or raised (an
+``alert`` event), once the stores have caught up with the topics, to a
+:class:`Hub`; every connected client has its own bounded
 queue. A client that falls more than its queue behind is dropped (its stream
 ends; browsers' EventSource reconnects by itself) so a slow reader can never
 hold memory or the consumer back.
@@ -18,7 +20,7 @@ from collections.abc import Callable, Iterator
 import orjson
 
 from darkpool.contracts import format_event_time
-from serving.records import Pane
+from serving.records import ALERT, Alert, Pane
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +64,17 @@ class Hub:
             self._subs.discard(sub)
 
     def publish(self, panes: list[Pane]) -> None:
-        """Queue each pane as an SSE event for every subscriber interested in its symbol."""
-        if not self._subs or not panes:
-            return
-        encoded = [(p.symbol, encode_event(p.kind, orjson.dumps(p.record))) for p in panes]
+        """Queue each pane as an SSE event (``liquidity`` / ``market``) for every subscriber of its symbol."""
+        if self._subs and panes:
+            self._fan_out([(p.symbol, encode_event(p.kind, orjson.dumps(p.record))) for p in panes])
+
+    def publish_alerts(self, alerts: list[Alert]) -> None:
+        """Queue each alert as an ``alert`` SSE event for every subscriber of its symbol."""
+        if self._subs and alerts:
+            self._fan_out([(a.symbol, encode_event(ALERT, orjson.dumps(a.record))) for a in alerts])
+
+    def _fan_out(self, encoded: list[tuple[str, bytes]]) -> None:
+        """Queue encoded (symbol, event) pairs; a subscriber whose queue is full is dropped."""
         with self._lock:
             subs = list(self._subs)
         for sub in subs:

@@ -21,6 +21,7 @@ def app_config(bootstrap: str, topics: Topics, **extra: Any) -> dict[str, Any]:
         "BOOTSTRAP_SERVERS": bootstrap,
         "LIQUIDITY_TOPIC": topics.liquidity,
         "MARKET_TOPIC": topics.market,
+        "ALERTS_TOPIC": topics.alerts,  # a name of its own (created or not), never the real darkpool.alerts
         "SSE_HEARTBEAT_SECONDS": 1.0,
         "LAG_CHECK_SECONDS": 1.0,
         "STALE_AFTER_SECONDS": 1e9,  # the tape is in the past; freshness is tested separately

@@ -6,6 +6,10 @@ only in W0. Windows W0..W2 get EARLY -> ON_TIME panes, W0 and W1 also a LATE
 pane; W3 and W4 only EARLY panes (two each). After the final panes a stale
 EARLY pane (index 0) of W1 is re-sent: the store must keep the LATE pane.
 So the latest complete window is W2 and the current window is W4.
+
+Alerts (:func:`sample_alerts`) for the tape's windows go to an optional alerts topic
+(``make_topics(..., alerts=True)``); without it the topics' alerts name is one that does not
+exist, so serving meets a deployment that has no alerts topic yet.
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ from contract_records import market_rollup
 
 from darkpool import market
 from darkpool.contracts import (
+    ALERT_FIELDS,
+    ALERT_KINDS,
     LIQUIDITY_FIELDS,
+    SEVERITIES,
+    alert_key,
     format_event_time,
     liquidity_key,
     load_venues,
@@ -120,28 +128,64 @@ def build_tape() -> Tape:
     return tape
 
 
+def alert_record(w: int, symbol: str, kind: str, severity: str, emitted_ms: int, pane_index: int = 0,
+                 timing: str = "EARLY") -> dict[str, Any]:
+    """A darkpool.alerts record of window ``w`` (venue-named kinds name UBSA)."""
+    start = window_start(w)
+    record = {
+        "window_start": format_event_time(start), "window_end": format_event_time(start + WINDOW_MS),
+        "symbol": symbol, "kind": kind, "venue": None if kind == ALERT_KINDS[0] else "UBSA",
+        "observed": 0.7, "baseline": 0.3, "baseline_spread": 0.02, "baseline_windows": 60,
+        "score": 5.0 + 2.0 * SEVERITIES.index(severity), "severity": severity,
+        "pane_timing": timing, "pane_index": pane_index, "emitted_at": format_event_time(emitted_ms),
+    }
+    assert tuple(record) == ALERT_FIELDS
+    return record
+
+
+def sample_alerts() -> list[dict[str, Any]]:
+    """One alert of each kind on the tape's symbols and windows, one raised later (low, then high)."""
+    return [
+        alert_record(1, "AAPL", ALERT_KINDS[0], SEVERITIES[0], window_start(1) + 60_000),
+        alert_record(2, "MSFT", ALERT_KINDS[1], SEVERITIES[1], window_start(2) + 70_000),
+        alert_record(3, "NVDA", ALERT_KINDS[2], SEVERITIES[0], window_start(3) + 80_000),
+        alert_record(1, "AAPL", ALERT_KINDS[0], SEVERITIES[2], window_start(1) + 90_000, 1),  # raised
+    ]
+
+
 @dataclass
 class Topics:
     liquidity: str
     market: str
+    alerts: str = ""  # empty: alerts are not read
 
 
 CREATED: list[str] = []  # topics this test session made (deleted at its end by conftest)
 
 
-def make_topics(bootstrap: str, partitions: int = 3) -> Topics:
-    """A fresh, uniquely named pair of compacted output topics."""
+def make_topics(bootstrap: str, partitions: int = 3, alerts: bool = False) -> Topics:
+    """A fresh, uniquely named pair of compacted output topics, and a unique alerts topic name (the topic
+    created only when ``alerts``)."""
     suffix = uuid.uuid4().hex[:10]
-    topics = Topics(f"test.serving.liquidity.{suffix}", f"test.serving.market.{suffix}")
-    CREATED.extend([topics.liquidity, topics.market])
+    topics = Topics(f"test.serving.liquidity.{suffix}", f"test.serving.market.{suffix}",
+                    f"test.serving.alerts.{suffix}")
     compacted = {"cleanup.policy": "compact"}
-    create_topics(bootstrap, {topics.liquidity: TopicSpec(partitions, compacted),
-                              topics.market: TopicSpec(partitions, compacted)})
+    specs = {topics.liquidity: TopicSpec(partitions, compacted), topics.market: TopicSpec(partitions, compacted)}
+    if alerts:
+        specs[topics.alerts] = TopicSpec(partitions, compacted)
+    CREATED.extend(specs)
+    create_topics(bootstrap, specs)
     return topics
 
 
+def create_alerts_topic(bootstrap: str, topics: Topics, partitions: int = 3) -> None:
+    """Create the topics' alerts topic later (as `darkpool topics` does on a deployment that had none)."""
+    CREATED.append(topics.alerts)
+    create_topics(bootstrap, {topics.alerts: TopicSpec(partitions, {"cleanup.policy": "compact"})})
+
+
 def produce(bootstrap: str, topics: Topics, liquidity: list[dict[str, Any]], market: list[dict[str, Any]],
-            raw_liquidity: list[bytes] = ()) -> None:
+            raw_liquidity: list[bytes] = (), alerts: list[dict[str, Any]] = ()) -> None:
     """Produce records keyed as the pipeline keys them; waits for every delivery."""
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
     failures: list[str] = []
@@ -157,6 +201,10 @@ def produce(bootstrap: str, topics: Topics, liquidity: list[dict[str, Any]], mar
         producer.produce(topics.liquidity, raw, key=b"AAPL|UBSA|bad", on_delivery=on_delivery)
     for rec in market:
         producer.produce(topics.market, orjson.dumps(rec), key=market_key(rec["symbol"], rec["window_start"]),
+                         on_delivery=on_delivery)
+    for rec in alerts:
+        producer.produce(topics.alerts, orjson.dumps(rec), key=alert_key(rec["symbol"], rec["kind"],
+                                                                         rec["window_start"]),
                          on_delivery=on_delivery)
     remaining = producer.flush(30)
     assert remaining == 0 and not failures, f"produce failed: {remaining} undelivered, {failures[:3]}"

@@ -1,8 +1,9 @@
 """The exact API contract, on the real server process: every response conforms to the served OpenAPI document.
 
 ``darkpool serve`` (granian, as the CLI starts it) runs on a loopback port with its Kafka consumer on
-this module's own topics in the test broker, holding the sample tape's panes; a feeder thread re-sends
-final panes during the stream tests so live ``liquidity`` and ``market`` events flow. Then:
+this module's own topics in the test broker, holding the sample tape's panes and sample alerts; a feeder
+thread re-sends final panes (and re-emits alerts) during the stream tests so live ``liquidity``, ``market``
+and ``alert`` events flow. Then:
 
 * schemathesis (a property-based API fuzzer) runs every phase (examples, coverage, fuzzing; stateful is
   not applicable: the API has no links) with ALL its checks against the served document, bounded:
@@ -44,10 +45,10 @@ from confluent_kafka import Producer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
-from sample_panes import Tape, Topics, make_topics, produce
+from sample_panes import Tape, Topics, alert_record, make_topics, produce, sample_alerts
 from test_serving_server import DARKPOOL, free_port, wait_ready
 
-from darkpool.contracts import liquidity_key, market_key
+from darkpool.contracts import ALERT_KINDS, SEVERITIES, alert_key, liquidity_key, market_key, parse_event_time
 from serving import params
 
 ST = str(Path(sys.executable).with_name("st"))
@@ -67,8 +68,8 @@ ALLOW = "GET, HEAD, OPTIONS"
 # -- the real server and live panes -----------------------------------------------------
 @pytest.fixture(scope="module")
 def contract_topics(kafka_bootstrap: str, tape: Tape) -> Topics:
-    topics = make_topics(kafka_bootstrap)
-    produce(kafka_bootstrap, topics, tape.liquidity, tape.market)
+    topics = make_topics(kafka_bootstrap, alerts=True)
+    produce(kafka_bootstrap, topics, tape.liquidity, tape.market, alerts=sample_alerts())
     return topics
 
 
@@ -79,7 +80,7 @@ def server(kafka_bootstrap: str, contract_topics: Topics) -> Iterator[str]:
     proc = subprocess.Popen(
         [DARKPOOL, "serve", "--host", "127.0.0.1", "--port", str(port), "--bootstrap", kafka_bootstrap,
          "--liquidity-topic", contract_topics.liquidity, "--market-topic", contract_topics.market,
-         "--heartbeat", "0.2", "--stale-after", "1000000000"],
+         "--alerts-topic", contract_topics.alerts, "--heartbeat", "0.2", "--stale-after", "1000000000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -98,7 +99,8 @@ def document(server: str) -> dict[str, Any]:
 
 @dataclass
 class PaneFeeder:
-    """Re-sends final panes of the tape (same values: the store keeps them) so stream clients get events."""
+    """Re-sends final panes of the tape (same values: the store keeps them) and re-emits an alert (the same
+    severity, emitted later: the store takes it) so stream clients get events."""
 
     bootstrap: str
     topics: Topics
@@ -111,12 +113,18 @@ class PaneFeeder:
         producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 0})
         liquidity = list(self.tape.final_liquidity.values())
         market = list(self.tape.final_market.values())
+        emitted = max(parse_event_time(a["emitted_at"]) for a in sample_alerts())
         while not self._stop.is_set():
             rec, mrec = liquidity[self.sent % len(liquidity)], market[self.sent % len(market)]
             producer.produce(self.topics.liquidity, orjson.dumps(rec),
                              key=liquidity_key(rec["symbol"], rec["venue"], rec["window_start"]))
             producer.produce(self.topics.market, orjson.dumps(mrec),
                              key=market_key(mrec["symbol"], mrec["window_start"]))
+            emitted += 1000
+            arec = alert_record(4, mrec["symbol"], ALERT_KINDS[self.sent % len(ALERT_KINDS)], SEVERITIES[-1],
+                                emitted)
+            producer.produce(self.topics.alerts, orjson.dumps(arec),
+                             key=alert_key(arec["symbol"], arec["kind"], arec["window_start"]))
             producer.flush(10)
             self.sent += 1
             self._stop.wait(self.every_s)
@@ -204,7 +212,7 @@ def test_schemathesis_fuzz_with_all_checks(server: str, feeder: PaneFeeder, tmp_
     summary = read_report(next(tmp_path.glob("*.ndjson")))
     print(f"\n{' '.join(command[2:])}\n{summary.table()}\n  {elapsed:.1f} s, {feeder.sent} pane pairs re-sent")
     assert result.returncode == 0, f"schemathesis found problems:\n{result.stdout[-20000:]}\n{result.stderr[-3000:]}"
-    assert len(summary.operations) == 13, sorted(summary.operations)
+    assert len(summary.operations) == 14, sorted(summary.operations)
     assert not set(ALL_CHECKS) - set(summary.checks), f"checks that never ran: {set(ALL_CHECKS) - set(summary.checks)}"
     assert all(c["failure"] == 0 for c in summary.checks.values())
     assert summary.modes["positive"] > 0 and summary.modes["negative"] > 0
@@ -231,7 +239,8 @@ def validate_json(document: dict[str, Any], response_object: dict[str, Any], bod
 
 PATHS = ["/api/v1/health", "/api/v1/ready", "/api/v1/status", "/api/v1/windows/latest", "/api/v1/windows/current",
          "/api/v1/market", "/api/v1/market/{symbol}", "/api/v1/symbols/{symbol}/timeseries", "/api/v1/venues",
-         "/api/v1/symbols", "/api/v1/stream", "/api/v1/openapi.json", "/api/heatmap_data", "/metrics"]
+         "/api/v1/symbols", "/api/v1/alerts", "/api/v1/stream", "/api/v1/openapi.json", "/api/heatmap_data",
+         "/metrics"]
 
 
 def test_paths_are_the_documented_ones(document: dict[str, Any]) -> None:
@@ -307,6 +316,11 @@ BROKEN = [  # (path, query, the parameter that breaks its schema, a word of the 
     ("/api/v1/symbols/AAPL/timeseries", "until=2026-02-30T00:00:00Z", "until", "RFC 3339"),
     ("/api/v1/symbols/AAPL/timeseries", "until=2026-13-01T00:00:00Z", "until", "RFC 3339"),
     ("/api/v1/symbols/AAPL/timeseries", "venue=", "venue", "empty"),
+    ("/api/v1/alerts", "kind=", "kind", "empty"),
+    ("/api/v1/alerts", "kind=surge", "kind", "one of"),
+    ("/api/v1/alerts", "min_severity=HIGH", "min_severity", "one of"),
+    ("/api/v1/alerts", "since=2026-11-25", "since", "RFC 3339"),
+    ("/api/v1/alerts", "limit=1001", "limit", "between"),
 ]
 NOT_IN_SCHEMA = [  # violations no parameter schema can state: a repeated or an unknown parameter
     ("/api/v1/market", "limit=1&limit=2", "limit", "more than once"),
@@ -354,6 +368,8 @@ def test_broken_parameter_answers_400(server: str, document: dict[str, Any], pat
     ("/api/v1/symbols/AAPL/timeseries", "since=2026-11-25t14:30:00.123456z"),
     ("/api/v1/symbols/AAPL/timeseries", "since=2024-02-29T23:59:60-00:00&until=9999-12-31T23:59:59-23:59"),
     ("/api/v1/symbols/AAPL/timeseries", "since=2040-01-01T00:00:00Z&until=2020-01-01T00:00:00Z"),
+    ("/api/v1/alerts", "symbol=aapl&kind=venue_concentration&min_severity=low&since=2024-02-29T23:59:60-00:00"),
+    ("/api/v1/alerts", "symbol=IBM&limit=1000&offset=100000"),
 ])
 def test_boundary_values_are_accepted(server: str, document: dict[str, Any], path: str, query: str) -> None:
     for pair in query.split("&"):
@@ -400,7 +416,7 @@ def test_stream_events_match_their_declared_schemas(server: str, document: dict[
     for ref in document["components"]["schemas"]["StreamEvent"]["oneOf"]:
         event_schema = document["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]
         declared[event_schema["properties"]["event"]["const"]] = event_schema
-    assert set(declared) == {"heartbeat", "liquidity", "market"}
+    assert set(declared) == {"heartbeat", "liquidity", "market", "alert"}
 
     with requests.get(f"{server}/api/v1/stream", stream=True, timeout=30) as response:
         assert response.status_code == 200

@@ -55,6 +55,7 @@ OK_URLS = [
     "/api/v1/market/AAPL", "/api/v1/market/MSFT?window=current",
     "/api/v1/symbols/NVDA/timeseries", "/api/v1/symbols/AAPL/timeseries?venue=XNAS",
     "/api/v1/venues", "/api/v1/symbols", "/api/heatmap_data", "/api/heatmap_data?window=current",
+    "/api/v1/alerts", "/api/v1/alerts?symbol=AAPL&kind=dark_share_surge&min_severity=low&limit=5",
 ]
 
 
@@ -79,7 +80,8 @@ def test_error_responses_match_schema(client, spec: dict, url: str, status: int,
 def test_parameters_in_document_match_what_the_api_accepts(client, spec: dict) -> None:
     """Each documented query parameter is accepted; an undocumented one is rejected."""
     samples = {"symbol": "AAPL", "venue": "UBSA", "window": "latest", "sort": "hhi", "order": "asc", "limit": "5",
-               "offset": "0", "since": "2020-01-01T00:00:00Z", "until": "2040-01-01T00:00:00Z"}
+               "offset": "0", "since": "2020-01-01T00:00:00Z", "until": "2040-01-01T00:00:00Z",
+               "kind": "block_cluster", "min_severity": "medium"}
     for template, item in spec["paths"].items():
         if template in ("/api/v1/stream", "/api/v1/ready"):
             continue
