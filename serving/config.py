@@ -105,6 +105,10 @@ def finalize(config: dict[str, Any]) -> None:
     for name in ("LIQUIDITY_TOPIC", "MARKET_TOPIC"):
         if not config.get(name):
             raise DarkpoolError(f"serving setting {name} is empty", hint=f"set DARKPOOL_{name}")
+    topics = [config[name] for name in ("LIQUIDITY_TOPIC", "MARKET_TOPIC", "ALERTS_TOPIC") if config.get(name)]
+    if len(set(topics)) < len(topics):
+        raise DarkpoolError(f"serving reads one topic for two kinds of record: {', '.join(topics)}",
+                            hint="give LIQUIDITY_TOPIC, MARKET_TOPIC and ALERTS_TOPIC different topics")
 
 
 def cors_origins(config: Mapping[str, Any]) -> frozenset[str]:

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_alerts_store import BASE_MS, BLOCKS, CONCENTRATION, HIGH, LOW, MEDIUM, SURGE, alert
 
 from darkpool.contracts import ALERT_FIELDS, ALERT_KINDS, ALERTS_TOPIC, SEVERITIES, format_event_time
+from darkpool.errors import DarkpoolError
 from serving import create_app
 
 
@@ -197,3 +198,8 @@ def test_the_stream_carries_alert_events_that_match_the_document(app: Flask, spe
     assert pushed == [raised.applied[0].record]  # the symbol filter holds for alerts too
     validator(spec, {"$ref": "#/components/schemas/AlertRecord"}).validate(pushed[0])
     assert pushed[0]["severity"] == HIGH and pushed[0]["symbol"] == "NVDA"
+
+
+def test_the_alerts_topic_must_not_be_a_pane_topic() -> None:
+    with pytest.raises(DarkpoolError, match="one topic for two kinds of record"):
+        create_app({"CONSUMER_ENABLED": False, "ALERTS_TOPIC": "darkpool.market"})
