@@ -97,7 +97,6 @@ class ConsumerStatus:
     degraded_since: float = field(default_factory=time.time)  # epoch s: since when degraded (or ok)
     degraded_total_s: float = 0.0  # time spent degraded after the first connection
     outages: int = 0  # ok -> degraded transitions after the first connection
-    alerts_topic: str | None = None  # the alerts topic read (None: alerts are not read)
     alerts_available: bool = False  # the alerts topic exists and its partitions are assigned
     alerts_note: str | None = None  # why there are no alerts to read (the topic is missing), else None
 
@@ -128,7 +127,7 @@ class PaneConsumer:
         self.batch_size, self.poll_s, self.lag_check_s = batch_size, poll_s, lag_check_s
         # silence longer than this means the broker is gone; the lag check asks it every lag_check_s
         self.degraded_after_s = degraded_after_s or max(10.0, 2 * lag_check_s + 5.0)
-        self.status = ConsumerStatus(alerts_topic=self.topics.get(ALERT))
+        self.status = ConsumerStatus()
         self._alerts_missing_logged = False
         self._last_contact = time.monotonic()
         self._ever_connected = False
