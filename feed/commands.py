@@ -7,6 +7,8 @@ Examples::
     darkpool feed --mode replay --shift-to-now      # a past session, re-timed to now, in real time
     darkpool feed --from-file trades.csv            # replay a file (CSV / JSONL / Parquet)
     darkpool feed --mode replay --count 100000 --malformed-rate 0.01 --late-rate 0.005 --tape-out tape.jsonl
+    darkpool feed --scenario dark_share_surge:AAPL@+120s  # live, with a dark-share surge from 2 minutes in
+    darkpool feed --random-scenarios 3 --seed 7     # three random scenarios, the same for the same seed
 
 See docs/feed.md for every option and what the run prints.
 """
@@ -20,6 +22,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -34,11 +37,14 @@ from feed.generator import (
     FaultConfig,
     FeedConfig,
     TapeGenerator,
+    feed_random_scenarios,
     generate_batches,
+    replay_span_seconds,
 )
 from feed.live import live_batches
 from feed.parallel import BatchFactory, publish_parallel
 from feed.producer import ProducerOptions, Progress
+from feed.scenarios import DEFAULT_RANDOM_HORIZON_SECONDS, MAX_SCENARIOS, SCENARIO_KINDS, Scenario, scenario_argument
 from feed.summary import FeedSummary
 from feed.universe import DEFAULT_LIT_SHARE
 
@@ -120,9 +126,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     faults.add_argument("--duplicate-rate", type=float, default=0.0,
                         help="exact copies of valid records, sent right after the original")
 
+    scen = p.add_argument_group(
+        "injected scenarios of unusual dark activity (synthetic tape only; docs/feed.md, Scenarios)")
+    scen.add_argument("--scenario", action="append", type=scenario_argument, default=None, metavar="SPEC",
+                      help="KIND:SYMBOL[:VENUE][@WHEN][,for=DURATION][,share=X][,blocks=N][,block_shares=N]; "
+                           f"KIND is {', '.join(SCENARIO_KINDS)}; WHEN is +<seconds>s after the first print "
+                           "(default +120s) or an ISO-8601 event time; repeatable")
+    scen.add_argument("--random-scenarios", type=int, default=0, metavar="N",
+                      help="N scenarios of random kinds, symbols, venues and times within the run, drawn from "
+                           "--seed (reproducible)")
+    scen.add_argument("--scenario-horizon", type=float, default=None, metavar="SECONDS",
+                      help="--random-scenarios start within this many seconds of the first print [default: the "
+                           "run's span: --duration, --count / --rate, the replay session; else "
+                           f"{DEFAULT_RANDOM_HORIZON_SECONDS:.0f}]")
+
     out = p.add_argument_group("output")
-    out.add_argument("--tape-out", metavar="PATH", help="write every record sent as JSONL "
-                                                        "(key, timestamp_ms, value, fault)")
+    out.add_argument("--tape-out", metavar="PATH", help="write every record sent as JSONL (key, timestamp_ms, "
+                                                        "value, fault; scenario and scenario_index on the trades "
+                                                        "a scenario made)")
     out.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON")
     out.add_argument("--quiet", action="store_true", help="no progress line")
     out.add_argument("--progress-interval", type=float, default=1.0, help="seconds between progress lines")
@@ -209,6 +230,15 @@ def _check_options(args: argparse.Namespace, mode: str) -> None:
         raise DarkpoolError(f"--processes must be >= 1, and 1 in live mode (got {args.processes} in {mode} mode)")
     if args.from_file and args.calibrate:
         raise DarkpoolError("--calibrate shapes the synthetic tape; it cannot be combined with --from-file")
+    if args.from_file and (args.scenario or args.random_scenarios):
+        raise DarkpoolError("--scenario and --random-scenarios shape the synthetic tape; they cannot be combined "
+                            "with --from-file")
+    given = len(args.scenario or ())
+    if not 0 <= args.random_scenarios <= MAX_SCENARIOS or given + args.random_scenarios > MAX_SCENARIOS:
+        raise DarkpoolError(f"--random-scenarios must be >= 0, and at most {MAX_SCENARIOS} scenarios in all "
+                            f"(got {args.random_scenarios} random, {given} given)")
+    if args.scenario_horizon is not None and not args.scenario_horizon > 0:
+        raise DarkpoolError(f"--scenario-horizon must be > 0 seconds, got {args.scenario_horizon}")
 
 
 def default_id_prefix(mode: str, seed: int) -> str:
@@ -238,10 +268,33 @@ def build_source(args: argparse.Namespace, mode: str, seed: int) -> BatchFactory
                         symbols=None if calibration else symbols, calibration=calibration,
                         lit_share=args.lit_share, faults=faults,
                         id_prefix=args.id_prefix or default_id_prefix(mode, seed))
-    generator = TapeGenerator(config)  # validates the configuration and builds the market now
+    config = replace(config, scenarios=feed_scenarios(args, config))
+    generator = TapeGenerator(config)  # validates the configuration (scenarios included) and builds the market now
     if mode == "live":
         return lambda shard: live_batches(generator, args.rate, args.count)
     return lambda shard: generate_batches(config, shift_to_ms=shift_to, shard=shard)
+
+
+def feed_scenarios(args: argparse.Namespace, config: FeedConfig) -> tuple[Scenario, ...]:
+    """The run's scenarios: those of ``--scenario`` in their order, then ``--random-scenarios`` ones."""
+    given = tuple(args.scenario or ())
+    if not args.random_scenarios:
+        return given
+    return given + feed_random_scenarios(config, args.random_scenarios, scenario_horizon(args, config))
+
+
+def scenario_horizon(args: argparse.Namespace, config: FeedConfig) -> float:
+    """Seconds of event time after the first print that random scenarios fit in: ``--scenario-horizon``,
+    else the run's span as far as the options say (live: --duration or --count / --rate; replay: the
+    session's prints to send, no longer than --duration when sent in real time)."""
+    if args.scenario_horizon is not None:
+        return float(args.scenario_horizon)
+    if config.mode == "live":
+        if args.duration is not None:
+            return float(args.duration)
+        return args.count / args.rate if args.count is not None else DEFAULT_RANDOM_HORIZON_SECONDS
+    span = replay_span_seconds(config)
+    return min(span, args.duration) if args.duration is not None and args.shift_to_now else span
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -10,7 +10,9 @@ objects (columns as numpy arrays), one batch of event times at a time:
    single-dealer platforms at the midpoint or with sub-penny price improvement;
 3. heavy-tailed sizes: a log-normal body (odd lots and round lots) plus a
    Pareto tail of blocks (>= 10,000 shares), per venue;
-4. injected faults (:class:`FaultConfig`), each labelled on its record.
+4. injected faults (:class:`FaultConfig`), each labelled on its record;
+5. injected scenarios of unusual dark activity (:mod:`feed.scenarios`, :class:`ScenarioInjector`):
+   extra trades, each labelled with the scenario that made it.
 
 :meth:`TradeEncoder.encode` formats a batch into Kafka records (key = symbol,
 value = the contract's JSON text, timestamp = event time in ms) in one pass;
@@ -24,6 +26,7 @@ Same seed and configuration -> the identical tape (replay mode).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +37,8 @@ import numpy as np
 import orjson
 
 from darkpool.contracts import (
+    BLOCK_MIN_NOTIONAL,
+    BLOCK_MIN_SHARES,
     REASON_ABSURD_EVENT_TIME,
     REASON_BAD_EVENT_TIME,
     REASON_BAD_JSON,
@@ -51,6 +56,21 @@ from darkpool.contracts import (
     load_venues,
 )
 from darkpool.errors import DarkpoolError
+from feed.scenarios import (
+    BLOCK_CLUSTER,
+    DARK_SHARE_SURGE,
+    DEFAULT_RANDOM_HORIZON_SECONDS,
+    MAX_SCENARIOS,
+    NO_SCENARIO,
+    Scenario,
+    ScenarioWindow,
+    block_plan,
+    max_non_block_shares,
+    prints_to_fill,
+    random_scenarios,
+    resolve_windows,
+    topup_shares,
+)
 from feed.universe import (
     BLOCK_TAIL_ALPHA,
     BLOCK_TAIL_CAP,
@@ -60,6 +80,8 @@ from feed.universe import (
     calibrated_market,
     default_market,
 )
+
+log = logging.getLogger(__name__)
 
 NEW_YORK = ZoneInfo("America/New_York")
 SESSION_OPEN = dt.time(9, 30)
@@ -91,6 +113,12 @@ BAD_SIDES = ("Q", "?", 7)  # no side alias (B/BUY/S/SELL/...) and not null
 
 SIDE_VALUE = (*SIDES, None)  # TradeBatch.side 0, 1, 2: buy, sell, unknown
 SIDE_END = np.array([f"{orjson.dumps(v).decode()}}}" for v in SIDE_VALUE], dtype=object)  # the side, then "}"
+
+# Trade sequence numbers (ids) of scenario trades: scenario i numbers its trades from
+# SCENARIO_SEQ_BASE + i x SCENARIO_SEQ_STRIDE, far above any tape's own sequence (ids stay unique, and a
+# tape's own trades keep their ids whether scenarios run or not).
+SCENARIO_SEQ_BASE = 9_000_000_000
+SCENARIO_SEQ_STRIDE = 10_000_000
 
 @dataclass(frozen=True)
 class FaultConfig:
@@ -183,6 +211,7 @@ class FeedConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     id_prefix: str = "T-"
     batch_size: int = 8192
+    scenarios: tuple[Scenario, ...] = ()
 
     def validate(self) -> None:
         if self.mode not in ("replay", "live"):
@@ -196,6 +225,10 @@ class FeedConfig:
         if '"' in self.id_prefix or "\\" in self.id_prefix:
             raise DarkpoolError("the trade-id prefix may not contain quotes or backslashes")
         self.faults.validate()
+        if len(self.scenarios) > MAX_SCENARIOS:
+            raise DarkpoolError(f"at most {MAX_SCENARIOS} scenarios per feed, got {len(self.scenarios)}")
+        for scenario in self.scenarios:
+            scenario.validate()
 
     def market(self) -> Market:
         if self.calibration is not None:
@@ -251,7 +284,8 @@ class TradeBatch:
     the nominal stream time used for pacing; ``mid`` and ``half_spread`` the
     quote each print was priced against (not on the wire; for tests).
     ``fault`` holds the fault code (see ``FAULT_LABELS``: code 0 = none, 1 =
-    out of order, 2 = late, 3 = duplicate, 4 + k = malformed kind k).
+    out of order, 2 = late, 3 = duplicate, 4 + k = malformed kind k); ``scenario`` the index (in
+    ``FeedConfig.scenarios``) of the scenario that made the trade, or ``NO_SCENARIO`` (-1).
     """
 
     seq: np.ndarray
@@ -266,6 +300,7 @@ class TradeBatch:
     half_spread: np.ndarray
     fault: np.ndarray
     detail: np.ndarray  # per malformed record: which variant (missing field, absurd time, ...)
+    scenario: np.ndarray  # int16: the scenario's index, NO_SCENARIO for the tape's own trades
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -365,6 +400,230 @@ class FaultInjector:
         return out
 
 
+def body_quantity(body: np.ndarray, u_round: np.ndarray) -> np.ndarray:
+    """Print sizes from log-normal draws ``body``: odd lots below 100 shares, else mostly (85 %) round lots."""
+    odd = body < 100
+    rounded = np.where(u_round < 0.85, np.rint(body / 100) * 100, np.rint(body))
+    return np.where(odd, np.maximum(1, np.floor(body) + 1), rounded)
+
+
+def draw_sides(u: np.ndarray, dark: np.ndarray) -> np.ndarray:
+    """Side codes (0 buy, 1 sell, 2 unknown) from uniforms: dark 40 / 40 / 20 %, lit 48 / 48 / 4 %."""
+    return np.where(u < np.where(dark, 0.40, 0.48), 0, np.where(u < np.where(dark, 0.80, 0.96), 1, 2))
+
+
+def merge_by_time(batch: TradeBatch, rows: TradeBatch) -> TradeBatch:
+    """``rows`` (sorted by time) inserted into ``batch`` after every record of the batch released at or
+    before their time; the batch's own records keep their order."""
+    at = np.searchsorted(batch.release, rows.release, side="right")
+    return TradeBatch(**{name: np.insert(getattr(batch, name), at, getattr(rows, name))
+                         for name in batch.__dataclass_fields__})
+
+
+def block_print_rate(market: Market, body_mu: np.ndarray, s: int) -> np.ndarray:
+    """[v] expected block prints (by shares or by notional, darkpool.market.is_block) per print of symbol
+    ``s`` on each venue: how often the symbol's normal tape prints a block there."""
+    limit = min(float(BLOCK_MIN_SHARES), math.ceil(BLOCK_MIN_NOTIONAL / market.price[s]))
+    z = (math.log(limit) - body_mu[s]) / (BODY_SIGMA * math.sqrt(2.0))
+    body_tail = 0.5 * np.array([math.erfc(v) for v in z])
+    p = market.block_probability[s]
+    return market.print_probability[s] * (p + (1 - p) * body_tail)
+
+
+def scenario_venue_choices(market: Market, body_mu: np.ndarray, kind: str, symbol: str) -> list[str]:
+    """The venues a scenario of ``kind`` may pick for ``symbol``, best first: a block cluster, the dark
+    venues where the symbol prints blocks least often (those at or below the median rate), so the cluster
+    stands out; a takeover, the dark venues by the symbol's volume share, largest first."""
+    s = market.symbols.index(symbol)
+    dark = np.flatnonzero(market.venue_is_dark)
+    if kind == BLOCK_CLUSTER:
+        rate = block_print_rate(market, body_mu, s)[dark]
+        ranked = dark[np.argsort(rate, kind="stable")]
+        return [market.venues[v] for v in ranked[: max(1, (len(ranked) + 1) // 2)]]
+    ranked = dark[np.argsort(-market.volume_share[s, dark], kind="stable")]
+    return [market.venues[v] for v in ranked]
+
+
+@dataclass
+class ScenarioTrades:
+    """A scenario injector's trades for one batch (sorted by time), before pricing."""
+
+    ts: np.ndarray
+    sym: np.ndarray
+    venue: np.ndarray
+    qty: np.ndarray
+    side: np.ndarray
+    seq: np.ndarray
+    scenario: np.ndarray
+    u_price: np.ndarray
+    w_price: np.ndarray
+
+
+class ScenarioInjector:
+    """Makes the trades of named scenarios (:mod:`feed.scenarios`), batch by batch (stateful).
+
+    On the first batch the scenarios' windows are resolved against its first print (offsets are from
+    there). Per batch, each surge or takeover whose window overlaps the batch's time range tops up its
+    volume (the symbol's counted trades in the window so far, its own included) to the target share, at
+    uniform times within the overlap; a block cluster's prints are planned at resolution and sent with
+    the batch that reaches their time. Draws come from the injector's own generator (seeded from the
+    feed's seed), never from the tape's: the tape's own trades are the same with or without scenarios.
+    """
+
+    def __init__(self, scenarios: Sequence[Scenario], market: Market, body_mu: np.ndarray, seed: int) -> None:
+        self.scenarios = tuple(scenarios)
+        self.market, self.body_mu = market, body_mu
+        self.rng = np.random.default_rng([seed, 0x5CE7])
+        self.dark = np.flatnonzero(market.venue_is_dark)
+        self.sym = np.array([self._symbol_index(sc) for sc in self.scenarios], dtype=np.int64)
+        self.venue = np.array([self._venue_index(sc, int(s)) for sc, s in zip(self.scenarios, self.sym, strict=True)],
+                              dtype=np.int64)
+        self.windows: tuple[ScenarioWindow, ...] = ()
+        n = len(self.scenarios)
+        self.inside = np.zeros(n, dtype=np.int64)  # shares in the window so far: on the dark venues / the venue
+        self.outside = np.zeros(n, dtype=np.int64)  # elsewhere
+        self.sent = np.zeros(n, dtype=np.int64)  # trades made so far (their sequence numbers)
+        self.plans: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.planned_sent = np.zeros(n, dtype=np.int64)
+
+    def _symbol_index(self, scenario: Scenario) -> int:
+        if scenario.symbol not in self.market.symbols:
+            raise DarkpoolError(f"scenario {scenario.to_spec()}: unknown symbol {scenario.symbol!r}",
+                                hint=f"the feed's symbols: {', '.join(self.market.symbols)}")
+        if scenario.name == DARK_SHARE_SURGE and not len(self.dark):
+            raise DarkpoolError(f"scenario {scenario.to_spec()}: the venue registry has no dark venue")
+        return self.market.symbols.index(scenario.symbol)
+
+    def _venue_index(self, scenario: Scenario, s: int) -> int:
+        if scenario.name == DARK_SHARE_SURGE:
+            return -1
+        venues = self.market.venues
+        if scenario.venue is None:
+            choices = scenario_venue_choices(self.market, self.body_mu, scenario.name, scenario.symbol)
+            if not choices:
+                raise DarkpoolError(f"scenario {scenario.to_spec()}: the venue registry has no dark venue to pick; "
+                                    "name the venue (KIND:SYMBOL:VENUE)")
+            return venues.index(choices[0])
+        if scenario.venue not in venues:
+            raise DarkpoolError(f"scenario {scenario.to_spec()}: unknown venue {scenario.venue!r}",
+                                hint=f"the registry's venues: {', '.join(venues)} (`darkpool venues`)")
+        return venues.index(scenario.venue)
+
+    def resolve(self, feed_start_ms: int) -> None:
+        """Fix every scenario's window (offsets from ``feed_start_ms``) and plan the block clusters."""
+        names = [None if v < 0 else self.market.venues[v] for v in self.venue.tolist()]
+        self.windows = resolve_windows(self.scenarios, names, feed_start_ms)
+        for i, (scenario, window) in enumerate(zip(self.scenarios, self.windows, strict=True)):
+            log.info("scenario %d: %s from %s to %s", i, window.spec, format_event_time(window.start_ms),
+                     format_event_time(window.end_ms),
+                     extra={"scenario": window.name, "symbol": window.symbol, "venue": window.venue})
+            if window.end_ms <= feed_start_ms:
+                log.warning("scenario %d (%s) ends before the feed's first print: it adds nothing", i, window.spec)
+            if scenario.name == BLOCK_CLUSTER:
+                self.plans[i] = block_plan(self.rng, window.start_ms, window.end_ms, scenario.blocks,
+                                           scenario.block_shares)
+
+    def trades(self, batch: TradeBatch, counted: np.ndarray, mid: np.ndarray) -> ScenarioTrades | None:
+        """The scenarios' trades within the batch's time range (``counted``: the batch's records the
+        pipeline aggregates; ``mid``: each symbol's current midpoint, for the non-block size limit)."""
+        if not len(batch):
+            return None
+        lo, hi = int(batch.release.min()), int(batch.release.max())
+        if not self.windows:
+            self.resolve(lo)
+        parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # scenario, times, venues, sizes
+        for i, (scenario, window) in enumerate(zip(self.scenarios, self.windows, strict=True)):
+            if scenario.name == BLOCK_CLUSTER:
+                times, sizes = self.plans[i]
+                first, last = int(self.planned_sent[i]), int(np.searchsorted(times, hi, side="right"))
+                if last > first:
+                    parts.append((i, times[first:last], np.full(last - first, self.venue[i]), sizes[first:last]))
+                    self.planned_sent[i] = last
+            elif hi >= window.start_ms and lo < window.end_ms:
+                part = self._top_up(i, scenario, window, batch, counted, lo, hi, mid)
+                if part is not None:
+                    parts.append(part)
+        if not parts:
+            return None
+        return self._columns(parts)
+
+    def _top_up(self, i: int, scenario: Scenario, window: ScenarioWindow, batch: TradeBatch, counted: np.ndarray,
+                lo: int, hi: int, mid: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
+        s = int(self.sym[i])
+        rows = counted & (batch.sym == s) & (batch.ts >= window.start_ms) & (batch.ts < window.end_ms)
+        inside = self.market.venue_is_dark[batch.venue] if scenario.name == DARK_SHARE_SURGE \
+            else batch.venue == self.venue[i]
+        self.inside[i] += int(batch.qty[rows & inside].sum())
+        self.outside[i] += int(batch.qty[rows & ~inside].sum())
+        need = int(topup_shares(self.inside[i], self.outside[i], scenario.target_share))
+        start, stop = max(lo, window.start_ms), min(hi + 1, window.end_ms)
+        if need <= 0 or start >= stop:
+            return None
+        candidates = self.dark if scenario.name == DARK_SHARE_SURGE else self.venue[i:i + 1]
+        venues, sizes = self._fill(s, candidates, need, int(max_non_block_shares(mid[s])))
+        self.inside[i] += int(sizes.sum())
+        times = np.sort(self.rng.integers(start, stop, size=len(sizes)))
+        return i, times, venues, sizes
+
+    def _fill(self, s: int, candidates: np.ndarray, need: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
+        """Prints on ``candidates`` (drawn evenly) of the venues' normal sizes, each kept below the block
+        limits (``cap``), until their shares reach ``need``."""
+        venues: list[np.ndarray] = []
+        sizes: list[np.ndarray] = []
+        mean = float(np.minimum(np.exp(self.body_mu[s, candidates] + BODY_SIGMA ** 2 / 2), cap).mean())
+        while need > 0:
+            k = 2 * math.ceil(need / max(mean, 1.0)) + 8
+            v = candidates[self.rng.integers(len(candidates), size=k)]
+            body = np.exp(self.body_mu[s, v] + BODY_SIGMA * self.rng.standard_normal(k))
+            q = np.minimum(body_quantity(body, self.rng.random(k)), cap).astype(np.int64)
+            take = prints_to_fill(q, need)
+            venues.append(v[:take])
+            sizes.append(q[:take])
+            need -= int(q[:take].sum())
+        return np.concatenate(venues), np.concatenate(sizes)
+
+    def _columns(self, parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]) -> ScenarioTrades:
+        seqs = []
+        for i, times, _, _ in parts:
+            seqs.append(SCENARIO_SEQ_BASE + i * SCENARIO_SEQ_STRIDE + self.sent[i] + np.arange(len(times)))
+            self.sent[i] += len(times)
+        ts = np.concatenate([p[1] for p in parts]).astype(np.int64)
+        order = np.argsort(ts, kind="stable")
+        venue = np.concatenate([p[2] for p in parts]).astype(np.int64)[order]
+        n = len(ts)
+        u = self.rng.random((3, n))
+        return ScenarioTrades(
+            ts=ts[order], sym=np.concatenate([np.full(len(p[1]), self.sym[p[0]]) for p in parts])[order],
+            venue=venue, qty=np.concatenate([p[3] for p in parts]).astype(np.int64)[order],
+            side=draw_sides(u[0], self.market.venue_is_dark[venue]).astype(np.int8),
+            seq=np.concatenate(seqs).astype(np.int64)[order],
+            scenario=np.concatenate([np.full(len(p[1]), p[0], dtype=np.int16) for p in parts])[order],
+            u_price=u[1], w_price=u[2])
+
+
+def feed_random_scenarios(config: FeedConfig, count: int, horizon_seconds: float | None) -> tuple[Scenario, ...]:
+    """``count`` random scenarios (:func:`feed.scenarios.random_scenarios`) over the feed's symbols and
+    dark venues, from its seed, within ``horizon_seconds`` (None: the replay session's span, or
+    DEFAULT_RANDOM_HORIZON_SECONDS)."""
+    market = config.market()
+    body_mu = np.log(market.body_mean) - 0.5 * BODY_SIGMA ** 2
+    if horizon_seconds is None:
+        horizon_seconds = replay_span_seconds(config) if config.mode == "replay" else DEFAULT_RANDOM_HORIZON_SECONDS
+    return random_scenarios(count, config.seed, market.symbols,
+                            lambda kind, symbol: scenario_venue_choices(market, body_mu, kind, symbol),
+                            horizon_seconds)
+
+
+def replay_span_seconds(config: FeedConfig) -> float:
+    """Event-time seconds from the replay tape's first print to its last (``count`` cuts it short; faults
+    and duplicates ignored)."""
+    open_ms, close_ms = config.session_bounds_ms()
+    clock = SessionClock(open_ms, close_ms, config.session_trades)
+    last = min(config.session_trades, config.count if config.count is not None else config.session_trades)
+    ends = clock.times(0, np.array([0.5])), clock.times(max(last - 1, 0), np.array([0.5]))
+    return float(ends[1][0] - ends[0][0]) / 1000.0
+
+
 class TapeGenerator:
     """Stateful, seeded generator of :class:`TradeBatch` objects.
 
@@ -398,6 +657,7 @@ class TapeGenerator:
         open_ms, close_ms = config.session_bounds_ms()
         self.clock = SessionClock(open_ms, close_ms, config.session_trades)
         self.encoder = TradeEncoder(m.symbols, m.venues, config.id_prefix)
+        self.scenarios = ScenarioInjector(config.scenarios, m, self._body_mu, config.seed) if config.scenarios else None
 
     # -- the pieces -----------------------------------------------------------------
     def _walk_mids(self, sym: np.ndarray, t: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -452,10 +712,7 @@ class TapeGenerator:
                u_tail: np.ndarray, u_round: np.ndarray) -> np.ndarray:
         """Heavy-tailed sizes: log-normal body (odd and round lots) plus a Pareto block tail."""
         m = self.market
-        body = np.exp(self._body_mu[sym, venue] + BODY_SIGMA * z)
-        odd = body < 100
-        rounded = np.where(u_round < 0.85, np.rint(body / 100) * 100, np.rint(body))
-        body_q = np.where(odd, np.maximum(1, np.floor(body) + 1), rounded)
+        body_q = body_quantity(np.exp(self._body_mu[sym, venue] + BODY_SIGMA * z), u_round)
         block = np.minimum(BLOCK_TAIL_CAP, np.floor(BLOCK_TAIL_MIN * u_tail ** (-1.0 / BLOCK_TAIL_ALPHA)))
         block = np.rint(block / 100) * 100
         is_block = u_block < m.block_probability[sym, venue]
@@ -471,8 +728,7 @@ class TapeGenerator:
         z = rng.standard_normal((2, n))
         sym = np.searchsorted(self._activity_cdf, u[0], side="right").astype(np.int64)
         venue = (np.searchsorted(self._venue_cdf_flat, sym + u[1], side="right") - sym * self._n_venues)
-        dark = self.market.venue_is_dark[venue]
-        side = np.where(u[2] < np.where(dark, 0.40, 0.48), 0, np.where(u[2] < np.where(dark, 0.80, 0.96), 1, 2))
+        side = draw_sides(u[2], self.market.venue_is_dark[venue])
         mid_true = self._walk_mids(sym, t, z[0])
         price, mid, half = self._prices(sym, venue, side, mid_true, u[3], u[4])
         qty = self._sizes(sym, venue, z[1], u[5], u[6], u[7])
@@ -481,10 +737,34 @@ class TapeGenerator:
         self.seq += n
         detail = np.floor(u[11] * 1e6).astype(np.int64)  # which field / which absurd time
         batch = TradeBatch(seq=seq, ts=ts, release=t, sym=sym, venue=venue, price=price, qty=qty,
-                           side=side.astype(np.int8), mid=mid, half_spread=half, fault=fault, detail=detail)
+                           side=side.astype(np.int8), mid=mid, half_spread=half, fault=fault, detail=detail,
+                           scenario=np.full(len(seq), NO_SCENARIO, dtype=np.int16))
         if self.config.faults.duplicate_rate:
             batch = self.injector.duplicate(batch, rng.random(n))
+        if self.scenarios is not None:
+            batch = self._add_scenario_trades(batch)
         return batch
+
+    def _add_scenario_trades(self, batch: TradeBatch) -> TradeBatch:
+        """The scenarios' trades for this batch's time range, priced like any print and merged in by time."""
+        assert self.scenarios is not None
+        counted = (batch.fault == F_NONE) | (batch.fault == F_OOO)
+        extra = self.scenarios.trades(batch, counted, np.exp(self._log_mid))
+        if extra is None:
+            return batch
+        price, mid, half = self._prices(extra.sym, extra.venue, extra.side, np.exp(self._log_mid[extra.sym]),
+                                        extra.u_price, extra.w_price)
+        n = len(extra.ts)
+        rows = TradeBatch(seq=extra.seq, ts=extra.ts, release=extra.ts, sym=extra.sym, venue=extra.venue,
+                          price=price, qty=extra.qty, side=extra.side, mid=mid, half_spread=half,
+                          fault=np.full(n, F_NONE, dtype=np.int8), detail=np.zeros(n, dtype=np.int64),
+                          scenario=extra.scenario)
+        return merge_by_time(batch, rows)
+
+    def encode(self, batch: TradeBatch, with_release: bool = False) -> EncodedBatch:
+        """:meth:`TradeEncoder.encode`, with the run's resolved scenario windows (for the summary)."""
+        windows = self.scenarios.windows if self.scenarios is not None else ()
+        return self.encoder.encode(batch, with_release=with_release, scenarios=windows)
 
     # -- whole tapes --------------------------------------------------------------------
     def replay_batches(self, shift_to_ms: int | None = None) -> Iterator[TradeBatch]:
@@ -513,17 +793,24 @@ class TapeGenerator:
 
 
 class TapeRecord(NamedTuple):
-    """One Kafka record as sent: key, record timestamp (ms), value text, fault label."""
+    """One Kafka record as sent: key, record timestamp (ms), value text, fault label; for a trade a
+    scenario made, the scenario's name and its index in the run (else None)."""
 
     key: str
     timestamp_ms: int
     value: str
     fault: str | None
+    scenario: str | None = None
+    scenario_index: int | None = None
 
     def to_json(self) -> bytes:
-        """The tape-out JSONL line (without the newline)."""
-        return orjson.dumps({"key": self.key, "timestamp_ms": self.timestamp_ms, "value": self.value,
-                             "fault": self.fault})
+        """The tape-out JSONL line (without the newline); ``scenario`` and ``scenario_index`` only on a
+        scenario's trades, so a tape without scenarios reads as it always did."""
+        row: dict[str, object] = {"key": self.key, "timestamp_ms": self.timestamp_ms, "value": self.value,
+                                  "fault": self.fault}
+        if self.scenario is not None:
+            row["scenario"], row["scenario_index"] = self.scenario, self.scenario_index
+        return orjson.dumps(row)
 
 
 @dataclass
@@ -533,7 +820,9 @@ class EncodedBatch:
     ``venue`` indexes ``venue_names`` (registry MPIDs, or the venues of a replayed file);
     ``valid`` marks trades the pipeline should aggregate (not malformed, not
     duplicates); ``release`` (optional) is the wall-clock epoch ms before which a
-    record must not be sent (pacing).
+    record must not be sent (pacing). ``scenario`` (None when the run has no
+    scenarios) holds each record's scenario index (``NO_SCENARIO``: none) into
+    ``scenarios``, the run's resolved scenario windows.
     """
 
     keys: list[bytes]
@@ -545,6 +834,8 @@ class EncodedBatch:
     valid: np.ndarray
     venue_names: np.ndarray  # object array of MPIDs, indexed by ``venue``
     release: np.ndarray | None = None
+    scenario: np.ndarray | None = None
+    scenarios: tuple[ScenarioWindow, ...] = ()
 
     def __len__(self) -> int:
         return len(self.values)
@@ -554,12 +845,30 @@ class EncodedBatch:
             keys=self.keys[start:stop], values=self.values[start:stop], timestamps=self.timestamps[start:stop],
             faults=self.faults[start:stop], venue=self.venue[start:stop], qty=self.qty[start:stop],
             valid=self.valid[start:stop], venue_names=self.venue_names,
-            release=None if self.release is None else self.release[start:stop])
+            release=None if self.release is None else self.release[start:stop],
+            scenario=None if self.scenario is None else self.scenario[start:stop], scenarios=self.scenarios)
+
+    def scenario_labels(self) -> list[tuple[str | None, int | None]]:
+        """Per record: (scenario name, scenario index), or (None, None) for the tape's own trades."""
+        if self.scenario is None:
+            return [(None, None)] * len(self)
+        names = [w.name for w in self.scenarios]
+        return [(None, None) if i < 0 else (names[i], i) for i in self.scenario.tolist()]
 
     def records(self) -> Iterator[TapeRecord]:
-        for key, ts, value, code in zip(self.keys, self.timestamps, self.values, self.faults.tolist(),
-                                        strict=True):
-            yield TapeRecord(key.decode("utf-8"), ts, value, FAULT_LABELS[code])
+        for key, ts, value, code, (name, index) in zip(self.keys, self.timestamps, self.values,
+                                                       self.faults.tolist(), self.scenario_labels(), strict=True):
+            yield TapeRecord(key.decode("utf-8"), ts, value, FAULT_LABELS[code], name, index)
+
+    def tape_lines(self) -> bytes:
+        """The batch's ``--tape-out`` lines (:meth:`TapeRecord.to_json`, one per record, newline-terminated)."""
+        if self.scenario is None:
+            dumps = orjson.dumps
+            labels = [FAULT_LABELS[c] for c in self.faults.tolist()]
+            return b"".join(
+                dumps({"key": k.decode("utf-8"), "timestamp_ms": t, "value": v, "fault": f}) + b"\n"
+                for k, t, v, f in zip(self.keys, self.timestamps, self.values, labels, strict=True))
+        return b"".join(record.to_json() + b"\n" for record in self.records())
 
 
 def event_time_texts(ts: np.ndarray) -> list[str]:
@@ -638,10 +947,11 @@ class TradeEncoder:
         return f"{self.id_prefix}{seq:010d}"
 
     def encode(self, batch: TradeBatch, trade_ids: list[str] | None = None,
-               with_release: bool = False) -> EncodedBatch:
+               with_release: bool = False, scenarios: tuple[ScenarioWindow, ...] = ()) -> EncodedBatch:
         """Kafka records of a batch: key = symbol, value = JSON text, timestamp = event time.
 
-        ``trade_ids`` (one per row) replace the generated ``<prefix><seq>`` ids.
+        ``trade_ids`` (one per row) replace the generated ``<prefix><seq>`` ids; ``scenarios`` (the run's
+        resolved scenario windows) makes the records carry the batch's scenario labels.
         """
         ts = batch.ts
         times = event_time_texts(ts)
@@ -665,7 +975,8 @@ class TradeEncoder:
             values[i] = malformed_value(kind, trade, int(batch.detail[i]))
         return EncodedBatch(keys=self.symbol_keys[batch.sym].tolist(), values=values, timestamps=ts.tolist(),
                             faults=batch.fault, venue=batch.venue, qty=batch.qty, valid=batch.fault < F_DUP,
-                            venue_names=self.venue_names, release=batch.release if with_release else None)
+                            venue_names=self.venue_names, release=batch.release if with_release else None,
+                            scenario=batch.scenario if scenarios else None, scenarios=scenarios)
 
 
 def _json_str(text: str) -> str:
@@ -702,7 +1013,7 @@ def generate_batches(config: FeedConfig, shift_to_ms: int | None = None,
     for batch in generator.replay_batches(shift_to_ms):
         mine = shard.select(batch)
         if len(mine):
-            yield generator.encoder.encode(mine, with_release=True)
+            yield generator.encode(mine, with_release=True)
 
 
 def generate_tape(config: FeedConfig) -> Iterator[TapeRecord]:

@@ -41,4 +41,4 @@ def live_batches(generator: TapeGenerator, rate: float, count: int | None = None
         if count is not None and len(batch) > count - produced:
             batch = batch.take(slice(0, count - produced))
         produced += len(batch)
-        yield generator.encoder.encode(batch)
+        yield generator.encode(batch)

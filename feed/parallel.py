@@ -29,7 +29,7 @@ from typing import Any
 from darkpool.errors import DarkpoolError
 from feed.generator import EncodedBatch, Shard
 from feed.producer import ProducerOptions, Progress, publish_batches
-from feed.summary import FeedSummary, registry_dark_share
+from feed.summary import FeedSummary, merge_scenario_rows, registry_dark_share
 from feed.topic_admin import ensure_topic
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ def merge_summaries(parts: list[FeedSummary], elapsed: float, **meta: Any) -> Fe
             values = [v for v in (getattr(merged, name), getattr(part, name)) if v is not None]
             setattr(merged, name, pick(values) if values else None)
     merged.dark_share = registry_dark_share({m: s["shares"] for m, s in merged.by_venue.items()})
+    merged.scenarios = merge_scenario_rows(part.scenarios for part in parts)
     return merged
 
 

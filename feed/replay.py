@@ -35,6 +35,7 @@ from feed.generator import (
     TradeBatch,
     TradeEncoder,
 )
+from feed.scenarios import NO_SCENARIO
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,8 @@ def file_batches(trades: FileTrades, faults: FaultConfig | None = None, seed: in
         batch = TradeBatch(seq=np.arange(rows.start, rows.stop, dtype=np.int64), ts=ts, release=release_all[rows],
                            sym=sym, venue=trades.venue[rows], price=trades.price[rows], qty=trades.qty[rows],
                            side=trades.side[rows], mid=trades.price[rows], half_spread=np.zeros(n),
-                           fault=fault, detail=np.floor(u[3] * 1e6).astype(np.int64))
+                           fault=fault, detail=np.floor(u[3] * 1e6).astype(np.int64),
+                           scenario=np.full(n, NO_SCENARIO, dtype=np.int16))
         if faults.duplicate_rate:
             batch = injector.duplicate(batch, u[4])
         if remaining is not None:

@@ -1,7 +1,9 @@
 """Tape files: every record a feed run sent, as JSON lines (``--tape-out``), and reading them back.
 
 One line per record: ``{"key", "timestamp_ms", "value" (the record's text), "fault"}``
-(the injected fault's label, or null for a valid trade).
+(the injected fault's label, or null for a valid trade); a trade an injected scenario made also
+carries ``"scenario"`` (its name) and ``"scenario_index"`` (its index in the run's summary).
+The line format is :meth:`feed.generator.TapeRecord.to_json` / :meth:`~feed.generator.EncodedBatch.tape_lines`.
 """
 
 from __future__ import annotations
@@ -12,21 +14,17 @@ from typing import IO
 
 import orjson
 
-from feed.generator import FAULT_LABELS, EncodedBatch, TapeRecord
+from feed.generator import EncodedBatch, TapeRecord
 
 
 class TapeWriter:
-    """Writes every record actually sent as JSONL: key, timestamp_ms, value (text), fault."""
+    """Writes every record actually sent as JSONL: key, timestamp_ms, value (text), fault (and scenario)."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         self.stream = stream
 
     def write(self, batch: EncodedBatch) -> None:
-        dumps = orjson.dumps
-        labels = [FAULT_LABELS[c] for c in batch.faults.tolist()]
-        self.stream.write(b"".join(
-            dumps({"key": k.decode("utf-8"), "timestamp_ms": t, "value": v, "fault": f}) + b"\n"
-            for k, t, v, f in zip(batch.keys, batch.timestamps, batch.values, labels, strict=True)))
+        self.stream.write(batch.tape_lines())
 
 
 def read_tape(path: str | Path) -> Iterator[TapeRecord]:
@@ -34,4 +32,5 @@ def read_tape(path: str | Path) -> Iterator[TapeRecord]:
     with open(path, "rb") as stream:
         for line in stream:
             row = orjson.loads(line)
-            yield TapeRecord(row["key"], row["timestamp_ms"], row["value"], row["fault"])
+            yield TapeRecord(row["key"], row["timestamp_ms"], row["value"], row["fault"], row.get("scenario"),
+                             row.get("scenario_index"))
