@@ -62,9 +62,14 @@ from feed.scenarios import (
     DEFAULT_RANDOM_HORIZON_SECONDS,
     MAX_SCENARIOS,
     NO_SCENARIO,
+    SIZING_MIN_SECONDS,
+    SIZING_WINDOW_SECONDS,
     Scenario,
     ScenarioWindow,
-    block_plan,
+    balancing_shares,
+    block_sizes,
+    block_times,
+    cluster_block_mean,
     max_non_block_shares,
     prints_to_fill,
     random_scenarios,
@@ -465,8 +470,10 @@ class ScenarioInjector:
     On the first batch the scenarios' windows are resolved against its first print (offsets are from
     there). Per batch, each surge or takeover whose window overlaps the batch's time range tops up its
     volume (the symbol's counted trades in the window so far, its own included) to the target share, at
-    uniform times within the overlap; a block cluster's prints are planned at resolution and sent with
-    the batch that reaches their time. Draws come from the injector's own generator (seeded from the
+    uniform times within the overlap; a block cluster's print times are drawn at resolution, its sizes
+    and balancing prints when the first batch reaches its window (from the symbol's volume in the
+    SIZING_WINDOW_SECONDS before it, :func:`feed.scenarios.cluster_block_mean`), and each print is sent
+    with the batch that reaches its time. Draws come from the injector's own generator (seeded from the
     feed's seed), never from the tape's: the tape's own trades are the same with or without scenarios.
     """
 
@@ -483,7 +490,10 @@ class ScenarioInjector:
         self.inside = np.zeros(n, dtype=np.int64)  # shares in the window so far: on the dark venues / the venue
         self.outside = np.zeros(n, dtype=np.int64)  # elsewhere
         self.sent = np.zeros(n, dtype=np.int64)  # trades made so far (their sequence numbers)
-        self.plans: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.feed_start_ms = 0
+        self.plan_times: dict[int, np.ndarray] = {}  # block clusters: print times, drawn at resolution
+        self.plan_sizes: dict[int, np.ndarray] = {}  # ... and sizes, drawn when the window is reached
+        self.plan_venues: dict[int, np.ndarray] = {}
         self.planned_sent = np.zeros(n, dtype=np.int64)
 
     def _symbol_index(self, scenario: Scenario) -> int:
@@ -513,6 +523,7 @@ class ScenarioInjector:
         """Fix every scenario's window (offsets from ``feed_start_ms``) and plan the block clusters."""
         names = [None if v < 0 else self.market.venues[v] for v in self.venue.tolist()]
         self.windows = resolve_windows(self.scenarios, names, feed_start_ms)
+        self.feed_start_ms = feed_start_ms
         for i, (scenario, window) in enumerate(zip(self.scenarios, self.windows, strict=True)):
             log.info("scenario %d: %s from %s to %s", i, window.spec, format_event_time(window.start_ms),
                      format_event_time(window.end_ms),
@@ -520,8 +531,7 @@ class ScenarioInjector:
             if window.end_ms <= feed_start_ms:
                 log.warning("scenario %d (%s) ends before the feed's first print: it adds nothing", i, window.spec)
             if scenario.name == BLOCK_CLUSTER:
-                self.plans[i] = block_plan(self.rng, window.start_ms, window.end_ms, scenario.blocks,
-                                           scenario.block_shares)
+                self.plan_times[i] = block_times(self.rng, window.start_ms, window.end_ms, scenario.blocks)
 
     def trades(self, batch: TradeBatch, counted: np.ndarray, mid: np.ndarray) -> ScenarioTrades | None:
         """The scenarios' trades within the batch's time range (``counted``: the batch's records the
@@ -534,11 +544,9 @@ class ScenarioInjector:
         parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # scenario, times, venues, sizes
         for i, (scenario, window) in enumerate(zip(self.scenarios, self.windows, strict=True)):
             if scenario.name == BLOCK_CLUSTER:
-                times, sizes = self.plans[i]
-                first, last = int(self.planned_sent[i]), int(np.searchsorted(times, hi, side="right"))
-                if last > first:
-                    parts.append((i, times[first:last], np.full(last - first, self.venue[i]), sizes[first:last]))
-                    self.planned_sent[i] = last
+                part = self._planned(i, scenario, window, batch, counted, hi, mid)
+                if part is not None:
+                    parts.append(part)
             elif hi >= window.start_ms and lo < window.end_ms:
                 part = self._top_up(i, scenario, window, batch, counted, lo, hi, mid)
                 if part is not None:
@@ -546,6 +554,53 @@ class ScenarioInjector:
         if not parts:
             return None
         return self._columns(parts)
+
+    def _planned(self, i: int, scenario: Scenario, window: ScenarioWindow, batch: TradeBatch, counted: np.ndarray,
+                 hi: int, mid: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
+        """A block cluster's prints due by ``hi``. Its plan is made when its window is first reached: the
+        blocks sized from the symbol's volume (counted trades) in the sizing window before it, and the
+        balancing prints (:func:`feed.scenarios.balancing_shares`) that keep its dark share as it was."""
+        s = int(self.sym[i])
+        if i not in self.plan_sizes:
+            since = window.start_ms - int(SIZING_WINDOW_SECONDS * 1000)
+            rows = counted & (batch.sym == s) & (batch.ts >= since) & (batch.ts < window.start_ms)
+            same_class = self.market.venue_is_dark[batch.venue] == self.market.venue_is_dark[self.venue[i]]
+            self.inside[i] += int(batch.qty[rows & same_class].sum())  # before the window: the volume seen
+            self.outside[i] += int(batch.qty[rows & ~same_class].sum())
+            if hi < window.start_ms:
+                return None
+            self._plan_cluster(i, scenario, window, (window.start_ms - max(since, self.feed_start_ms)) / 1000.0,
+                               int(max_non_block_shares(mid[s])))
+        times, venues, sizes = self.plan_times[i], self.plan_venues[i], self.plan_sizes[i]
+        first, last = int(self.planned_sent[i]), int(np.searchsorted(times, hi, side="right"))
+        if last <= first:
+            return None
+        self.planned_sent[i] = last
+        return i, times[first:last], venues[first:last], sizes[first:last]
+
+    def _plan_cluster(self, i: int, scenario: Scenario, window: ScenarioWindow, seconds_seen: float,
+                      cap: int) -> None:
+        """The block cluster's blocks (times drawn at resolution) and its balancing prints, sorted by time."""
+        s, venue = int(self.sym[i]), int(self.venue[i])
+        seen = int(self.inside[i] + self.outside[i])
+        mean = scenario.block_shares or cluster_block_mean(seen, seconds_seen, scenario.blocks)
+        block_q = block_sizes(self.rng, len(self.plan_times[i]), mean)
+        dark = self.market.venue_is_dark
+        model_share = float(self.market.dark_share[s]) if dark[venue] else 1.0 - float(self.market.dark_share[s])
+        class_share = self.inside[i] / seen if seconds_seen >= SIZING_MIN_SECONDS and seen > 0 else model_share
+        need = balancing_shares(int(block_q.sum()), float(class_share))
+        others = np.flatnonzero(dark != dark[venue])
+        times, venues, sizes = [self.plan_times[i]], [np.full(len(block_q), venue)], [block_q]
+        if need > 0 and len(others):
+            weights = self.market.print_probability[s, others]
+            v, q = self._fill(s, others, need, cap, weights / weights.sum())
+            times.append(self.rng.integers(window.start_ms, window.end_ms, size=len(q)))
+            venues.append(v)
+            sizes.append(q)
+        t = np.concatenate(times)
+        order = np.argsort(t, kind="stable")
+        self.plan_times[i], self.plan_venues[i] = t[order], np.concatenate(venues)[order]
+        self.plan_sizes[i] = np.concatenate(sizes)[order]
 
     def _top_up(self, i: int, scenario: Scenario, window: ScenarioWindow, batch: TradeBatch, counted: np.ndarray,
                 lo: int, hi: int, mid: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
@@ -565,15 +620,17 @@ class ScenarioInjector:
         times = np.sort(self.rng.integers(start, stop, size=len(sizes)))
         return i, times, venues, sizes
 
-    def _fill(self, s: int, candidates: np.ndarray, need: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
-        """Prints on ``candidates`` (drawn evenly) of the venues' normal sizes, each kept below the block
-        limits (``cap``), until their shares reach ``need``."""
+    def _fill(self, s: int, candidates: np.ndarray, need: int, cap: int,
+              weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Prints on ``candidates`` (drawn evenly, or with probabilities ``weights``) of the venues' normal
+        sizes, each kept below the block limits (``cap``), until their shares reach ``need``."""
         venues: list[np.ndarray] = []
         sizes: list[np.ndarray] = []
         mean = float(np.minimum(np.exp(self.body_mu[s, candidates] + BODY_SIGMA ** 2 / 2), cap).mean())
         while need > 0:
             k = 2 * math.ceil(need / max(mean, 1.0)) + 8
-            v = candidates[self.rng.integers(len(candidates), size=k)]
+            v = candidates[self.rng.integers(len(candidates), size=k)] if weights is None \
+                else self.rng.choice(candidates, size=k, p=weights)
             body = np.exp(self.body_mu[s, v] + BODY_SIGMA * self.rng.standard_normal(k))
             q = np.minimum(body_quantity(body, self.rng.random(k)), cap).astype(np.int64)
             take = prints_to_fill(q, need)

@@ -6,8 +6,14 @@ Three kinds, one per alert detector of the pipeline (darkpool.alerts, docs/feed.
   is topped up to ``share`` (default 90 %) of its volume, spread evenly over the registry's dark venues
   (so its venue concentration does not rise) in prints below both block limits (so no venue's block
   count rises): a dark-share surge only;
-- ``block_cluster``: ``blocks`` (default 8) block prints (``contracts.BLOCK_MIN_SHARES`` up to
-  ``block_shares`` shares) on one venue in each one-minute period of the scenario (default one minute);
+- ``block_cluster``: ``blocks`` (default 8) block prints (>= ``contracts.BLOCK_MIN_SHARES`` shares) on
+  one venue in each one-minute period of the scenario (default one minute), together
+  :data:`CLUSTER_VOLUME_SHARE` (30 %) of the symbol's volume in a pipeline window (5 minutes) at the rate
+  the feed printed it so far (at least 10,000 shares each): far above the block quantity any one venue
+  prints. Balancing prints on the venues of the other kind (lit for a dark cluster venue), below the
+  block limits and in the symbol's own venue mix, keep the symbol's dark share where it was, so the
+  cluster moves neither the dark share nor (the venue holds about a fifth of the volume) the top venue's
+  share far enough for the other detectors;
 - ``venue_takeover``: one venue's volume is topped up to ``share`` (default 80 %) of the symbol's volume,
   in prints below the block limits: a venue-concentration jump (on a dark venue it lifts the dark share
   too, inevitably).
@@ -56,7 +62,11 @@ DEFAULT_OFFSET_SECONDS = 120.0  # a scenario without a start begins this long af
 DEFAULT_DURATION_SECONDS = {DARK_SHARE_SURGE: 180.0, BLOCK_CLUSTER: 60.0, VENUE_TAKEOVER: 180.0}
 DEFAULT_SHARE = {DARK_SHARE_SURGE: 0.90, VENUE_TAKEOVER: 0.80}
 DEFAULT_BLOCKS = 8  # block prints per one-minute period of a block cluster
-DEFAULT_BLOCK_SHARES = 30_000  # a cluster's block sizes are drawn from BLOCK_MIN_SHARES up to this
+CLUSTER_VOLUME_SHARE = 0.30  # a block cluster minute's blocks: this share of the symbol's volume in ...
+SIZING_WINDOW_SECONDS = 300.0  # ... a window of this length (the pipeline's default window)
+SIZING_MIN_SECONDS = 30.0  # the symbol's rate needs this much of its tape seen before the cluster, else:
+FALLBACK_BLOCK_SHARES = 20_000  # the mean block size when the rate is not known yet
+BLOCK_SIZE_SPREAD = 0.25  # block sizes are drawn within +-25 % of their mean (at least BLOCK_MIN_SHARES)
 MAX_SCENARIOS = 99  # a scenario's trade ids are numbered in its own range (feed.generator.SCENARIO_SEQ_BASE)
 DEFAULT_RANDOM_HORIZON_SECONDS = 1800.0  # --random-scenarios in an open-ended live run: within 30 minutes
 NO_SCENARIO = -1  # TradeBatch.scenario of a trade no scenario made
@@ -77,7 +87,8 @@ class Scenario:
     ``start_ms`` (an event time, epoch ms) or ``offset_seconds`` after the feed's first print (neither:
     :data:`DEFAULT_OFFSET_SECONDS`) and lasts ``duration_seconds`` (None: the kind's default). ``share``
     is the target share (surge: of dark venues, takeover: of the venue; None: the kind's default),
-    ``blocks`` and ``block_shares`` shape a block cluster.
+    ``blocks`` (per minute) and ``block_shares`` (their mean size; None: sized from the symbol's rate,
+    see :func:`cluster_block_mean`) shape a block cluster.
     """
 
     name: str
@@ -88,7 +99,7 @@ class Scenario:
     duration_seconds: float | None = None
     share: float | None = None
     blocks: int = DEFAULT_BLOCKS
-    block_shares: int = DEFAULT_BLOCK_SHARES
+    block_shares: int | None = None
 
     @property
     def duration(self) -> float:
@@ -125,7 +136,7 @@ class Scenario:
             raise DarkpoolError(f"{where}: share must be above 0 and below 1, got {self.target_share}")
         if self.blocks < 1:
             raise DarkpoolError(f"{where}: blocks must be >= 1, got {self.blocks}")
-        if self.block_shares < BLOCK_MIN_SHARES:
+        if self.block_shares is not None and self.block_shares < BLOCK_MIN_SHARES:
             raise DarkpoolError(f"{where}: block_shares must be >= {BLOCK_MIN_SHARES:,} (a block), "
                                 f"got {self.block_shares}")
 
@@ -143,7 +154,7 @@ class Scenario:
             options.append(f"share={_number(self.share)}")
         if self.blocks != DEFAULT_BLOCKS:
             options.append(f"blocks={self.blocks}")
-        if self.block_shares != DEFAULT_BLOCK_SHARES:
+        if self.block_shares is not None:
             options.append(f"block_shares={self.block_shares}")
         return ",".join([text, *options])
 
@@ -337,14 +348,35 @@ def max_non_block_shares(price: np.ndarray | float) -> np.ndarray:
     return np.where(limit >= 100, np.floor(limit / 100) * 100, limit).astype(np.int64)
 
 
-def block_plan(rng: np.random.Generator, start_ms: int, end_ms: int, blocks_per_minute: int,
-               max_shares: int) -> tuple[np.ndarray, np.ndarray]:
-    """A block cluster's prints: ``blocks_per_minute`` in each whole minute of ``[start_ms, end_ms)``,
-    at uniform times within it (sorted), sizes in round lots from BLOCK_MIN_SHARES to ``max_shares``."""
+def block_times(rng: np.random.Generator, start_ms: int, end_ms: int, blocks_per_minute: int) -> np.ndarray:
+    """A block cluster's print times: ``blocks_per_minute`` in each whole minute of ``[start_ms, end_ms)``,
+    uniform within it, sorted."""
     minutes = np.arange(start_ms, end_ms, ALIGN_MS, dtype=np.int64)
     base = np.repeat(minutes, blocks_per_minute)
     span = np.minimum(ALIGN_MS, end_ms - base)
-    times = np.sort(base + np.floor(rng.random(len(base)) * span).astype(np.int64))
-    lots = rng.integers(BLOCK_MIN_SHARES // 100, max_shares // 100 + 1, size=len(base))
-    sizes = np.maximum(lots * 100, BLOCK_MIN_SHARES).astype(np.int64)
-    return times, sizes
+    return np.sort(base + np.floor(rng.random(len(base)) * span).astype(np.int64))
+
+
+def cluster_block_mean(shares_seen: int, seconds_seen: float, blocks_per_minute: int) -> int:
+    """The mean block size of a cluster sized from the symbol's tape so far: ``shares_seen`` in
+    ``seconds_seen`` -> its volume in a SIZING_WINDOW_SECONDS window, CLUSTER_VOLUME_SHARE of it over one
+    minute's blocks; FALLBACK_BLOCK_SHARES when less than SIZING_MIN_SECONDS were seen; never below a block."""
+    if seconds_seen < SIZING_MIN_SECONDS or shares_seen <= 0:
+        return FALLBACK_BLOCK_SHARES
+    window_volume = shares_seen / seconds_seen * SIZING_WINDOW_SECONDS
+    return max(BLOCK_MIN_SHARES, int(round(CLUSTER_VOLUME_SHARE * window_volume / blocks_per_minute)))
+
+
+def balancing_shares(cluster_shares: int, class_share: float) -> int:
+    """Shares to add on the venues of the other kind so that ``cluster_shares`` added on a venue whose
+    kind (dark or lit) holds ``class_share`` of the symbol's volume leave that share unchanged:
+    cluster x (1 - share) / share, with the share clamped to [0.2, 0.8] (at most 4x the cluster)."""
+    share = min(max(class_share, 0.2), 0.8)
+    return int(math.ceil(cluster_shares * (1.0 - share) / share - 1e-6))
+
+
+def block_sizes(rng: np.random.Generator, count: int, mean_shares: int) -> np.ndarray:
+    """``count`` block sizes in round lots within BLOCK_SIZE_SPREAD of ``mean_shares``, at least
+    BLOCK_MIN_SHARES (a block by shares, whatever the price)."""
+    drawn = mean_shares * (1.0 + BLOCK_SIZE_SPREAD * (2.0 * rng.random(count) - 1.0))
+    return np.maximum(np.rint(drawn / 100) * 100, BLOCK_MIN_SHARES).astype(np.int64)

@@ -16,8 +16,18 @@ import pytest
 from feed_checks import validation_error
 
 from console.cli import main
+from darkpool.alerts import (
+    detect_block_cluster,
+    detect_dark_share_surge,
+    detect_venue_concentration,
+    window_figures,
+)
 from darkpool.contracts import (
+    ALERT_BLOCK_CLUSTER,
+    ALERT_DARK_SHARE_SURGE,
+    ALERT_VENUE_CONCENTRATION,
     BLOCK_MIN_SHARES,
+    format_event_time,
     load_venues,
     parse_event_time,
 )
@@ -38,11 +48,16 @@ from feed.live import live_batches
 from feed.scenarios import (
     ALIGN_MS,
     BLOCK_CLUSTER,
+    CLUSTER_VOLUME_SHARE,
     DARK_SHARE_SURGE,
     DEFAULT_DURATION_SECONDS,
+    EXPECTED_ALERT,
+    FALLBACK_BLOCK_SHARES,
     SCENARIO_KINDS,
     VENUE_TAKEOVER,
     Scenario,
+    balancing_shares,
+    cluster_block_mean,
     parse_scenario,
     prints_to_fill,
     scenario_window,
@@ -134,16 +149,50 @@ def test_block_cluster_puts_eight_blocks_on_one_venue_in_one_minute(tapes: Tapes
     base, scen, generator = tapes
     window = generator.scenarios.windows[1]
     assert (window.name, window.symbol) == (BLOCK_CLUSTER, "MSFT") and window.venue is not None
+    assert is_dark(load_venues()[window.venue].venue_type)
     assert window.end_ms - window.start_ms == ALIGN_MS and window.start_ms % ALIGN_MS == 0
     minute = window.start_ms // ALIGN_MS
     baseline = blocks_per_venue_minute([t for t in base if t["symbol"] == "MSFT"])
     after = blocks_per_venue_minute(in_window(scen, "MSFT", window.start_ms, window.end_ms))
-    assert after[(window.venue, minute)] >= 8 + baseline[(window.venue, minute)]
+    assert after[(window.venue, minute)] == 8 + baseline[(window.venue, minute)]
     # far beyond anything the untouched session prints on one venue in one minute
     assert after[(window.venue, minute)] >= 2 * max(baseline.values())
     added = [t for t in scen if t["scenario"] == BLOCK_CLUSTER]
-    assert len(added) == 8 and {t["venue"] for t in added} == {window.venue}
-    assert all(BLOCK_MIN_SHARES <= t["quantity"] <= 30_000 for t in added)
+    blocks = [t for t in added if t["venue"] == window.venue]
+    assert len(blocks) == 8 and all(t["quantity"] >= BLOCK_MIN_SHARES for t in blocks)
+    # the balancing prints: lit, no blocks, keeping the dark share of the 5 minutes before
+    venues = load_venues()
+    balancing = [t for t in added if t["venue"] != window.venue]
+    assert balancing and not any(is_dark(venues[t["venue"]].venue_type) for t in balancing)
+    assert not any(is_block(t["price"], t["quantity"]) for t in balancing)
+    before = in_window(scen, "MSFT", window.start_ms - 5 * ALIGN_MS, window.start_ms)
+    assert abs(window_dark_share(in_window(scen, "MSFT", window.start_ms, window.end_ms))
+               - window_dark_share(before)) < 0.05
+    top = top_venue(venue_quantities(in_window(scen, "MSFT", window.start_ms - 4 * ALIGN_MS, window.end_ms)))[1]
+    assert top is not None and top < 0.5
+
+
+def test_block_cluster_sizes_follow_the_symbols_volume() -> None:
+    """Blocks carry CLUSTER_VOLUME_SHARE of the symbol's volume in the 5 minutes before (at a rate where
+    that is more than 8 blocks of 10,000 shares), in live mode at two rates."""
+    shares = {}
+    for rate in (400, 1600):
+        start = 1_795_000_000_000 // ALIGN_MS * ALIGN_MS
+        scenario = Scenario(BLOCK_CLUSTER, "NVDA", "LATS", offset_seconds=300.0)
+        generator = TapeGenerator(FeedConfig(seed=5, mode="live", scenarios=(scenario,)))
+        n = rate * 6 * 60
+        times = start + np.arange(n, dtype=np.int64) * 1000 // rate
+        batches = [generator.batch(times[i:i + 4096]) for i in range(0, n, 4096)]
+        s = generator.market.symbols.index("NVDA")
+        volume = sum(int(b.qty[(b.sym == s) & (b.scenario < 0) & (b.ts < start + 300_000)].sum()) for b in batches)
+        blocks = sum(int(b.qty[(b.scenario == 0) & (b.venue == generator.market.venues.index("LATS"))].sum())
+                     for b in batches)
+        assert blocks == pytest.approx(CLUSTER_VOLUME_SHARE * volume, rel=0.15)
+        shares[rate] = blocks
+    assert shares[1600] > 3 * shares[400]
+    assert cluster_block_mean(0, 10.0, 8) == cluster_block_mean(10**9, 10.0, 8) == FALLBACK_BLOCK_SHARES
+    assert cluster_block_mean(8 * 10**6, 300.0, 8) == 300_000 and cluster_block_mean(1000, 300.0, 8) == BLOCK_MIN_SHARES
+    assert balancing_shares(80_000, 0.4) == 120_000 and balancing_shares(100, 0.01) == 400
 
 
 def test_venue_takeover_gives_the_venue_most_of_the_volume(tapes: Tapes) -> None:
@@ -401,3 +450,81 @@ def test_record_defaults_keep_old_tapes_readable() -> None:
     record = TapeRecord("AAPL", 1, "{}", None)
     assert record.scenario is None and orjson.loads(record.to_json()) == {
         "key": "AAPL", "timestamp_ms": 1, "value": "{}", "fault": None}
+
+
+def window_alerts(generator: TapeGenerator, rate: int, minutes: int) -> set[tuple[int, str, str, str | None]]:
+    """(window start ms, symbol, alert kind, venue) of every alert darkpool.alerts' detectors (default
+    settings) find in a live tape of ``rate`` prints/s: the pipeline's windows (5 minutes every minute),
+    each window's final figures, each symbol's earlier windows as its history."""
+    start = 1_795_000_000_000 // ALIGN_MS * ALIGN_MS
+    n = rate * minutes * 60
+    times = start + np.arange(n, dtype=np.int64) * 1000 // rate
+    batches = [generator.batch(times[i:i + 8192]) for i in range(0, n, 8192)]
+    names = ("ts", "sym", "venue", "qty", "price", "fault")
+    cols = {k: np.concatenate([getattr(b, k) for b in batches]) for k in names}
+    counted = np.isin(cols["fault"], (0, 1))  # valid, not late, no duplicate
+    cols = {k: v[counted] for k, v in cols.items()}
+    market = generator.market
+    shape = (len(market.symbols), minutes + 1, len(market.venues))
+    at = (cols["sym"], (cols["ts"] - start) // ALIGN_MS, cols["venue"])
+    block = np.frompyfunc(is_block, 2, 1)(cols["price"], cols["qty"]).astype(bool)
+    sums = {name: np.zeros(shape) for name in ("qty", "trades", "block_qty", "blocks")}
+    np.add.at(sums["qty"], at, cols["qty"])
+    np.add.at(sums["trades"], at, 1)
+    np.add.at(sums["block_qty"], tuple(a[block] for a in at), cols["qty"][block])
+    np.add.at(sums["blocks"], tuple(a[block] for a in at), 1)
+    history: dict[tuple[int, str], list[float | None]] = defaultdict(list)
+    found = set()
+    for first in range(-4, minutes):
+        lo, hi = max(first, 0), first + 5
+        for s, symbol in enumerate(market.symbols):
+            per_venue = {k: v[s, lo:hi].sum(axis=0) for k, v in sums.items()}
+            quantities = {market.venues[v]: int(q) for v, q in enumerate(per_venue["qty"]) if q > 0}
+            if not quantities:
+                continue
+            dark = sum(q for v, q in quantities.items() if is_dark(load_venues()[v].venue_type))
+            top, top_share = top_venue(quantities)
+            key = {"symbol": symbol, "window_start": format_event_time(start + first * ALIGN_MS),
+                   "window_end": format_event_time(start + hi * ALIGN_MS)}
+            pane = {**key, "share_quantity": sum(quantities.values()), "trade_count": int(per_venue["trades"].sum()),
+                    "dark_share": dark_share(dark, sum(quantities.values())), "top_venue": top,
+                    "top_venue_share": top_share}
+            venue_panes = [{**key, "venue": market.venues[v], "pane_index": 0, "share_quantity": int(q),
+                            "trade_count": int(per_venue["trades"][v]), "block_count": int(per_venue["blocks"][v]),
+                            "block_quantity": int(per_venue["block_qty"][v])}
+                           for v, q in enumerate(per_venue["qty"]) if q > 0]
+            for kind, detect, panes in ((ALERT_DARK_SHARE_SURGE, detect_dark_share_surge, pane),
+                                        (ALERT_BLOCK_CLUSTER, detect_block_cluster, venue_panes),
+                                        (ALERT_VENUE_CONCENTRATION, detect_venue_concentration, pane)):
+                candidate = detect(panes, history[(s, kind)])
+                if candidate is not None:
+                    found.add((start + first * ALIGN_MS, symbol, kind, candidate.venue))
+            for kind, figure in window_figures(pane, venue_panes).items():
+                history[(s, kind)].append(figure)
+    return found
+
+
+def test_each_scenario_is_detected_by_its_own_detector_at_default_settings() -> None:
+    """The detectors of darkpool.alerts at their defaults, over the pipeline's windows of a live tape
+    (500 prints/s): each scenario raises its own kind of alert, for its symbol and venue, in the windows
+    that hold it, which the same seed's tape without scenarios does not; a surge, a block cluster and a
+    takeover by an exchange add no alert of another kind for their symbol (a dark venue's takeover lifts
+    the dark share too)."""
+    specs = ("dark_share_surge:AAPL@+600s", "block_cluster:MSFT@+660s", "venue_takeover:NVDA:UBSA@+720s",
+             "venue_takeover:SPY:XNAS@+780s", "block_cluster:F@+840s")
+    scenarios = tuple(parse_scenario(s) for s in specs)
+    generator = TapeGenerator(FeedConfig(seed=5, mode="live", symbols=SYMBOLS, scenarios=scenarios))
+    alerts = window_alerts(generator, 500, 20)
+    plain = window_alerts(TapeGenerator(FeedConfig(seed=5, mode="live", symbols=SYMBOLS)), 500, 20)
+    for window in generator.scenarios.windows:
+        holding = range(window.start_ms - 4 * ALIGN_MS, window.end_ms, ALIGN_MS)  # windows that hold a minute of it
+        kind = EXPECTED_ALERT[window.name]
+        mine = {(t, k, v) for t, symbol, k, v in alerts if symbol == window.symbol and t in holding}
+        assert any(k == kind and v == window.venue for _, k, v in mine), (window.spec, mine)
+        assert not any(symbol == window.symbol and k == kind and t in holding for t, symbol, k, _ in plain)
+        caused = {(t, k, v) for t, symbol, k, v in alerts - plain if symbol == window.symbol and t in holding}
+        others = {k for _, k, _ in caused} - {kind}  # the untouched tape's own alerts (its block tail) aside
+        if window.name == VENUE_TAKEOVER and is_dark(load_venues()[window.venue].venue_type):
+            assert others <= {ALERT_DARK_SHARE_SURGE}
+        else:
+            assert not others, (window.spec, mine)
