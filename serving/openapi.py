@@ -363,7 +363,7 @@ def paths() -> dict[str, Any]:
             _query("symbol", SYMBOL_SCHEMA, "only this symbol's alerts (case-insensitive); a symbol without "
                                             "alerts answers no rows (no 404)", ("AAPL",)),
             _query("kind", {"type": "string", "enum": list(params.ALERT_KIND_CHOICES)}, "only this kind of alert"),
-            _query("since", TIME_SCHEMA, "only alerts emitted (or re-emitted with a higher severity) at or after "
+            _query("since", TIME_SCHEMA, "only alerts emitted (or re-emitted) at or after "
                                          "this time: their emitted_at", ("2026-11-25T14:30:00Z",)),
             _query("min_severity", {"type": "string", "enum": list(params.SEVERITY_CHOICES)},
                    "only alerts of this severity or higher (" + " < ".join(params.SEVERITY_CHOICES) + ")"),
