@@ -599,6 +599,7 @@ class ScenarioInjector:
             sizes.append(q)
         t = np.concatenate(times)
         order = np.argsort(t, kind="stable")
+        order = order[t[order] >= self.feed_start_ms]  # a window begun before the feed: only its rest is sent
         self.plan_times[i], self.plan_venues[i] = t[order], np.concatenate(venues)[order]
         self.plan_sizes[i] = np.concatenate(sizes)[order]
 

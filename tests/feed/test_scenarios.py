@@ -528,3 +528,16 @@ def test_each_scenario_is_detected_by_its_own_detector_at_default_settings() -> 
             assert others <= {ALERT_DARK_SHARE_SURGE}
         else:
             assert not others, (window.spec, mine)
+
+
+def test_a_scenario_begun_before_the_feed_sends_only_its_rest() -> None:
+    """A window that started before the feed's first print adds trades from the first print on, never before."""
+    now = int(time.time() * 1000)
+    past = (now // ALIGN_MS - 1) * ALIGN_MS  # the previous minute: the window runs 2 minutes from there
+    generator = TapeGenerator(FeedConfig(seed=5, mode="live", scenarios=(
+        Scenario(BLOCK_CLUSTER, "MSFT", start_ms=past, duration_seconds=120.0),
+        Scenario(DARK_SHARE_SURGE, "AAPL", start_ms=past))))
+    records = [r for b in live_batches(generator, rate=20_000, count=2_000) for r in b.records()]
+    first = min(r.timestamp_ms for r in records if r.scenario is None)
+    made = [r for r in records if r.scenario is not None]
+    assert made and min(r.timestamp_ms for r in made) >= first
