@@ -120,10 +120,11 @@ SIDE_VALUE = (*SIDES, None)  # TradeBatch.side 0, 1, 2: buy, sell, unknown
 SIDE_END = np.array([f"{orjson.dumps(v).decode()}}}" for v in SIDE_VALUE], dtype=object)  # the side, then "}"
 
 # Trade sequence numbers (ids) of scenario trades: scenario i numbers its trades from
-# SCENARIO_SEQ_BASE + i x SCENARIO_SEQ_STRIDE, far above any tape's own sequence (ids stay unique, and a
-# tape's own trades keep their ids whether scenarios run or not).
-SCENARIO_SEQ_BASE = 9_000_000_000
-SCENARIO_SEQ_STRIDE = 10_000_000
+# SCENARIO_SEQ_BASE + i x SCENARIO_SEQ_STRIDE ("1", two digits of i, ten of the number: 13 digits), far
+# above any tape's own sequence (ids stay unique, and a tape's own trades keep their ids whether
+# scenarios run or not).
+SCENARIO_SEQ_STRIDE = 10_000_000_000
+SCENARIO_SEQ_BASE = 100 * SCENARIO_SEQ_STRIDE
 
 @dataclass(frozen=True)
 class FaultConfig:

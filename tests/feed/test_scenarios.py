@@ -226,6 +226,7 @@ def test_scenario_trades_are_valid_labelled_and_inside_their_window() -> None:
         assert record.scenario == window.name and trade["symbol"] == window.symbol == record.key
         assert window.start_ms <= record.timestamp_ms < window.end_ms
         assert int(trade["trade_id"].removeprefix("T-")) >= SCENARIO_SEQ_BASE
+        assert trade["trade_id"].startswith(f"T-1{record.scenario_index:02d}") and len(trade["trade_id"]) == 15
     # never out of order: each scenario trade is at or after every earlier record of its symbol
     latest: dict[str, int] = {}
     for record in records:
