@@ -74,7 +74,7 @@ NO_SCENARIO = -1  # TradeBatch.scenario of a trade no scenario made
 _OPTION_KEYS = {"for": "duration_seconds", "share": "share", "blocks": "blocks", "block_shares": "block_shares"}
 _KIND_OPTIONS = {DARK_SHARE_SURGE: {"for", "share"}, BLOCK_CLUSTER: {"for", "blocks", "block_shares"},
                  VENUE_TAKEOVER: {"for", "share"}}
-_DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|min|h)?$")
+_DURATION = re.compile(r"^((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(ms|s|m|min|h)?$")
 _UNIT_SECONDS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 

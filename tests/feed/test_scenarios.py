@@ -14,6 +14,8 @@ import numpy as np
 import orjson
 import pytest
 from feed_checks import validation_error
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from console.cli import main
 from darkpool.alerts import (
@@ -542,3 +544,22 @@ def test_a_scenario_begun_before_the_feed_sends_only_its_rest() -> None:
     first = min(r.timestamp_ms for r in records if r.scenario is None)
     made = [r for r in records if r.scenario is not None]
     assert made and min(r.timestamp_ms for r in made) >= first
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.sampled_from(SCENARIO_KINDS), symbol=st.sampled_from(SYMBOLS),
+       venue=st.sampled_from((None, "UBSA", "XNAS")),
+       start=st.one_of(st.none(), st.integers(1_700_000_000_000, 1_900_000_000_000)),
+       offset=st.one_of(st.none(), st.floats(0, 86_400, allow_nan=False)),
+       duration=st.one_of(st.none(), st.floats(0.001, 86_400, allow_nan=False)),
+       share=st.one_of(st.none(), st.floats(0.01, 0.99)), blocks=st.integers(1, 50),
+       block_shares=st.one_of(st.none(), st.integers(BLOCK_MIN_SHARES, 500_000)))
+def test_every_scenario_reads_back_from_its_spec(kind: str, symbol: str, venue: str | None, start: int | None,
+                                                 offset: float | None, duration: float | None, share: float | None,
+                                                 blocks: int, block_shares: int | None) -> None:
+    scenario = Scenario(kind, symbol, None if kind == DARK_SHARE_SURGE else venue,
+                        start_ms=start, offset_seconds=None if start is not None else offset,
+                        duration_seconds=duration, share=None if kind == BLOCK_CLUSTER else share,
+                        blocks=blocks if kind == BLOCK_CLUSTER else 8,
+                        block_shares=block_shares if kind == BLOCK_CLUSTER else None)
+    assert parse_scenario(scenario.to_spec()) == scenario
