@@ -32,10 +32,13 @@ and median size before and after.
 The verdict: over the second half of the run (after warm-up), the slope of a
 least-squares line through each process's RSS, each JVM's live heap and the
 checkpoint size must project less than max(--flat-percent of the level,
---flat-mb) of growth per hour: FLAT, else GROWING. A JVM's RSS is the exception:
-it grows until the heap has expanded to the size the collector settles at, so
-a JVM whose live heap is FLAT passes on RSS while RSS stays within its
-configured process size (the Flink JobManager and TaskManagers): BOUNDED.
+--flat-mb) of growth per hour: FLAT, else GROWING (a falling line is flat).
+A JVM's RSS is the exception: it grows while the JVM commits heap it was
+allowed (and Flink's RocksDB its managed memory), so a JVM whose live heap is
+FLAT passes on RSS while its RSS stays within what its configuration allows --
+the configured process size of a Flink JobManager or TaskManager, else the
+maximum heap (-XX:MaxHeapSize) + 256 MB for code cache, metaspace and thread
+stacks: BOUNDED.
 Serving holds the panes of --serving-retention-minutes (set for the soak so
 that the store is full before the second half; the product's default is 24 h,
 the same store with more panes); its pane count is printed. The broker's disk and the dataset's bytes grow
@@ -81,8 +84,7 @@ from darkpool.stack.topics import committed_offset, end_offset
 from pipeline.commands import DEFAULT_JOB_NAME
 from pipeline.options import PipelineConfig
 
-PRODUCT_TOPICS = (contracts.TRADES_TOPIC, contracts.DEADLETTER_TOPIC, contracts.LIQUIDITY_TOPIC,
-                  contracts.MARKET_TOPIC)
+PRODUCT_TOPICS = contracts.ALL_TOPICS
 MB = 1 << 20
 SDK_WORKERS = "sdk-workers"
 DELETED_SUFFIX = "-delete"
@@ -214,16 +216,47 @@ def memory_by_process(groups: dict[str, list[int]]) -> dict[str, float]:
 
 
 HEAP_PREFIX = "heap "
+MAX_HEAP_PREFIX = "maxheap "
+NON_HEAP_MB = 256.0  # a JVM's memory beyond its heap: JIT code cache (240 MB at most), metaspace, thread stacks
+
+
+def max_heap_mb(pid: int) -> float:
+    """A JVM's maximum heap (-XX:MaxHeapSize, from `jcmd <pid> VM.flags`), in MB; nan when it does not answer."""
+    try:
+        flags = subprocess.run(["jcmd", str(pid), "VM.flags"], check=True, capture_output=True, text=True,
+                               timeout=30).stdout.split()
+        size = next(f for f in flags if f.startswith("-XX:MaxHeapSize=")).split("=", 1)[1]
+        return int(size) / MB
+    except (OSError, subprocess.SubprocessError, StopIteration, ValueError):
+        return float("nan")
 
 
 def heap_by_jvm(groups: dict[str, list[int]], collect: bool) -> dict[str, float]:
-    """Live heap in MB of each group's JVM (the group's largest java process): "heap <group>"."""
+    """Live heap and maximum heap in MB of each group's JVM (the group's largest java process):
+    "heap <group>", "maxheap <group>"."""
     heaps = {}
     for name, pids in groups.items():
         java = sorted((p for p in pids if is_java(p)), key=rss_bytes, reverse=True)
         if java:
             heaps[HEAP_PREFIX + name] = live_heap_mb(java[0], collect)
+            heaps[MAX_HEAP_PREFIX + name] = max_heap_mb(java[0])
     return heaps
+
+
+def jvm_ceilings(rows: list[dict[str, float]], memory_columns: list[str], settings: Settings) -> dict[str, float]:
+    """The RSS a JVM may reach by its configuration, in MB, by process group: a Flink process's configured
+    process size; any other JVM's maximum heap + NON_HEAP_MB."""
+    ceilings = {}
+    for name in memory_columns:
+        if name == "flink-jobmanager":
+            ceilings[name] = memory_mb(settings.jobmanager_process_memory)
+        elif name.startswith("flink-taskmanager"):
+            ceilings[name] = memory_mb(settings.taskmanager_process_memory)
+        else:
+            heaps = [r.get(MAX_HEAP_PREFIX + name, np.nan) for r in rows]
+            if np.isfinite(heaps).any():
+                ceilings[name] = float(np.nanmax(heaps)) + NON_HEAP_MB
+    return ceilings
 
 
 def serving_panes(settings: Settings) -> float:
@@ -367,14 +400,15 @@ class Judgement:
 
 
 def judge_flat(name: str, rows: list[dict[str, float]], flat_percent: float, flat_abs: float) -> Judgement:
-    """FLAT when the second half's slope projects at most max(flat_percent of the level, flat_abs) per hour."""
+    """FLAT when the second half's slope projects at most max(flat_percent of the level, flat_abs) of growth per
+    hour (a falling line is flat: what must not happen is growth)."""
     half = second_half(rows)
     minutes = [r["minute"] for r in half]
     values = [r.get(name, float("nan")) for r in half]
     slope = slope_per_hour(minutes, values)
     level = float(np.nanmean(values)) if values and np.isfinite(values).any() else 0.0
     limit = max(flat_percent / 100 * abs(level), flat_abs)
-    verdict = "FLAT" if np.isfinite(slope) and abs(slope) <= limit else "GROWING"
+    verdict = "FLAT" if np.isfinite(slope) and slope <= limit else "GROWING"
     return Judgement(name, rows[0].get(name, float("nan")), rows[-1].get(name, float("nan")), slope, limit, verdict)
 
 
@@ -399,10 +433,10 @@ def judge_files(rows: list[dict[str, float]], after_compaction: list[float]) -> 
     return Judgement("files after each compaction", after_compaction[0], after_compaction[-1], slope, limit, verdict)
 
 
-def judge_jvm_rss(rss: Judgement, heap: Judgement, ceiling_mb: float | None) -> Judgement:
-    """A JVM's growing RSS is BOUNDED when its live heap is FLAT and the RSS stays within the process size
-    the JVM is configured with (the heap expanding to where the collector settles); otherwise GROWING."""
-    if heap.verdict == "FLAT" and ceiling_mb is not None and rss.last <= ceiling_mb:
+def judge_jvm_rss(rss: Judgement, heap: Judgement, ceiling_mb: float | None, peak_mb: float) -> Judgement:
+    """A JVM's growing RSS is BOUNDED when its live heap is FLAT and the RSS's peak stays within what the JVM's
+    configuration allows (``ceiling_mb``, see jvm_ceilings); otherwise GROWING."""
+    if heap.verdict == "FLAT" and ceiling_mb is not None and peak_mb <= ceiling_mb:
         return Judgement(rss.name, rss.first, rss.last, rss.slope_per_hour, ceiling_mb, "BOUNDED")
     return rss
 
@@ -410,14 +444,14 @@ def judge_jvm_rss(rss: Judgement, heap: Judgement, ceiling_mb: float | None) -> 
 def verdict_lines(rows: list[dict[str, float]], memory_columns: list[str], flat_percent: float, flat_mb: float,
                   after_compaction: list[float], max_lag: float, ceilings: dict[str, float] | None = None,
                   serving_retention_minutes: float = float("nan")) -> tuple[list[str], bool]:
-    """The verdict table and whether everything judged passed (ceilings: a JVM's configured process size in MB,
-    by process group; see judge_jvm_rss)."""
+    """The verdict table and whether everything judged passed (ceilings: the RSS each JVM's configuration
+    allows, in MB, by process group; see jvm_ceilings and judge_jvm_rss)."""
     ceilings = ceilings or {}
     lines, ok = [], True
-    lines.append(f"memory and checkpoint size, flat = |slope over the second half| <= max({flat_percent:g}% of "
+    lines.append(f"memory and checkpoint size, flat = slope over the second half <= max({flat_percent:g}% of "
                  f"the level, {flat_mb:g} MB; checkpoint {CHECKPOINT_FLAT_MB:g} MB) per hour; a JVM's RSS is "
-                 f"BOUNDED when its live heap (after a full GC) is flat and the RSS within its configured "
-                 f"process size (the limit column):")
+                 f"BOUNDED when its live heap (after a full GC) is flat and the RSS within what its configuration "
+                 f"allows (the limit column: a Flink process's process size, else max heap + {NON_HEAP_MB:g} MB):")
     heaps = [HEAP_PREFIX + name for name in memory_columns if any(np.isfinite(r.get(HEAP_PREFIX + name, np.nan))
                                                                   for r in rows)]
     for name in [*memory_columns, *heaps, "checkpoint_state_mb"]:
@@ -427,7 +461,7 @@ def verdict_lines(rows: list[dict[str, float]], memory_columns: list[str], flat_
         judgement = judge_flat(name, rows, flat_percent, floor)
         if judgement.verdict == "GROWING" and HEAP_PREFIX + name in heaps:
             judgement = judge_jvm_rss(judgement, judge_flat(HEAP_PREFIX + name, rows, flat_percent, floor),
-                                      ceilings.get(name))
+                                      ceilings.get(name), float(np.nanmax([r.get(name, np.nan) for r in rows])))
         ok &= judgement.verdict in ("FLAT", "BOUNDED")
         lines.append("  " + judgement.line("MB"))
     panes = [r.get("serving_panes", np.nan) for r in rows]
@@ -592,9 +626,6 @@ def run_soak(args: argparse.Namespace) -> int:
         memory_columns.insert(memory_columns.index("feed"), "beam-worker-pool")
         memory_columns.insert(memory_columns.index("feed"), SDK_WORKERS)
         sampler = Sampler(settings, services, job_id, group, collect=not args.no_gc)
-        ceilings = {name: memory_mb(settings.jobmanager_process_memory if name == "flink-jobmanager"
-                                    else settings.taskmanager_process_memory)
-                    for name in memory_columns if name.startswith("flink-")}
         rows: list[dict[str, float]] = []
         compactions: list[float] = []
         compaction_lines: list[str] = []
@@ -628,7 +659,8 @@ def run_soak(args: argparse.Namespace) -> int:
                 next_sample += args.interval
                 time.sleep(max(0.0, min(next_sample, end) - time.monotonic()))
         lines, ok = verdict_lines(rows, memory_columns, args.flat_percent, args.flat_mb, after_counts,
-                                  args.max_lag, ceilings, args.serving_retention_minutes)
+                                  args.max_lag, jvm_ceilings(rows, memory_columns, settings),
+                                  args.serving_retention_minutes)
         report = [f"soak {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {rows[-1]['minute']:.1f} min at {args.rate:,} "
                   f"trades/s, {len(rows)} samples, job {job_id}", *compaction_lines, *lines]
         print("\n".join(report), flush=True)
@@ -638,6 +670,37 @@ def run_soak(args: argparse.Namespace) -> int:
     finally:
         if not args.keep_running:
             stop_what_we_started(settings, services, running_before, job_before)
+    return 0 if ok else 1
+
+
+def rejudge(args: argparse.Namespace) -> int:
+    """--rejudge DIR: the verdict (and plot) of an earlier run again, from its samples.csv (and the compactions'
+    file counts in its verdict.txt), with this version's rules; --max-heap NAME=MB supplies a JVM's maximum
+    heap for a run whose samples predate that column. Writes verdict-rejudged.txt next to the samples."""
+    folder = Path(args.rejudge)
+    with open(folder / "samples.csv", newline="") as handle:
+        rows = [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()}
+                for row in csv.DictReader(handle)]
+    if not rows:
+        raise DarkpoolError(f"{folder / 'samples.csv'}: no samples")
+    for item in args.max_heap:
+        name, _, megabytes = item.partition("=")
+        for row in rows:
+            row.setdefault(MAX_HEAP_PREFIX + name, float(megabytes))
+    memory_columns = [c for c in rows[0] if c in SHORT or c.startswith("flink-taskmanager")]
+    old = (folder / "verdict.txt").read_text().splitlines() if (folder / "verdict.txt").exists() else []
+    compaction_lines = [line for line in old if line.startswith("compaction at minute")]
+    after_counts = [float(line.rsplit("; after ", 1)[1].split()[0]) for line in compaction_lines]
+    settings = load_settings()
+    lines, ok = verdict_lines(rows, memory_columns, args.flat_percent, args.flat_mb, after_counts, args.max_lag,
+                              jvm_ceilings(rows, memory_columns, settings), args.serving_retention_minutes)
+    report = [f"soak {folder.name} rejudged {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {rows[-1]['minute']:.1f} min, "
+              f"{len(rows)} samples" + (f"; max heap given: {', '.join(args.max_heap)}" if args.max_heap else ""),
+              *compaction_lines, *lines]
+    print("\n".join(report), flush=True)
+    (folder / "verdict-rejudged.txt").write_text("\n".join(report) + "\n")
+    plot(rows, memory_columns, [float(line.split()[3].rstrip(":")) for line in compaction_lines],
+         folder / "soak.png")
     return 0 if ok else 1
 
 
@@ -688,13 +751,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-gc", action="store_true",
                         help="do not force a full GC in each JVM before reading its heap (the heap read is then "
                              "whatever the collector left)")
+    parser.add_argument("--rejudge", metavar="DIR",
+                        help="judge an earlier run again from DIR/samples.csv (nothing is started)")
+    parser.add_argument("--max-heap", action="append", default=[], metavar="NAME=MB",
+                        help="with --rejudge: a JVM's maximum heap for samples that lack it (e.g. kafka=1024)")
     parser.add_argument("--out", help="output folder (default .state/soak/<UTC timestamp>)")
     parser.add_argument("--fresh", action="store_true",
                         help="start from empty product topics, consumer group and dataset (deletes the demo's data)")
     parser.add_argument("--keep-running", action="store_true", help="leave everything running at the end")
     args = parser.parse_args(argv)
     try:
-        return run_soak(args)
+        return rejudge(args) if args.rejudge else run_soak(args)
     except DarkpoolError as exc:
         print(f"soak: error: {exc}", file=sys.stderr)
         return 2
