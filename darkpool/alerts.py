@@ -267,7 +267,8 @@ def detect_venue_concentration(market_pane: Mapping[str, Any], history: Iterable
 
 
 def detect_block_cluster(liquidity_panes: Iterable[Mapping[str, Any]], history: Iterable[float | None],
-                         settings: DetectorSettings = DEFAULT_SETTINGS) -> AlertCandidate | None:
+                         settings: DetectorSettings = DEFAULT_SETTINGS,
+                         market_pane: Mapping[str, Any] | None = None) -> AlertCandidate | None:
     """A block cluster among one (symbol, window)'s per-venue liquidity panes (naming the venue), or None.
 
     ``liquidity_panes``: every venue's latest pane of the window (a venue given more than once counts
@@ -276,7 +277,8 @@ def detect_block_cluster(liquidity_panes: Iterable[Mapping[str, Any]], history: 
     window. The cluster venue is, among the venues with at least ``block_min_blocks`` block prints, the
     one with the largest block quantity (then the most blocks, then the first MPID); its block quantity
     is scored against the baseline and must reach ``block_thresholds``. The window must have traded
-    enough (summed over the venues).
+    enough: summed over the given venues, or, with ``market_pane`` (the window's market pane), the
+    window's own totals (then only the venues that may form a cluster need to be given).
     """
     given = list(liquidity_panes)
     if not given:
@@ -287,8 +289,11 @@ def detect_block_cluster(liquidity_panes: Iterable[Mapping[str, Any]], history: 
             raise ValueError(f"liquidity panes of several windows or symbols: {first['symbol']} "
                              f"{first['window_start']} and {pane['symbol']} {pane['window_start']}")
     panes = _latest_per_venue(given)
-    quantity = sum(pane["share_quantity"] for pane in panes.values())
-    trades = sum(pane["trade_count"] for pane in panes.values())
+    if market_pane is not None:
+        quantity, trades = market_pane["share_quantity"], market_pane["trade_count"]
+    else:
+        quantity = sum(pane["share_quantity"] for pane in panes.values())
+        trades = sum(pane["trade_count"] for pane in panes.values())
     if not _traded_enough(quantity, trades, settings):
         return None
     clusters = [pane for pane in panes.values() if pane["block_count"] >= settings.block_min_blocks]

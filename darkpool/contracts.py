@@ -28,7 +28,8 @@ LIQUIDITY_TOPIC = "darkpool.liquidity"
 MARKET_TOPIC = "darkpool.market"
 # the pipeline's Kafka consumer group (its --group-id default; serving reports its lag on /metrics)
 PIPELINE_GROUP_ID = "darkpool-pipeline"
-ALL_TOPICS = (TRADES_TOPIC, DEADLETTER_TOPIC, LIQUIDITY_TOPIC, MARKET_TOPIC)
+ALERTS_TOPIC = "darkpool.alerts"  # live alerts (the alerts section below)
+ALL_TOPICS = (TRADES_TOPIC, DEADLETTER_TOPIC, LIQUIDITY_TOPIC, MARKET_TOPIC, ALERTS_TOPIC)
 
 # --- definitions ---------------------------------------------------------------
 BLOCK_MIN_SHARES = 10_000
@@ -184,10 +185,8 @@ LIQUIDITY_FIELDS = tuple(LIQUIDITY_SCHEMA.names)
 MARKET_FIELDS = tuple(MARKET_SCHEMA.names)
 
 # --- alerts (darkpool.alerts: the detectors and the emission rule; docs/alerts.md) --------
-# The compacted topic of the live alerts: one record per (symbol, kind, window), re-sent only when its
-# severity rises, so compaction keeps each key's highest severity. (Not yet in ALL_TOPICS: it joins them
-# when the pipeline writes it and `darkpool topics` creates it.)
-ALERTS_TOPIC = "darkpool.alerts"
+# ALERTS_TOPIC (with the topics above) is compacted: one record per (symbol, kind, window), re-sent
+# only when its severity rises, so compaction keeps each key's highest severity.
 
 ALERT_DARK_SHARE_SURGE = "dark_share_surge"  # the symbol's dark share far above its own baseline
 ALERT_BLOCK_CLUSTER = "block_cluster"  # many block prints on one venue in one window

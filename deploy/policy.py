@@ -487,7 +487,8 @@ def check_pipeline(objects: list[dict], settings: Settings | None = None) -> lis
     except Exception as exc:  # noqa: BLE001 - the parser's rejection is the finding
         return [*found, Violation(ref, "pipeline", str(exc))]
     topics = {"trades_topic": contracts.TRADES_TOPIC, "deadletter_topic": contracts.DEADLETTER_TOPIC,
-              "liquidity_topic": contracts.LIQUIDITY_TOPIC, "market_topic": contracts.MARKET_TOPIC}
+              "liquidity_topic": contracts.LIQUIDITY_TOPIC, "market_topic": contracts.MARKET_TOPIC,
+              "alerts_topic": contracts.ALERTS_TOPIC}
     for field, want in topics.items():
         if getattr(config, field) != want:
             found.append(Violation(ref, "pipeline", f"{field} is {getattr(config, field)!r}, the contract's "
@@ -578,9 +579,9 @@ def _check_acls(objects: list[dict], config) -> list[Violation]:
     needs = {
         "darkpool-pipeline": [("topic", config.trades_topic, "Read"), ("group", config.group_id, "Read"),
                               ("topic", config.liquidity_topic, "Write"), ("topic", config.market_topic, "Write"),
-                              ("topic", config.deadletter_topic, "Write")],
+                              ("topic", config.deadletter_topic, "Write"), ("topic", config.alerts_topic, "Write")],
         "darkpool-serving": [("topic", config.liquidity_topic, "Read"), ("topic", config.market_topic, "Read"),
-                             ("group", "darkpool-serving-1", "Read")],
+                             ("topic", contracts.ALERTS_TOPIC, "Read"), ("group", "darkpool-serving-1", "Read")],
         "darkpool-feed": [("topic", config.trades_topic, "Write")],
     }
     for user_name, wanted in needs.items():

@@ -46,11 +46,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from darkpool import logs
-from darkpool.contracts import LIQUIDITY_SCHEMA, MARKET_SCHEMA
+from darkpool.contracts import ALERT_SCHEMA, LIQUIDITY_SCHEMA, MARKET_SCHEMA
 from darkpool.errors import DarkpoolError
 from pipeline.options import PipelineConfig, parse_pipeline_args, runner_args
 from pipeline.transforms.analytics import LiquidityAnalytics
-from pipeline.transforms.format import deadletter_kv, liquidity_kv, market_kv
+from pipeline.transforms.format import alert_kv, deadletter_kv, liquidity_kv, market_kv
 from pipeline.transforms.parse import METRICS_NAMESPACE
 from pipeline.transforms.read import ReadTradesFile, ReadTradesFromKafka
 from pipeline.transforms.sinks import WriteJsonLines, WriteKafkaRecords, WriteParquet
@@ -80,11 +80,14 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig) -> dict:
             ("liquidity", config.liquidity_topic, liquidity_kv),
             ("market", config.market_topic, market_kv),
             ("deadletter", config.deadletter_topic, deadletter_kv),
+            *((("alerts", config.alerts_topic, alert_kv),) if "alerts" in outputs else ()),
         ):
             _ = outputs[name] | f"Write{name.capitalize()}ToKafka" >> WriteKafkaRecords(
                 config.bootstrap_servers, topic, to_kv, config.expansion_service)
     if config.output_path is not None:
-        for name, schema in (("liquidity", LIQUIDITY_SCHEMA), ("market", MARKET_SCHEMA)):
+        tables = (("liquidity", LIQUIDITY_SCHEMA), ("market", MARKET_SCHEMA),
+                  *((("alerts", ALERT_SCHEMA),) if "alerts" in outputs else ()))
+        for name, schema in tables:
             _ = outputs[name] | f"Write{name.capitalize()}Parquet" >> WriteParquet(
                 config.output_path, name, schema, config.parquet_batch_rows, config.parquet_flush_seconds)
     if config.deadletter_path is not None:

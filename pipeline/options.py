@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from darkpool import contracts, storage, tradefile
+from darkpool.alerts import DetectorSettings
 from darkpool.config import VENUES_MODES, load_settings
 from darkpool.errors import DarkpoolError
 from darkpool.venues import Venue, registry_for, venue_types
@@ -70,6 +71,10 @@ class PipelineConfig:
     deadletter_path: Path | str | None = None  # JSON-lines dead letters when not writing to Kafka
     parallelism: int | None = None
     detach: bool = False
+    # live alerts (darkpool.alerts): on/off, their topic, and every detector threshold (--alert-* flags)
+    alerts: bool = False
+    alerts_topic: str = contracts.ALERTS_TOPIC
+    detector_settings: DetectorSettings = field(default_factory=DetectorSettings)
     # the venue registry the job's steps use, read where the job is built (--venues / DARKPOOL_VENUES_FILE):
     # its venues travel inside the steps to the workers, which never read the file or the environment
     venues: tuple[Venue, ...] = field(default_factory=lambda: tuple(contracts.load_venues().values()))
@@ -226,6 +231,7 @@ def build_parser(prog: str = "pipeline") -> argparse.ArgumentParser:
     run.add_argument("--parallelism", type=_positive(int), help="Flink parallelism (passed to the runner)")
     run.add_argument("--detach", action="store_true",
                      help="submit and return without waiting (streaming on Flink)")
+    add_alert_flags(parser)
     reg = parser.add_argument_group("venue registry (docs/venues.md)")
     reg.add_argument("--venues", dest="venues_file", default=settings.venues_file, metavar="FILE",
                      help="a user venue registry CSV (the shipped registry's columns), read once when the job is "
@@ -234,6 +240,29 @@ def build_parser(prog: str = "pipeline") -> argparse.ArgumentParser:
                      help="extend: add the file's venues to the shipped ones (a shipped MPID's row is replaced); "
                           "replace: the file is the whole registry (default: DARKPOOL_VENUES_MODE, else extend)")
     return parser
+
+
+def add_alert_flags(parser: argparse.ArgumentParser) -> None:
+    """--alerts, --alerts-topic and one --alert-<setting> flag per field of DetectorSettings (its default)."""
+    group = parser.add_argument_group("live alerts (docs/alerts.md)")
+    group.add_argument("--alerts", action=argparse.BooleanOptionalAction, default=False,
+                       help="detect unusual dark activity (dark-share surges, block clusters, venue concentration) "
+                            "and write alerts to --alerts-topic and the Parquet dataset's alerts table")
+    group.add_argument("--alerts-topic", default=contracts.ALERTS_TOPIC)
+    for item in fields(DetectorSettings):
+        default = item.default
+        flag = "--alert-" + item.name.replace("_", "-")
+        if isinstance(default, tuple):
+            group.add_argument(flag, dest=f"alert_{item.name}", type=float, nargs=len(default), default=default,
+                               metavar=("LOW", "MEDIUM", "HIGH"), help=f"default: {' '.join(map(str, default))}")
+        else:
+            group.add_argument(flag, dest=f"alert_{item.name}", type=type(default), default=default,
+                               help=f"default: {default}")
+
+
+def detector_settings_of(args: argparse.Namespace) -> DetectorSettings:
+    """The DetectorSettings of parsed --alert-* flags (ValueError naming the setting when one is invalid)."""
+    return DetectorSettings(**{item.name: getattr(args, f"alert_{item.name}") for item in fields(DetectorSettings)})
 
 
 def registry_args(venues_file: str, venues_mode: str, argv: Sequence[str]) -> list[str]:
@@ -266,6 +295,10 @@ def parse_pipeline_args(
         registry = registry_for(str(Path(args.venues_file).resolve()) if args.venues_file else "", args.venues_mode)
     except DarkpoolError as exc:
         parser.error(str(exc))
+    try:
+        detector_settings = detector_settings_of(args)
+    except ValueError as exc:
+        parser.error(f"--alert-*: {exc}")
     deadletter_path = args.deadletter_path
     if deadletter_path is None and not kafka_output and output_path is not None:
         deadletter_path = storage.join(output_path, "deadletter")
@@ -282,6 +315,7 @@ def parse_pipeline_args(
         kafka_output=kafka_output, kafka_reader=args.kafka_reader,
         deadletter_path=deadletter_path, parallelism=args.parallelism,
         detach=args.detach, venues=tuple(registry.values()),
+        alerts=args.alerts, alerts_topic=args.alerts_topic, detector_settings=detector_settings,
     )
     problem = validate(config)
     if problem:
@@ -311,6 +345,8 @@ def validate(config: PipelineConfig) -> str | None:
         return "--source kafka-range needs --range-start"
     if config.range_end is not None and config.range_start is not None and config.range_end <= config.range_start:
         return "--range-end must be after --range-start"
+    if config.alerts and not config.accumulating:
+        return "--alerts needs accumulating panes (the detectors score each window's value so far)"
     if config.output_path is None and not config.kafka_output:
         return "nothing to write: enable Kafka output (--kafka-output) or Parquet (drop --no-parquet)"
     return None

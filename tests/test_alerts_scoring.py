@@ -401,6 +401,20 @@ def test_block_cluster_picks_the_largest_cluster_and_uses_each_venues_latest_pan
     assert block_cluster_figure([]) == 0.0
 
 
+def test_block_cluster_with_the_market_pane_checks_the_windows_own_totals() -> None:
+    """Given only the cluster venue's pane, the traded-enough check uses the window's market pane totals."""
+    history = [0.0] * N
+    cluster = [p for p in liquidity_panes(N, normal_prints(N) + [("MSPL", 20.0, 12_000)] * 6)
+               if p["venue"] == "MSPL"]
+    strict = replace(DEFAULT_SETTINGS, min_window_quantity=200_000)  # more than MSPL's 72,000 + its prints
+    window = market_pane(N, {"MSPL": 100_000, "UBSA": 60_000, "NYSE": 60_000})
+    assert detect_block_cluster(cluster, history, strict) is None  # the given panes alone are too small
+    with_market = detect_block_cluster(cluster, history, strict, market_pane=window)
+    assert with_market is not None and with_market.venue == "MSPL"
+    quiet = market_pane(N, {"MSPL": 90_000})  # the whole window traded less than the minimum
+    assert detect_block_cluster(cluster, history, strict, market_pane=quiet) is None
+
+
 # --- venue concentration ------------------------------------------------------------------------------
 
 

@@ -145,7 +145,8 @@ def _topics(args: argparse.Namespace) -> int:
     settings = load_settings()
     bootstrap = args.bootstrap or settings.bootstrap_servers
     specs = topic_admin.product_topic_specs(args.trades_topic, args.deadletter_topic, args.liquidity_topic,
-                                            args.market_topic, partitions=args.partitions)
+                                            args.market_topic, partitions=args.partitions,
+                                            alerts=args.alerts_topic)
     if args.action == "create":
         for name, outcome in topic_admin.create_topics(bootstrap, specs).items():
             print(f"{name}: {outcome}")
@@ -205,4 +206,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     topics.add_argument("--deadletter-topic", default=contracts.DEADLETTER_TOPIC)
     topics.add_argument("--liquidity-topic", default=contracts.LIQUIDITY_TOPIC)
     topics.add_argument("--market-topic", default=contracts.MARKET_TOPIC)
+    topics.add_argument("--alerts-topic", default=contracts.ALERTS_TOPIC)
     topics.set_defaults(func=_topics)

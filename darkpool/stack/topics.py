@@ -1,9 +1,10 @@
 """The product's Kafka topics: create and describe them with the confluent-kafka AdminClient.
 
 (Kafka's TopicCommand is not in the broker jars.) The raw and
-dead-letter topics use time retention; the two output topics are keyed by
-window (``symbol|venue|window_start``) and compacted, so the latest pane per key
-is kept for consumers that rebuild their state from the topic.
+dead-letter topics use time retention; the three output topics are keyed by
+window (``symbol|venue|window_start``; the alerts ``symbol|kind|window_start``)
+and compacted, so the latest pane (the highest alert) per key is kept for
+consumers that rebuild their state from the topic.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ class TopicSpec:
 
 def product_topic_specs(trades: str = contracts.TRADES_TOPIC, deadletter: str = contracts.DEADLETTER_TOPIC,
                         liquidity: str = contracts.LIQUIDITY_TOPIC, market: str = contracts.MARKET_TOPIC,
-                        partitions: int = 4) -> dict[str, TopicSpec]:
-    """The four product topics with their retention policies."""
+                        partitions: int = 4, alerts: str = contracts.ALERTS_TOPIC) -> dict[str, TopicSpec]:
+    """The five product topics (contracts.ALL_TOPICS) with their retention policies."""
     delete = {"cleanup.policy": "delete", "retention.ms": str(WEEK_MS)}
     compacted = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
                  "segment.ms": str(3600 * 1000), "delete.retention.ms": str(24 * 3600 * 1000)}
@@ -41,6 +42,7 @@ def product_topic_specs(trades: str = contracts.TRADES_TOPIC, deadletter: str = 
         deadletter: TopicSpec(1, {"cleanup.policy": "delete", "retention.ms": str(4 * WEEK_MS)}),
         liquidity: TopicSpec(partitions, compacted),
         market: TopicSpec(partitions, compacted),
+        alerts: TopicSpec(partitions, compacted),
     }
 
 

@@ -4,7 +4,7 @@
 ``(symbol, {venue: VenueStats})`` panes into the dicts of contracts.LIQUIDITY_FIELDS / MARKET_FIELDS, adding
 the window bounds (ISO-8601 UTC), the pane's timing (EARLY / ON_TIME / LATE)
 and index from its PaneInfo, and ``emitted_at`` (wall clock).
-:func:`liquidity_kv` / :func:`market_kv` / :func:`deadletter_kv` give the
+:func:`liquidity_kv` / :func:`market_kv` / :func:`alert_kv` / :func:`deadletter_kv` give the
 Kafka key and JSON value bytes.
 """
 
@@ -17,7 +17,7 @@ import apache_beam as beam
 import orjson
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from darkpool.contracts import format_event_time, liquidity_key, market_key
+from darkpool.contracts import alert_key, format_event_time, liquidity_key, market_key
 from pipeline.records import liquidity_values, market_values, window_fields
 
 
@@ -93,6 +93,11 @@ def liquidity_kv(record: dict) -> tuple[bytes, bytes]:
 def market_kv(record: dict) -> tuple[bytes, bytes]:
     """Kafka (key, value) of a market record: key symbol|window_start."""
     return market_key(record["symbol"], record["window_start"]).encode(), orjson.dumps(record)
+
+
+def alert_kv(record: dict) -> tuple[bytes, bytes]:
+    """Kafka (key, value) of an alert: key symbol|kind|window_start (compaction keeps the highest severity)."""
+    return alert_key(record["symbol"], record["kind"], record["window_start"]).encode(), orjson.dumps(record)
 
 
 def deadletter_kv(record: dict) -> tuple[bytes, bytes]:

@@ -76,6 +76,8 @@ def record(offset: int, event_ms: int, symbol: str = "AAPL", venue: str = "UBSA"
 def run_analytics(source, config, streaming: bool = True) -> tuple[dict[str, list], dict[str, int]]:
     """Run LiquidityAnalytics over ``source`` (a TestStream or a Create) -> (outputs, Beam counters).
 
+    outputs: liquidity, market, deadletter (and alerts with ``config.alerts``) records.
+
     ``source`` yields SourceRecords; with the default Kafka reader each goes in
     as a one-record batch (element timestamp kept), as the Java reader sends them.
     """
@@ -89,12 +91,12 @@ def run_analytics(source, config, streaming: bool = True) -> tuple[dict[str, lis
         records = records | "AsRecordBatches" >> beam.Map(
             lambda r: (r.partition, encode_record_batch([r]))).with_output_types(RECORD_BATCH)
     outputs = records | "Analytics" >> LiquidityAnalytics.from_config(config)
-    for name in ("liquidity", "market", "deadletter"):
+    for name in outputs:
         _ = outputs[name] | f"Collect{name}" >> beam.ParDo(Collect(f"{token}/{name}"))
     result = pipeline.run()
     result.wait_until_finish()
     with _lock:
-        collected = {name: _collected.pop(f"{token}/{name}", []) for name in ("liquidity", "market", "deadletter")}
+        collected = {name: _collected.pop(f"{token}/{name}", []) for name in outputs}
     return collected, metric_totals(result)
 
 

@@ -1,0 +1,60 @@
+"""DetectAlertsFn's keyed state stays bounded: driven directly (no runner) over many windows of one symbol."""
+
+from __future__ import annotations
+
+import orjson
+
+from darkpool.alerts import DetectorSettings
+from darkpool.contracts import format_event_time, parse_event_time
+from pipeline.transforms.alerts import BLOCKS, MARKET, DetectAlertsFn
+
+T0 = parse_event_time("2026-11-25T14:00:00.000Z")
+MINUTE = 60_000
+
+
+class State:
+    """A ReadModifyWriteState in memory."""
+
+    def __init__(self) -> None:
+        self.value: bytes | None = None
+
+    def read(self) -> bytes | None:
+        return self.value
+
+    def write(self, value: bytes) -> None:
+        self.value = value
+
+
+def market(start: int, dark_share: float = 0.3) -> dict:
+    return {"window_start": format_event_time(start), "window_end": format_event_time(start + 5 * MINUTE),
+            "symbol": "AAPL", "trade_count": 100, "share_quantity": 100_000, "dark_share": dark_share,
+            "top_venue": "XNAS", "top_venue_share": 0.4, "pane_timing": "ON_TIME", "pane_index": 0}
+
+
+def blocks(start: int, count: int) -> dict:
+    return {"window_start": format_event_time(start), "window_end": format_event_time(start + 5 * MINUTE),
+            "symbol": "AAPL", "venue": "UBSA", "trade_count": 10, "share_quantity": 12_000 * count,
+            "block_count": count, "block_quantity": 12_000 * count, "pane_timing": "ON_TIME", "pane_index": 0}
+
+
+def test_state_keeps_only_what_the_baseline_and_open_windows_need():
+    settings = DetectorSettings(baseline_windows=20, min_baseline_windows=5)
+    fn = DetectAlertsFn(settings, period_ms=MINUTE, window_ms=5 * MINUTE, allowed_lateness_ms=10 * MINUTE,
+                        clock=lambda: 1.0)
+    state = State()
+    sizes, alerts = [], []
+    for minute in range(300):
+        start = T0 + minute * MINUTE
+        alerts += list(fn.process(("AAPL", (MARKET, market(start))), state=state))
+        alerts += list(fn.process(("AAPL", (BLOCKS, blocks(start, 6 if minute % 50 == 49 else 1))), state=state))
+        sizes.append(len(state.value))
+    memory = orjson.loads(state.value)
+    # windows: the baseline's reach (20 + 1 periods) + the window (5) + the lateness (10), and the newest
+    assert len(memory["w"]) == 20 + 1 + 5 + 10 + 1
+    assert len(memory["p"]) <= 5 + 10 + 1 + 1 and len(memory["c"]) <= 5 + 10 + 1 + 1
+    assert max(sizes[100:]) == max(sizes[200:])  # flat once the reach is full
+    # every 50th window's cluster alerts (6 blocks of 12,000 against a baseline of 12,000: score 6 = medium)
+    clusters = [a for a in alerts if a["kind"] == "block_cluster"]
+    assert [a["window_start"] for a in clusters] == [format_event_time(T0 + m * MINUTE) for m in range(49, 300, 50)]
+    assert {a["severity"] for a in clusters} == {"medium"}
+    assert [a for a in alerts if a["kind"] != "block_cluster"] == []  # a constant dark share never alerts
