@@ -23,6 +23,8 @@ topic means "no alerts yet", never an error: the panes are read as usual, the
 status says the topic is missing (``alerts_available`` false, with a note), and
 the metadata is asked again every ``lag_check_s`` seconds; once the topic
 exists its partitions are assigned from the beginning beside the others.
+Serving's metadata requests name no topic, so they never make a broker that
+auto-creates topics create a missing one (with its defaults, uncompacted).
 Its records go to the :class:`~serving.alerts.AlertStore` (and, once ready, to
 the SSE hub as ``alert`` events).
 """
@@ -252,12 +254,16 @@ class PaneConsumer:
     def _assign_from_beginning(self, consumer: Consumer) -> None:
         """Find every partition of the topics, note their end offsets at first start, and assign them.
 
-        A missing pane topic is an error (retried); a missing alerts topic is noted in the status."""
+        A missing pane topic is an error (retried); a missing alerts topic is noted in the status. The metadata
+        request names no topic (it asks for all of them): one that names a missing topic makes a broker with
+        ``auto.create.topics.enable`` create it, with the broker's defaults instead of ``darkpool topics``'
+        compacted settings."""
         partitions: list[TopicPartition] = []
         missing = []
         alerts_missing = False
+        cluster = consumer.list_topics(timeout=5)
         for kind, topic in self.topics.items():
-            meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
+            meta = cluster.topics.get(topic)
             if meta is None or meta.error is not None or not meta.partitions:
                 if kind == ALERT:
                     alerts_missing = True
@@ -328,7 +334,7 @@ class PaneConsumer:
             return
         topic = self.topics[ALERT]
         try:
-            meta = consumer.list_topics(topic, timeout=2).topics.get(topic)
+            meta = consumer.list_topics(timeout=2).topics.get(topic)  # no topic named: nothing auto-created
         except KafkaException as exc:
             log.debug("consumer: metadata of %s: %s", topic, exc)
             return

@@ -192,8 +192,11 @@ class LagProbe:
 
         admin = self.admin()
         parts: list[TopicPart] = []
+        # metadata of all topics, none named: naming a missing one (the alerts topic before `darkpool topics`)
+        # would make a broker with auto.create.topics.enable create it with its defaults
+        cluster = admin.list_topics(timeout=self.timeout)
         for topic in sorted(topics):
-            meta = admin.list_topics(topic, timeout=self.timeout).topics.get(topic)
+            meta = cluster.topics.get(topic)
             if meta is not None and meta.error is None:
                 parts.extend((topic, p) for p in sorted(meta.partitions))
         if not parts:
