@@ -81,6 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="live: event time = now at --rate; replay: a past session (or --from-file) "
                            "as fast as possible [default: live, or replay with --from-file]")
     what.add_argument("--rate", type=float, default=1000.0, help="live mode: trades per second")
+    what.add_argument("--history-minutes", type=float, default=0.0, metavar="N",
+                      help="live mode: first send the N minutes before now (at --rate, as fast as possible), "
+                           "then go live; scenario offsets (@+...) count from the history's first print")
     what.add_argument("--count", type=int, help="stop after this many records (faults included)")
     what.add_argument("--duration", type=float, help="stop after this many seconds (wall clock)")
     what.add_argument("--seed", type=int, default=None,
@@ -224,6 +227,9 @@ def _check_options(args: argparse.Namespace, mode: str) -> None:
         raise DarkpoolError("--progress-interval must be > 0")
     if args.from_file and mode == "live":
         raise DarkpoolError("--from-file replays a file: use --mode replay (or leave --mode out)")
+    if args.history_minutes < 0 or (args.history_minutes and mode != "live"):
+        raise DarkpoolError(f"--history-minutes must be >= 0 and is for live mode (got {args.history_minutes:g} in "
+                            f"{mode} mode)")
     if args.shift_to_now and mode == "live":
         raise DarkpoolError("--shift-to-now applies to replay mode (live mode is stamped now already)")
     if args.processes < 1 or (args.processes > 1 and mode == "live"):
@@ -271,7 +277,8 @@ def build_source(args: argparse.Namespace, mode: str, seed: int) -> BatchFactory
     config = replace(config, scenarios=feed_scenarios(args, config))
     generator = TapeGenerator(config)  # validates the configuration (scenarios included) and builds the market now
     if mode == "live":
-        return lambda shard: live_batches(generator, args.rate, args.count)
+        return lambda shard: live_batches(generator, args.rate, args.count,
+                                          history_seconds=args.history_minutes * 60)
     return lambda shard: generate_batches(config, shift_to_ms=shift_to, shard=shard)
 
 
