@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from darkpool.config import Settings
 from darkpool.stack.beam import expansion_service, job_server_service, worker_pool_service
@@ -37,12 +38,13 @@ def service_by_name(settings: Settings, name: str) -> Service:
     raise KeyError(name)
 
 
-def app_services(settings: Settings, feed_rate: int = 2000) -> list[Service]:
-    """The product's own long-running processes in the demo: the live feed and the serving API."""
+def app_services(settings: Settings, feed_rate: int = 2000, feed_args: Sequence[str] = ()) -> list[Service]:
+    """The product's own long-running processes in the demo: the live feed (with ``feed_args`` after its own
+    flags, e.g. scenarios) and the serving API."""
     feed = Service(
         name="feed", port=0, settings=settings, owns_port=False, settle_seconds=3.0,
         command=lambda: [*_darkpool_cli(), "feed", "--mode", "live", "--rate", str(feed_rate),
-                         "--bootstrap", settings.bootstrap_servers],
+                         "--bootstrap", settings.bootstrap_servers, *feed_args],
         ready=lambda: True, description=f"live trade feed ({feed_rate:,} trades/s) into Kafka",
     )
     serve = Service(
