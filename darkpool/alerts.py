@@ -233,10 +233,13 @@ def window_figures(market_pane: Mapping[str, Any],
 
 
 def detect_dark_share_surge(market_pane: Mapping[str, Any], history: Iterable[float | None],
-                            settings: DetectorSettings = DEFAULT_SETTINGS) -> AlertCandidate | None:
+                            settings: DetectorSettings = DEFAULT_SETTINGS,
+                            typical_trades: float | None = None) -> AlertCandidate | None:
     """A dark-share surge in one market pane, or None.
 
-    ``history``: the symbol's earlier windows' dark shares, oldest first, without this window. Alerts
+    ``history``: the symbol's earlier windows' dark shares, oldest first, without this window;
+    ``typical_trades``: the median prints of those windows (the score is divided by
+    :func:`noise_scale`, so a pane of a few prints is scored for its noise). Alerts
     when the window traded enough, the baseline has ``min_baseline_windows`` values, the dark share is at
     least ``surge_min_increase`` above the baseline's median and its score reaches ``surge_thresholds``.
     """
@@ -244,14 +247,17 @@ def detect_dark_share_surge(market_pane: Mapping[str, Any], history: Iterable[fl
         return None
     observed = _figure(market_pane.get("dark_share"))
     return _candidate(market_pane, ALERT_DARK_SHARE_SURGE, None, observed, history, settings.surge_spread_floor,
-                      settings.surge_min_increase, settings.surge_thresholds, settings)
+                      settings.surge_min_increase, settings.surge_thresholds, settings,
+                      noise_scale(market_pane["trade_count"], typical_trades))
 
 
 def detect_venue_concentration(market_pane: Mapping[str, Any], history: Iterable[float | None],
-                               settings: DetectorSettings = DEFAULT_SETTINGS) -> AlertCandidate | None:
+                               settings: DetectorSettings = DEFAULT_SETTINGS,
+                               typical_trades: float | None = None) -> AlertCandidate | None:
     """A venue-concentration jump in one market pane (naming its top venue), or None.
 
-    ``history``: the symbol's earlier windows' top-venue shares, oldest first, without this window.
+    ``history``: the symbol's earlier windows' top-venue shares, oldest first, without this window;
+    ``typical_trades``: as for :func:`detect_dark_share_surge`.
     Alerts when the window traded enough, the baseline has ``min_baseline_windows`` values, the top venue
     holds at least ``concentration_min_share`` of the volume, at least ``concentration_min_increase``
     above the baseline's median, and its score reaches ``concentration_thresholds``.
@@ -263,7 +269,8 @@ def detect_venue_concentration(market_pane: Mapping[str, Any], history: Iterable
         return None
     return _candidate(market_pane, ALERT_VENUE_CONCENTRATION, market_pane.get("top_venue"), observed, history,
                       settings.concentration_spread_floor, settings.concentration_min_increase,
-                      settings.concentration_thresholds, settings)
+                      settings.concentration_thresholds, settings,
+                      noise_scale(market_pane["trade_count"], typical_trades))
 
 
 def detect_block_cluster(liquidity_panes: Iterable[Mapping[str, Any]], history: Iterable[float | None],
@@ -306,8 +313,9 @@ def detect_block_cluster(liquidity_panes: Iterable[Mapping[str, Any]], history: 
 
 def _candidate(pane: Mapping[str, Any], kind: str, venue: str | None, observed: float | None,
                history: Iterable[float | None], floor: float, min_increase: float, thresholds: Thresholds,
-               settings: DetectorSettings) -> AlertCandidate | None:
-    """The shared tail of the detectors: baseline, minimum increase, score and severity."""
+               settings: DetectorSettings, scale: float = 1.0) -> AlertCandidate | None:
+    """The shared tail of the detectors: baseline, minimum increase, score (divided by ``scale``, see
+    :func:`noise_scale`) and severity."""
     if observed is None:
         return None
     baseline = robust_baseline(list(history)[-settings.baseline_windows:])  # a deque has no slices
@@ -315,7 +323,7 @@ def _candidate(pane: Mapping[str, Any], kind: str, venue: str | None, observed: 
         return None
     if observed - baseline.median < min_increase:
         return None
-    score = robust_score(observed, baseline, floor)
+    score = robust_score(observed, baseline, floor) / scale
     severity = severity_for(score, thresholds)
     if severity is None:
         return None
@@ -324,6 +332,20 @@ def _candidate(pane: Mapping[str, Any], kind: str, venue: str | None, observed: 
         venue=venue, observed=observed, baseline=baseline.median, baseline_spread=baseline.spread,
         baseline_windows=baseline.windows, score=score, severity=severity,
     )
+
+
+def noise_scale(trades: int, typical_trades: float | None) -> float:
+    """How much noisier a share figure of a pane with ``trades`` prints is than the baseline's, whose windows
+    had ``typical_trades`` prints (their median): sqrt(typical_trades / trades) when the pane has fewer,
+    else 1 (a share measured over n prints wanders like 1/sqrt(n)).
+
+    An early pane holds the first seconds of its window: scored against a baseline of whole windows
+    without this, a pane of a few dozen prints would reach any threshold by chance. None (no
+    baseline of prints known): 1.
+    """
+    if typical_trades is None or not typical_trades > 0 or trades >= typical_trades:
+        return 1.0
+    return math.sqrt(typical_trades / max(trades, 1))
 
 
 def _traded_enough(quantity: int, trades: int, settings: DetectorSettings) -> bool:

@@ -27,6 +27,7 @@ from darkpool.alerts import (
     detect_block_cluster,
     detect_dark_share_surge,
     detect_venue_concentration,
+    noise_scale,
     robust_baseline,
     robust_score,
     severity_for,
@@ -528,3 +529,28 @@ def test_the_record_has_exactly_the_alert_fields_and_fits_the_schema(timing) -> 
 def test_the_record_refuses_an_unknown_pane_timing() -> None:
     with pytest.raises(ValueError, match="unknown pane timing 'SOON'"):
         alert_record(_candidate("low"), "SOON", 0, T0)
+
+
+# --- noise of a partial (early) pane ---------------------------------------------------------------
+
+
+def test_noise_scale_is_one_for_whole_windows_and_grows_as_one_over_sqrt_prints() -> None:
+    assert noise_scale(100, None) == 1.0 and noise_scale(100, 0.0) == 1.0
+    assert noise_scale(100, 100.0) == 1.0 and noise_scale(400, 100.0) == 1.0  # never below 1
+    assert noise_scale(25, 100.0) == pytest.approx(2.0)
+    assert noise_scale(1, 10_000.0) == pytest.approx(100.0)
+    assert noise_scale(0, 100.0) == pytest.approx(10.0)  # an empty pane counts as one print
+
+
+def test_an_early_pane_of_a_few_prints_is_scored_for_its_noise() -> None:
+    """The same jump in dark share alerts on a whole window, not on a pane of a hundredth of its prints."""
+    history = _noisy_history(40_000, 1_000, windows=N)
+    typical = 10_000.0  # the baseline's windows had 10,000 prints each
+    whole = {**dark_share_pane(N, 70_000), "trade_count": 10_000}
+    full = detect_dark_share_surge(whole, history, typical_trades=typical)
+    assert full.severity == "high" and full.score >= 9
+    early = {**whole, "trade_count": 100}  # x 10: (0.70 - 0.40) / 0.0148 / 10 = 2.0
+    assert detect_dark_share_surge(early, history, typical_trades=typical) is None
+    quarter = detect_dark_share_surge({**whole, "trade_count": 2_500}, history, typical_trades=typical)
+    assert quarter.score == pytest.approx(full.score / 2)  # a quarter of the prints: x 1/2
+    assert detect_dark_share_surge(early, history) == detect_dark_share_surge(whole, history)  # no baseline of prints

@@ -13,6 +13,8 @@ the largest block quantity on one venue, and the window's traded quantity and
 trades), the latest pane of each venue that printed at least
 ``block_min_blocks`` blocks in a window still open, and the severity already
 sent per (kind, window). On every pane of a window it scores that window
+(a share figure's score divided by :func:`darkpool.alerts.noise_scale`: an
+early pane of a few prints is noisier than the whole windows of the baseline)
 against the baseline of the symbol's *earlier, non-overlapping* windows (those
 ending at or before the scored window's start; the last ``baseline_windows`` of
 them), and sends what :func:`darkpool.alerts.should_emit` allows: the first
@@ -27,6 +29,7 @@ panes and sent severities are dropped once no pane of it can come any more.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -108,10 +111,11 @@ class DetectAlertsFn(beam.DoFn):
         market = memory.get("p", {}).get(start)
         candidates = []
         if kind == MARKET:
+            typical = self._typical_trades(memory, start)
             candidates.append(alerts.detect_dark_share_surge(pane, self._history(memory, start, _DARK),
-                                                             self._settings))
+                                                             self._settings, typical))
             candidates.append(alerts.detect_venue_concentration(pane, self._history(memory, start, _TOP),
-                                                                self._settings))
+                                                                self._settings, typical))
         cluster = memory["c"].get(start)
         if cluster and market is not None and figures[_HAS_MARKET]:
             candidates.append(alerts.detect_block_cluster(cluster.values(), self._history(memory, start, _BLOCK),
@@ -135,6 +139,11 @@ class DetectAlertsFn(beam.DoFn):
         if figure == _BLOCK:  # a window with no block printed has a largest block of 0 (not "no value")
             return [float(v) for v in values]
         return values
+
+    def _typical_trades(self, memory: dict, start: str) -> float | None:
+        """The median prints of the baseline's windows (those with a market pane); None without any."""
+        trades = [t for t in self._history(memory, start, _TRADES) if t]
+        return float(statistics.median(trades)) if trades else None
 
     def _prune(self, memory: dict, newest_start_ms: int) -> None:
         """Drop what no pane can use any more (relative to the newest window seen by this pane's symbol)."""
