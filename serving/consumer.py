@@ -371,10 +371,10 @@ class PaneConsumer:
                 self.metrics.invalid.labels(kind).inc()
                 self._log_invalid(msg, exc)
         self.status.records_read += sum(1 for m in messages if m.error() is None)
+        if panes:  # panes first: a stream client gets the pane that triggered an alert before the alert
+            self._store_panes(panes)
         if alerts:
             self._store_alerts(alerts)
-        if panes:
-            self._store_panes(panes)
         return answered
 
     def _store_alerts(self, alerts: list[Alert]) -> None:
