@@ -23,8 +23,9 @@ pane only a higher severity (a LATE pane can add or raise one, never lower it).
 The alert carries the triggering pane's timing and index.
 
 State stays bounded: windows older than the baseline's reach (plus the window
-size and the allowed lateness) are dropped on every pane; a window's cluster
-panes and sent severities are dropped once no pane of it can come any more.
+size and the allowed lateness) are dropped on every pane, with their sent
+severities; a window's market and cluster panes once no pane of it can come
+any more (with a window length of margin for event-time skew).
 """
 
 from __future__ import annotations
@@ -150,11 +151,14 @@ class DetectAlertsFn(beam.DoFn):
         reach = (self._settings.baseline_windows + 1) * self._period_ms + self._window_ms + self._lateness_ms
         for start in [s for s in memory["w"] if parse_event_time(s) < newest_start_ms - reach]:
             del memory["w"][start]
-        closed = newest_start_ms - self._window_ms - self._lateness_ms - self._period_ms
+        # a window gets panes until the watermark passes its end + the lateness; the newest window seen can be
+        # ahead of the watermark (a partition ahead of the others), so one more window length of margin
+        closed = newest_start_ms - 2 * self._window_ms - self._lateness_ms - self._period_ms
         for section in ("c", "p"):
             for start in [s for s in memory.get(section, {}) if parse_event_time(s) < closed]:
                 del memory[section][start]
-        for key in [k for k in memory["s"] if parse_event_time(k.rsplit("|", 1)[1]) < closed]:
+        # the severities sent (a few keys) stay as long as the figures: a late pane never re-sends or lowers one
+        for key in [k for k in memory["s"] if parse_event_time(k.rsplit("|", 1)[1]) < newest_start_ms - reach]:
             del memory["s"][key]
 
 

@@ -51,7 +51,9 @@ def test_state_keeps_only_what_the_baseline_and_open_windows_need():
     memory = orjson.loads(state.value)
     # windows: the baseline's reach (20 + 1 periods) + the window (5) + the lateness (10), and the newest
     assert len(memory["w"]) == 20 + 1 + 5 + 10 + 1
-    assert len(memory["p"]) <= 5 + 10 + 1 + 1 and len(memory["c"]) <= 5 + 10 + 1 + 1
+    # open windows: two window lengths + the lateness + a period (the margin for skew), and the newest
+    assert len(memory["p"]) == 2 * 5 + 10 + 1 + 1 and len(memory["c"]) <= 2 * 5 + 10 + 1 + 1
+    assert len(memory["s"]) <= len(memory["w"])
     assert max(sizes[100:]) == max(sizes[200:])  # flat once the reach is full
     # every 50th window's cluster alerts (6 blocks of 12,000 against a baseline of 12,000: score 6 = medium)
     clusters = [a for a in alerts if a["kind"] == "block_cluster"]
