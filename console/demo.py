@@ -5,7 +5,7 @@
 2. the product's topics;
 3. the live feed (a background process publishing a realistic tape): for a job
    that starts now, first 15 minutes of history, then live, with one injected
-   scenario of each alert kind 2-4 minutes into the live tape;
+   scenario of each alert kind 1-2 minutes into the live tape;
 4. the pipeline on the local Flink runner with its alert detectors (`--alerts`;
    submitted detached, unless it already runs);
 5. the serving API and dashboard (http://HOST:SERVE_PORT, from the settings:
@@ -39,7 +39,7 @@ from pipeline.commands import submit_to_flink
 # by default) and then injects one scenario of each kind a few minutes into the live tape
 DEMO_PIPELINE_ARGS = ("--alerts",)
 DEMO_HISTORY_MINUTES = 15
-DEMO_SCENARIOS = (("dark_share_surge:AAPL", 2), ("block_cluster:MSFT", 3), ("venue_takeover:NVDA:UBSA", 4))
+DEMO_SCENARIOS = (("dark_share_surge:AAPL", 1), ("block_cluster:MSFT", 2), ("venue_takeover:NVDA:UBSA", 2))
 
 
 def demo_feed_args(history_minutes: float, scenarios: bool) -> list[str]:
@@ -144,6 +144,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="minutes of history the feed sends first when the pipeline starts with it, so alerts "
                              "can fire within the first minutes (default %(default)g; 0: none)")
     parser.add_argument("--no-scenarios", action="store_true",
-                        help="no injected scenarios (by default one of each alert kind, 2-4 minutes into the live "
+                        help="no injected scenarios (by default one of each alert kind, 1-2 minutes into the live "
                              "tape)")
     parser.set_defaults(func=run_demo)
