@@ -37,4 +37,6 @@ export const api = {
   market: (which, limit) => getJSON('/api/v1/market', { window: which, sort: 'dark_share', order: 'desc', limit }),
   marketSymbol: (symbol, which) => getJSON(`/api/v1/market/${enc(symbol)}`, { window: which }),
   timeseries: (symbol, since) => getJSON(`/api/v1/symbols/${enc(symbol)}/timeseries`, { since }),
+  /** the live alerts, newest first; since: emitted_at at/after it (what is new or raised since) */
+  alerts: (limit, since) => getJSON('/api/v1/alerts', { limit, since }),
 };

@@ -3,6 +3,7 @@ import {
   ArcElement, BarController, BarElement, CategoryScale, Chart, DoughnutController, Filler, Legend,
   LinearScale, LineController, LineElement, PointElement, Tooltip,
 } from 'chart.js';
+import { SEVERITY_LOOK, alertFigures, alertKey, alertWindow, kindLabel } from './alerts.js';
 import { DARK_COLOR, LIT_COLOR, PALETTE } from './config.js';
 import { hhmm, int, money, pct } from './format.js';
 import { byVolumeOrder } from './metrics.js';
@@ -32,6 +33,43 @@ function bar(canvas, label, format) {
   });
 }
 
+/** The alert-markers dataset of the over-time chart is the one flagged `isAlerts`. */
+const isAlertsDataset = (d) => Boolean(d?.isAlerts);
+
+/**
+ * Draws a dashed vertical line in the severity's colour at each alert marker of the over-time chart
+ * (Chart.js core only: an inline plugin, no annotation package).
+ */
+const alertLinesPlugin = {
+  id: 'alertLines',
+  afterDatasetsDraw(chart) {
+    const i = chart.data.datasets.findIndex(isAlertsDataset);
+    if (i < 0 || !chart.isDatasetVisible(i)) return;
+    const { ctx, chartArea } = chart;
+    const dataset = chart.data.datasets[i];
+    ctx.save();
+    ctx.setLineDash([4, 4]);
+    ctx.lineWidth = 1.5;
+    chart.getDatasetMeta(i).data.forEach((point, j) => {
+      const alert = dataset.alerts[j];
+      if (!alert) return;
+      ctx.strokeStyle = SEVERITY_LOOK[alert.severity]?.colour ?? '#94a3b8';
+      ctx.beginPath();
+      ctx.moveTo(point.x, point.y);
+      ctx.lineTo(point.x, chartArea.bottom);
+      ctx.stroke();
+    });
+    ctx.restore();
+  },
+};
+
+function alertTooltip(c) {
+  const a = c.dataset.alerts[c.dataIndex];
+  const f = alertFigures(a);
+  return `${a.severity.toUpperCase()} ${kindLabel(a.kind)}${a.venue ? ` on ${a.venue}` : ''}: ${f.observed} vs ${
+    f.baseline} (score ${f.score})`;
+}
+
 /** Build every chart on its canvas (ids in index.html); returns {name: Chart}. */
 export function createCharts() {
   const el = (id) => document.getElementById(id);
@@ -55,9 +93,16 @@ export function createCharts() {
       options: {
         elements: { point: { radius: 0 }, line: { borderWidth: 2, tension: 0.25 } },
         interaction: { mode: 'index', intersect: false },
-        plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${money(c.raw)}` } } },
+        plugins: {
+          tooltip: {
+            filter: (c) => !isAlertsDataset(c.dataset) || Boolean(c.dataset.alerts[c.dataIndex]),
+            callbacks: { label: (c) => (isAlertsDataset(c.dataset) ? alertTooltip(c) : `${c.dataset.label}: ${money(c.raw)}`) },
+          },
+          legend: { labels: { filter: (item, data) => !isAlertsDataset(data.datasets[item.datasetIndex]) } },
+        },
         scales: { y: moneyAxis },
       },
+      plugins: [alertLinesPlugin],
     }),
     tradeSize: new Chart(el('chart-trade-size'), {
       type: 'line',
@@ -105,7 +150,7 @@ export function updateVenueCharts(charts, perVenue) {
   charts.share.update('none');
 }
 
-/** Liquidity over time per venue (top venues + Other) and dark-vs-lit average trade size. */
+/** Liquidity over time per venue (top venues + Other) and dark-vs-lit average trade size (drops the alert markers). */
 export function updateTimeCharts(charts, overTime, tradeSize) {
   charts.overTime.data.labels = overTime.labels.map(hhmm);
   charts.overTime.data.datasets = overTime.series.map((s, i) => {
@@ -113,11 +158,46 @@ export function updateTimeCharts(charts, overTime, tradeSize) {
     return { label: s.venue, data: s.data, borderColor: colour, backgroundColor: colour,
       borderDash: s.is_dark === false ? [6, 3] : [] };
   });
-  charts.overTime.update('none');
+  charts.overTime.update('none'); // its alert markers: updateAlertMarkers, called after this
   charts.tradeSize.data.labels = tradeSize.labels.map(hhmm);
   charts.tradeSize.data.datasets[0].data = tradeSize.dark;
   charts.tradeSize.data.datasets[1].data = tradeSize.lit;
   charts.tradeSize.update('none');
+}
+
+/**
+ * The selected symbol's alert markers on the over-time chart (markers from alerts.alertMarkers: {index, alert}
+ * into the chart's window starts): one point per alerted window, above every line, shaped and coloured by
+ * severity, with a dashed line down to the axis (alertLinesPlugin). The canvas's data-alert-markers lists
+ * what is drawn (key, severity, window_start, pixel x/y): for tests and curious users.
+ */
+export function updateAlertMarkers(charts, markers) {
+  const chart = charts.overTime;
+  const n = chart.data.labels.length;
+  const lines = chart.data.datasets.filter((d) => !isAlertsDataset(d));
+  const top = Math.max(0, ...lines.flatMap((d) => d.data.map((v) => Number(v) || 0)));
+  const alerts = new Array(n).fill(null);
+  for (const m of markers) if (m.index < n && !alerts[m.index]) alerts[m.index] = m.alert; // highest first
+  const look = (a) => SEVERITY_LOOK[a?.severity] ?? { colour: '#94a3b8', pointStyle: 'circle' };
+  const dataset = {
+    label: 'Alerts', isAlerts: true, markers, alerts, order: -1, showLine: false,
+    data: alerts.map((a) => (a ? (top || 1) * 1.08 : null)),
+    pointRadius: alerts.map((a) => (a ? 8 : 0)),
+    pointHoverRadius: alerts.map((a) => (a ? 10 : 0)),
+    pointStyle: alerts.map((a) => look(a).pointStyle),
+    pointBackgroundColor: alerts.map((a) => look(a).colour),
+    pointBorderColor: '#0f172a', pointBorderWidth: 1.5, borderColor: '#f8fafc', backgroundColor: '#f8fafc',
+  };
+  chart.data.datasets = [...lines, ...(markers.length ? [dataset] : [])];
+  chart.update('none');
+  const i = chart.data.datasets.indexOf(dataset);
+  const drawn = i < 0 ? [] : alerts.flatMap((a, j) => {
+    if (!a) return [];
+    const p = chart.getDatasetMeta(i).data[j];
+    return [{ key: alertKey(a), severity: a.severity, window: alertWindow(a), window_start: a.window_start,
+      x: Math.round(p.x), y: Math.round(p.y) }];
+  });
+  chart.canvas.dataset.alertMarkers = JSON.stringify(drawn);
 }
 
 /** Market-wide ranking of symbols by dark share (rows already sorted by the API). */

@@ -17,6 +17,13 @@ export const BLOCK_ROWS = 12;
 /** Venues drawn as their own line in the liquidity-over-time chart; the rest are summed as "Other". */
 export const TOP_VENUE_LINES = 6;
 
+/** Alerts read at load (GET /api/v1/alerts?limit=), rows shown in the alert feed, alerts kept in the page. */
+export const ALERT_FETCH_LIMIT = 200;
+export const ALERT_ROWS = 50;
+export const MAX_ALERTS = 1000;
+/** The map rings the venues of venue alerts whose window ended at most this long before the map's window end (min). */
+export const ALERT_MAP_MINUTES = 15;
+
 export const DARK_COLOR = '#a855f7';
 export const LIT_COLOR = '#f59e0b';
 /** Line colours of the per-venue series: none of them violet or amber, which mean dark and lit. */

@@ -9,7 +9,7 @@ export class LiveStream {
   /**
    * @param {string} url the SSE endpoint
    * @param {{onPane: (kind: string, record: object) => void, onState: (state: string) => void,
-   *          onHeartbeat?: (data: object) => void}} handlers
+   *          onAlert?: (record: object) => void, onHeartbeat?: (data: object) => void}} handlers
    */
   constructor(url, handlers) {
     this.url = url;
@@ -46,6 +46,13 @@ export class LiveStream {
     for (const kind of ['liquidity', 'market']) {
       source.addEventListener(kind, (event) => this.dispatch(kind, event.data));
     }
+    source.addEventListener('alert', (event) => {
+      const record = safeParse(event.data);
+      if (record) {
+        this.setState('live');
+        this.handlers.onAlert?.(record);
+      }
+    });
     source.addEventListener('heartbeat', (event) => {
       this.setState('live');
       this.handlers.onHeartbeat?.(safeParse(event.data));

@@ -3,12 +3,18 @@
 // Data flow: REST snapshots (/api/v1/...) drive every figure; the SSE stream
 // (/api/v1/stream) says when something changed, and a throttled refresh (at most
 // once per RENDER_THROTTLE_MS) re-reads and re-renders. Stream state and data
-// freshness are always visible in the header.
+// freshness are always visible in the header. Alerts (/api/v1/alerts, SSE `alert`
+// events) are kept one per symbol|kind|window_start, never lowered, and drawn at
+// once: the feed, the markers on the liquidity-over-time chart, the map's rings.
 import './style.css';
 import { api } from './api.js';
-import { createCharts, updateRankingChart, updateTimeCharts, updateVenueCharts } from './charts.js';
 import {
-  BLOCK_ROWS, HISTORY_MINUTES, POLL_INTERVAL_MS, RANKING_LIMIT, RENDER_THROTTLE_MS, STALE_AFTER_SECONDS, TOP_VENUE_LINES,
+  ALERT_KINDS, SEVERITY_LOOK, alertFigures, alertKey, alertMarkers, alertWindow, alertedVenues, feedRows, isVenueAlert,
+  kindLabel, mergeAlert, pruneAlerts, venueHighlights,
+} from './alerts.js';
+import { createCharts, updateAlertMarkers, updateRankingChart, updateTimeCharts, updateVenueCharts } from './charts.js';
+import {
+  ALERT_FETCH_LIMIT, ALERT_MAP_MINUTES, ALERT_ROWS, BLOCK_ROWS, MAX_ALERTS, HISTORY_MINUTES, POLL_INTERVAL_MS, RANKING_LIMIT, RENDER_THROTTLE_MS, STALE_AFTER_SECONDS, TOP_VENUE_LINES,
 } from './config.js';
 import { age, clock, int, money, pct, price, windowLabel } from './format.js';
 import { LiveStream, throttle } from './live.js';
@@ -33,6 +39,11 @@ const state = {
   stream: 'connecting',
   map: null,
   windowRows: null,      // all symbols' rows of the shown window (the map's data)
+  windowEnd: null,       // the shown window's end (the map's alert rings look back from it)
+  alerts: new Map(),     // alertKey -> the highest alert held (alerts.js mergeAlert)
+  alertsSince: null,     // newest alert emitted_at seen: the next GET /api/v1/alerts asks from it
+  alertsNote: null,      // status.alerts.note while the server has no alerts topic
+  overTimeLabels: [],    // window starts (ISO) on the liquidity-over-time chart
   refreshing: null,
   again: false,
 };
@@ -133,6 +144,96 @@ function renderBlocks() {
   }));
 }
 
+/** A severity badge: colour, shape and the severity as text (readable without colour). */
+function severityBadge(severity) {
+  const look = SEVERITY_LOOK[severity] ?? { colour: '#94a3b8', shape: '?', text: String(severity).toUpperCase() };
+  const badge = document.createElement('span');
+  badge.className = 'sev-badge';
+  badge.dataset.severity = severity;
+  badge.style.color = look.colour;
+  badge.style.borderColor = look.colour;
+  badge.textContent = `${look.shape} ${look.text}`;
+  return badge;
+}
+
+function renderSeverityLegend() {
+  for (const el of document.querySelectorAll('.sev-legend')) {
+    const look = SEVERITY_LOOK[el.dataset.severity];
+    el.style.color = look.colour;
+    el.textContent = `${look.shape} ${look.text.toLowerCase()}`;
+  }
+  setText('map-alert-minutes', String(ALERT_MAP_MINUTES));
+}
+
+function renderAlerts() {
+  const body = $('alerts-table').tBodies[0];
+  const rows = feedRows(state.alerts.values(), ALERT_ROWS);
+  $('alert-feed').dataset.count = String(state.alerts.size);
+  if (!rows.length) {
+    body.innerHTML = '<tr><td colspan="10" class="empty"></td></tr>';
+    body.querySelector('td').textContent = state.alertsNote ? `No alerts yet (${state.alertsNote})` : 'No alerts yet';
+    return;
+  }
+  const focused = document.activeElement?.closest?.('#alerts-table tr[data-key]')?.dataset.key;
+  body.replaceChildren(...rows.map((a) => {
+    const tr = document.createElement('tr');
+    const key = alertKey(a);
+    const look = SEVERITY_LOOK[a.severity];
+    const figures = alertFigures(a);
+    tr.className = `alert-row clickable${a.symbol === state.symbol ? ' selected' : ''}`;
+    Object.assign(tr.dataset, { key, symbol: a.symbol, kind: a.kind, severity: a.severity, venue: a.venue ?? '' });
+    tr.tabIndex = 0;
+    tr.setAttribute('aria-label', `${a.severity} ${kindLabel(a.kind)} alert on ${a.symbol}, window ${alertWindow(a)} UTC`
+      + `${isVenueAlert(a) ? `, venue ${a.venue}` : ''}: select ${a.symbol}`);
+    const cells = [null, clock(a.emitted_at).replace(' UTC', ''), a.symbol, kindLabel(a.kind), alertWindow(a), null,
+      figures.observed, figures.baseline, figures.score, `${a.pane_timing ?? ''} #${a.pane_index ?? 0}`];
+    cells.forEach((text, j) => {
+      const td = document.createElement('td');
+      if (j === 0) {
+        td.append(severityBadge(a.severity));
+        td.style.borderLeftColor = look?.colour ?? '#94a3b8';
+      } else if (j === 5) {
+        if (isVenueAlert(a)) {
+          const badge = document.createElement('span');
+          badge.className = isDark({ venue: a.venue }, state.venues) ? 'badge-dark' : 'badge-lit';
+          badge.textContent = a.venue;
+          td.append(badge);
+        } else {
+          td.textContent = '—';
+        }
+      } else {
+        td.textContent = text;
+      }
+      if (j === 6 || j === 7 || j === 8) td.className = 'num';
+      if (j === 6 || j === 7) td.title = ALERT_KINDS[a.kind]?.figure ?? '';
+      tr.append(td);
+    });
+    tr.addEventListener('click', () => selectSymbol(a.symbol));
+    tr.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' || e.key === ' ') {
+        e.preventDefault();
+        selectSymbol(a.symbol);
+      }
+    });
+    return tr;
+  }));
+  if (focused) body.querySelector(`tr[data-key="${CSS.escape(focused)}"]`)?.focus();
+}
+
+/** The selected symbol's alert markers on the over-time chart and the alerted venues' rings on the map. */
+function renderAlertMarks() {
+  updateAlertMarkers(charts, alertMarkers(state.alerts.values(), state.symbol, state.overTimeLabels));
+  const rings = venueHighlights(alertedVenues(state.alerts.values(), state.windowEnd, ALERT_MAP_MINUTES), state.registry);
+  state.map?.highlight(rings);
+}
+
+function takeAlert(record) {
+  if (!record?.symbol || !record.kind || !record.window_start) return false;
+  if (!mergeAlert(state.alerts, record)) return false;
+  if (!state.alertsSince || Date.parse(record.emitted_at) > Date.parse(state.alertsSince)) state.alertsSince = record.emitted_at;
+  return true;
+}
+
 function renderFreshness() {
   const seconds = ageSeconds(state.lastUpdate);
   const stale = state.serverStale || seconds === null || seconds > STALE_AFTER_SECONDS;
@@ -203,16 +304,20 @@ async function refreshOnce() {
   const status = await api.status();
   state.serverStale = Boolean(status.stale);
   state.health = status.health ?? null;
+  state.alertsNote = status.alerts && status.alerts.available === false ? (status.alerts.note ?? 'no alerts topic') : null;
   if (status.last_update && (!state.lastUpdate || status.last_update > state.lastUpdate)) state.lastUpdate = status.last_update;
   if (status.symbols !== state.symbols.length || (state.symbol === null && status.symbols > 0)) await loadSymbols();
   const symbol = state.symbol;
-  const [all, market, symWindow, symMarket, series] = await Promise.all([
+  const [all, market, symWindow, symMarket, series, alerts] = await Promise.all([
     api.window(which),
     api.market(which, RANKING_LIMIT),
     symbol ? api.window(which, symbol) : null,
     symbol ? optional(api.marketSymbol(symbol, which)) : null,
     symbol ? api.timeseries(symbol, sinceFor(status.current_window_end ?? status.latest_window_end)) : null,
+    optional(api.alerts(ALERT_FETCH_LIMIT, state.alertsSince)),
   ]);
+  for (const a of alerts?.rows ?? []) takeAlert(a);
+  pruneAlerts(state.alerts, MAX_ALERTS);
   if (symbol !== state.symbol || which !== state.window) return; // selection changed meanwhile: next refresh renders
 
   const label = windowLabel(all.window_start, all.window_end);
@@ -225,7 +330,9 @@ async function refreshOnce() {
   renderMarketHeadline(all.rows);
   updateVenueCharts(charts, byVenue(symRows, state.venues));
   if (series) {
-    updateTimeCharts(charts, liquidityOverTime(series, state.venues, TOP_VENUE_LINES), tradeSizeOverTime(series, state.venues));
+    const overTime = liquidityOverTime(series, state.venues, TOP_VENUE_LINES);
+    state.overTimeLabels = overTime.labels;
+    updateTimeCharts(charts, overTime, tradeSizeOverTime(series, state.venues));
   }
   const sizes = darkLitTradeSize(symRows, state.venues);
   setText('trade-size-now', `this window: dark ${sizes.dark === null ? '—' : int(sizes.dark)} sh · lit ${
@@ -236,7 +343,10 @@ async function refreshOnce() {
   pruneBlocks();
   renderBlocks();
   state.windowRows = all.rows;
+  state.windowEnd = all.window_end;
   state.map?.update(venueMapPoints(state.registry, all.rows));
+  renderAlerts();
+  renderAlertMarks();
   document.body.dataset.renderedAt = new Date().toISOString();
   document.body.dataset.symbol = state.symbol ?? '';
   renderFreshness();
@@ -274,12 +384,24 @@ function pruneBlocks(max = 500) {
 
 function selectSymbol(symbol) {
   if (!symbol || symbol === state.symbol) return;
+  if (!state.symbols.includes(symbol)) { // an alert's symbol the selector does not list yet
+    state.symbols = [...state.symbols, symbol].sort();
+    renderSymbolOptions();
+  }
   state.symbol = symbol;
   $('symbol-select').value = symbol;
   const url = new URL(window.location.href);
   url.searchParams.set('symbol', symbol);
   window.history.replaceState(null, '', url);
+  renderAlerts(); // the selected rows at once; the markers follow with the symbol's series
   refresh();
+}
+
+function onAlert(record) {
+  if (!takeAlert(record)) return;
+  pruneAlerts(state.alerts, MAX_ALERTS);
+  renderAlerts();
+  renderAlertMarks();
 }
 
 function onPane(kind, record) {
@@ -299,6 +421,7 @@ async function mountMap() {
     const { createVenueMap } = await import('./venue-map.jsx');
     state.map = createVenueMap($('venue-map'));
     if (state.windowRows) state.map.update(venueMapPoints(state.registry, state.windowRows));
+    renderAlertMarks();
   } catch (err) {
     console.error(`the venue map could not start: ${err.message}`);
     $('venue-map').textContent = `Map unavailable: ${err.message}`;
@@ -313,6 +436,7 @@ async function start() {
     refresh();
   });
   renderFreshness();
+  renderSeverityLegend();
   const { venues } = await api.venues();
   state.registry = venues;
   state.venues = Object.fromEntries(venues.map((v) => [v.mpid, v]));
@@ -321,6 +445,7 @@ async function start() {
   mountMap();
   new LiveStream('/api/v1/stream', {
     onPane,
+    onAlert,
     onState: (s) => {
       state.stream = s;
       renderFreshness();

@@ -4,8 +4,10 @@
 // instance, read-only (no side panel), on an offline base map (see
 // offline-basemap.js). Each venue is a point sized by the latest window's
 // notional and coloured dark (ATS/SDP) vs lit (exchange). `update()` replaces
-// the dataset in place, keeping the user's pan/zoom.
-import { addDataToMap, replaceDataInMap } from '@kepler.gl/actions';
+// the dataset in place, keeping the user's pan/zoom. `highlight()` rings the venues
+// of recent venue alerts: a second dataset with its own outline-only point layer
+// (restyling single points of the first layer is not cheap in kepler.gl).
+import { addDataToMap, removeDataset, replaceDataInMap } from '@kepler.gl/actions';
 import { KeplerGl } from '@kepler.gl/components';
 import { enhanceReduxMiddleware, keplerGlReducer } from '@kepler.gl/reducers';
 import { createRoot } from 'react-dom/client';
@@ -15,6 +17,9 @@ import { keplerOfflineMapStyle, OFFLINE_STYLE_ID } from './offline-basemap.js';
 
 export const MAP_ID = 'venues-map';
 export const DATASET_ID = 'venues';
+export const ALERT_DATASET_ID = 'alerted-venues';
+/** The ring around an alerted venue: white, thick, drawn over the venue points (the severity is in the tooltip). */
+export const ALERT_RING_COLOR = [255, 255, 255];
 export const DARK_COLOR = '#a855f7';
 export const LIT_COLOR = '#f59e0b';
 
@@ -115,6 +120,68 @@ export function venueLayerConfig() {
   };
 }
 
+const ALERT_FIELDS = [
+  { name: 'mpid', type: 'string', analyzerType: 'STRING' },
+  { name: 'name', type: 'string', analyzerType: 'STRING' },
+  { name: 'severity', type: 'string', analyzerType: 'STRING' },
+  { name: 'alerts', type: 'string', analyzerType: 'STRING' },
+  { name: 'alert_count', type: 'integer', analyzerType: 'INT' },
+  { name: 'latitude', type: 'real', analyzerType: 'FLOAT' },
+  { name: 'longitude', type: 'real', analyzerType: 'FLOAT' },
+];
+
+/** kepler.gl dataset of the alerted venues (points from alerts.venueHighlights). */
+export function toAlertDataset(points) {
+  return {
+    info: { id: ALERT_DATASET_ID, label: 'Venue alerts' },
+    data: {
+      fields: ALERT_FIELDS.map((f) => ({ ...f, format: '' })),
+      rows: points.map((p) => [p.mpid, p.name, p.severity, p.alerts, p.alert_count, p.latitude, p.longitude]),
+    },
+  };
+}
+
+/** The alert rings' layer: outline-only points of a fixed radius, larger than most venue points. */
+export function alertLayerConfig() {
+  return {
+    version: 'v1',
+    config: {
+      visState: {
+        layers: [
+          {
+            id: 'alerted-venues',
+            type: 'point',
+            config: {
+              dataId: ALERT_DATASET_ID,
+              label: 'Venue alerts (ring)',
+              color: ALERT_RING_COLOR,
+              columns: { lat: 'latitude', lng: 'longitude' },
+              isVisible: true,
+              visConfig: {
+                radius: 30, fixedRadius: false, opacity: 1, outline: true, thickness: 4,
+                strokeColor: ALERT_RING_COLOR, filled: false,
+              },
+            },
+            visualChannels: { colorField: null, sizeField: null, strokeColorField: null },
+          },
+        ],
+        interactionConfig: {
+          tooltip: {
+            enabled: true,
+            fieldsToShow: {
+              [ALERT_DATASET_ID]: [
+                { name: 'mpid', format: null },
+                { name: 'severity', format: null },
+                { name: 'alerts', format: null },
+              ],
+            },
+          },
+        },
+      },
+    },
+  };
+}
+
 function createMapStore() {
   const customizedKeplerGlReducer = keplerGlReducer.initialState({
     uiState: { readOnly: true, activeSidePanel: null, currentModal: null },
@@ -176,6 +243,7 @@ export function createVenueMap(element) {
     element.dataset.points = String(points.length);
     element.dataset.totalNotional = String(Math.round(points.reduce((a, p) => a + (Number(p.notional) || 0), 0)));
     element.dataset.updatedAt = new Date().toISOString();
+    flushRings(); // rings asked for before the venues layer existed
   };
   const unsubscribe = store.subscribe(() => {
     if (pending && ready()) {
@@ -185,8 +253,47 @@ export function createVenueMap(element) {
       apply(points);
     }
   });
+  // the alert rings: added, replaced or removed once the venues layer exists (so it stays on top)
+  let ringsShown = false;
+  let pendingRings = null;
+  const applyRings = (points) => {
+    if (!points.length) {
+      if (ringsShown) store.dispatch(removeDataset(ALERT_DATASET_ID));
+      ringsShown = false;
+    } else if (!ringsShown) {
+      store.dispatch(addDataToMap({
+        datasets: [toAlertDataset(points)],
+        options: { centerMap: false, readOnly: true, keepExistingConfig: true },
+        config: alertLayerConfig(),
+      }));
+      ringsShown = true;
+    } else {
+      store.dispatch(replaceDataInMap({
+        datasetToReplaceId: ALERT_DATASET_ID,
+        datasetToUse: toAlertDataset(points),
+        options: { keepExistingConfig: true, centerMap: false },
+      }));
+    }
+    element.dataset.highlighted = points.map((p) => p.mpid).join(',');
+  };
+  const flushRings = () => {
+    if (pendingRings && added) {
+      const points = pendingRings;
+      pendingRings = null;
+      applyRings(points);
+    }
+  };
+  store.subscribe(flushRings);
   return {
     store,
+    /** Ring the alerted venues (array from alerts.venueHighlights; empty: no rings). */
+    highlight(points) {
+      const wanted = points.map((p) => `${p.mpid}:${p.severity}:${p.alert_count}`).join(',');
+      if (wanted === element.dataset.highlightState) return;
+      element.dataset.highlightState = wanted;
+      pendingRings = points;
+      flushRings();
+    },
     /** Replace the venues dataset with fresh points (array from metrics.venueMapPoints). */
     update(points) {
       if (ready()) apply(points);

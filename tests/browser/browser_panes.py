@@ -3,7 +3,9 @@
 The panes follow darkpool.contracts (LIQUIDITY_FIELDS / MARKET_FIELDS, keys,
 ISO-8601 times) and the definitions of darkpool.market, with the market rollup computed
 from the liquidity panes of the same (window, symbol), so what the dashboard
-shows can be checked against what was produced.
+shows can be checked against what was produced. Alert records (:func:`alert_record`,
+darkpool.contracts ALERT_FIELDS) go to an optional alerts topic (``make_topics(...,
+alerts=True)``); without it the alerts topic named does not exist (no alerts yet).
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from contract_records import market_rollup
 
 from darkpool import market
 from darkpool.contracts import (
+    ALERT_FIELDS,
+    ALERT_NULLABLE_FIELDS,
     BLOCK_MIN_SHARES,
     LIQUIDITY_FIELDS,
+    alert_key,
     format_event_time,
     liquidity_key,
     load_venues,
@@ -36,13 +41,19 @@ PRICES = {"AAPL": 189.2, "MSFT": 415.6, "NVDA": 131.4, "AMZN": 178.9, "TSLA": 24
 class Topics:
     liquidity: str
     market: str
+    alerts: str = ""  # the alerts topic serving reads (empty: serving's default)
 
 
-def make_topics(bootstrap: str) -> Topics:
-    """Two fresh, uniquely named output topics on the real broker."""
+def make_topics(bootstrap: str, alerts: bool = False) -> Topics:
+    """Two fresh, uniquely named output topics on the real broker, and a unique alerts topic name
+    (the topic created only when ``alerts``, so by default serving has no alerts topic: no alerts yet)."""
     suffix = uuid.uuid4().hex[:10]
-    topics = Topics(f"test.browser.{suffix}.liquidity", f"test.browser.{suffix}.market")
-    create_topics(bootstrap, {topics.liquidity: TopicSpec(2), topics.market: TopicSpec(2)})
+    topics = Topics(f"test.browser.{suffix}.liquidity", f"test.browser.{suffix}.market",
+                    f"test.browser.{suffix}.alerts")
+    specs = {topics.liquidity: TopicSpec(2), topics.market: TopicSpec(2)}
+    if alerts:
+        specs[topics.alerts] = TopicSpec(2, {"cleanup.policy": "compact"})
+    create_topics(bootstrap, specs)
     return topics
 
 
@@ -119,7 +130,25 @@ def build_session(now_ms: int, *, symbols: tuple[str, ...] = tuple(PRICES), wind
     return liquidity, market
 
 
-def produce(bootstrap: str, topics: Topics, liquidity: list[dict], market: list[dict]) -> None:
+def alert_record(symbol: str, kind: str, severity: str, window_start_ms: int, *, emitted_ms: int,
+                 venue: str | None = None, observed: float = 0.8, baseline: float = 0.4, score: float = 7.5,
+                 timing: str = "EARLY", pane_index: int = 0) -> dict:
+    """A darkpool.alerts record (darkpool.contracts ALERT_FIELDS) of the window starting at window_start_ms."""
+    record = {
+        "window_start": format_event_time(window_start_ms),
+        "window_end": format_event_time(window_start_ms + WINDOW_MS),
+        "symbol": symbol, "kind": kind, "venue": venue,
+        "observed": observed, "baseline": baseline, "baseline_spread": 0.02, "baseline_windows": 20,
+        "score": score, "severity": severity, "pane_timing": timing, "pane_index": pane_index,
+        "emitted_at": format_event_time(emitted_ms),
+    }
+    assert tuple(record) == ALERT_FIELDS
+    assert all(v is not None for k, v in record.items() if k not in ALERT_NULLABLE_FIELDS)
+    return record
+
+
+def produce(bootstrap: str, topics: Topics, liquidity: list[dict], market: list[dict],
+            alerts: list[dict] = ()) -> None:
     """Produce contract records (keys as in darkpool.contracts) and wait for the broker's acknowledgements."""
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
     failures: list[str] = []
@@ -133,6 +162,9 @@ def produce(bootstrap: str, topics: Topics, liquidity: list[dict], market: list[
                          value=orjson.dumps(r), on_delivery=report)
     for r in market:
         producer.produce(topics.market, key=market_key(r["symbol"], r["window_start"]).encode(),
+                         value=orjson.dumps(r), on_delivery=report)
+    for r in alerts:
+        producer.produce(topics.alerts, key=alert_key(r["symbol"], r["kind"], r["window_start"]).encode(),
                          value=orjson.dumps(r), on_delivery=report)
     remaining = producer.flush(30)
     assert remaining == 0 and not failures, f"produce failed: {remaining} unsent, errors {failures[:3]}"

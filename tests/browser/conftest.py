@@ -70,7 +70,8 @@ class ServeProcess:
         command = [
             str(Path(sys.executable).with_name("darkpool")), "serve", "--port", str(self.port),
             "--bootstrap", self.bootstrap, "--liquidity-topic", self.topics.liquidity,
-            "--market-topic", self.topics.market, "--threads", "16", *self.extra_args,
+            "--market-topic", self.topics.market, "--threads", "16",
+            *(("--alerts-topic", self.topics.alerts) if self.topics.alerts else ()), *self.extra_args,
         ]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
