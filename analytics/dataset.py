@@ -25,6 +25,14 @@ and HHI) and every column.
 
 All work is SQL inside DuckDB; nothing loops over rows in Python.
 
+The optional ``alerts`` table (``<root>/alerts/date=YYYY-MM-DD/*.parquet`` in
+``ALERT_SCHEMA``, written by a pipeline run with ``--alerts``) is loaded apart by
+:func:`load_alerts` into the temp table ``alerts``: the selection's window_start
+range and symbols apply, and an alert re-emitted with a higher severity (same
+key ``symbol, kind, window_start``) counts once, as its row of the highest
+severity (:func:`darkpool.contracts.severity_rank`), then the latest
+``emitted_at``. ``--all-panes`` does not change that: alerts are not panes.
+
 A dataset on S3 (``s3://bucket/prefix``, endpoint and credentials from Settings)
 is read with ``pyarrow.dataset`` over ``pyarrow.fs.S3FileSystem`` and handed to
 DuckDB as an Arrow dataset (DuckDB pushes its column projection and its filters,
@@ -47,9 +55,9 @@ import pyarrow as pa
 from analytics.compact import visible_paths, visible_s3_paths
 from darkpool import storage
 from darkpool.config import Settings, load_settings
-from darkpool.contracts import PARQUET_PARTITION_FIELD, load_venues, parse_event_time
+from darkpool.contracts import PARQUET_PARTITION_FIELD, SEVERITIES, load_venues, parse_event_time
 from darkpool.errors import DarkpoolError
-from darkpool.schema import FIELDS, LIQUIDITY, MARKET, SCHEMAS
+from darkpool.schema import ALERTS, FIELDS, LIQUIDITY, MARKET, SCHEMAS
 
 TABLE_KEYS = {
     LIQUIDITY: ("window_start", "symbol", "venue"),
@@ -61,6 +69,7 @@ TABLE_COLUMNS = {
                   "notional", "block_count", "block_quantity", "pane_timing", "pane_index", "emitted_at"),
     MARKET: FIELDS[MARKET],
 }
+ALERT_KEYS = ("symbol", "kind", "window_start")
 # every liquidity table is a period total, so only on-grid liquidity windows are loaded (5x fewer panes)
 GRID_ONLY_TABLES = frozenset({LIQUIDITY})
 
@@ -301,3 +310,90 @@ def load_panes(
             "widen --from/--to or check --symbols",
         )
     return counts
+
+
+def severity_rank_sql(column: str) -> str:
+    """SQL of :func:`darkpool.contracts.severity_rank` over ``column`` (NULL for a text not in SEVERITIES)."""
+    cases = " ".join(f"WHEN '{severity}' THEN {rank}" for rank, severity in enumerate(SEVERITIES))
+    return f"(CASE {column} {cases} ELSE NULL END)"
+
+
+def _alerts_source_sql(files: list[Path], selection: Selection,
+                       source_relation: str | None = None) -> tuple[str, list[object]]:
+    """The SELECT that reads the selected alert rows (every emission) of the files or an Arrow relation."""
+    columns = FIELDS[ALERTS]
+    where, params = _where_clause(selection)
+    if source_relation is not None:
+        return f"SELECT {', '.join(columns)} FROM {source_relation}{where}", params
+    source = f"SELECT {', '.join(columns)} FROM read_parquet(?, hive_partitioning = true, union_by_name = true){where}"
+    return source, [[str(p) for p in files], *params]
+
+
+def latest_alerts_sql(relation: str) -> str:
+    """The SELECT keeping one row per alert key of ``relation``: the highest severity, then the latest emitted_at."""
+    columns = FIELDS[ALERTS]
+    # order rows by (severity rank, emitted_at): emitted_at in epoch ms stays below 2**42
+    order = f"{severity_rank_sql('severity')} * 4398046511104 + coalesce(epoch_ms(emitted_at), 0)"
+    values = ", ".join(f"arg_max({c}, _alert_order) AS {c}" for c in columns if c not in ALERT_KEYS)
+    final = (
+        f"SELECT {', '.join(ALERT_KEYS)}, {values} FROM (SELECT *, {order} AS _alert_order FROM {relation}) "
+        f"GROUP BY {', '.join(ALERT_KEYS)}"
+    )
+    return f"SELECT {', '.join(columns)} FROM ({final})"
+
+
+def load_alerts(
+    con: duckdb.DuckDBPyConnection,
+    root: Path | str,
+    selection: Selection,
+    progress: Progress | None = None,
+) -> int | None:
+    """Materialise the selected alerts as temp table ``alerts`` (one row per key); return its row count.
+
+    None (and no table) when the dataset has no alerts table: a pipeline run without
+    ``--alerts``. Raises DarkpoolError when a file does not match the contract or an
+    alert's severity is not one of darkpool.contracts.SEVERITIES.
+    """
+    progress = progress or Progress(enabled=False)
+    on_s3 = storage.is_s3(root)
+    location = storage.join(root, ALERTS)
+    if on_s3:
+        s3_table = open_s3_table(str(root), ALERTS)
+        files, size_bytes, relation, count = [], s3_table.size_bytes, f"_{ALERTS}_on_s3", s3_table.files
+    else:
+        files = table_files(Path(root), ALERTS)
+        size_bytes, relation, count = sum(p.stat().st_size for p in files), None, len(files)
+    if not count:
+        progress.step(f"no {ALERTS} table under {location}")
+        return None
+    progress.step(f"reading {ALERTS}: {count} files, {size_bytes / 1e6:.1f} MB{' from S3' if on_s3 else ''}")
+    sql, params = _alerts_source_sql(files, selection, source_relation=relation)
+    emitted = f"_{ALERTS}_emitted"
+    try:
+        if relation is not None:
+            con.register(relation, s3_table.dataset)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {emitted} AS {sql}", params)
+    except (duckdb.IOException, duckdb.BinderException, duckdb.InvalidInputException,
+            duckdb.ConversionException, pa.ArrowException, OSError) as exc:
+        raise DarkpoolError(
+            f"cannot read the {ALERTS} table under {location}: {exc}",
+            "the files must follow darkpool.contracts.ALERT_SCHEMA",
+        ) from exc
+    finally:
+        if relation is not None:
+            con.unregister(relation)
+    unknown = con.execute(
+        f"SELECT DISTINCT severity FROM {emitted} WHERE {severity_rank_sql('severity')} IS NULL ORDER BY 1"
+    ).fetchall()
+    if unknown:
+        con.execute(f"DROP TABLE {emitted}")
+        raise DarkpoolError(
+            f"the {ALERTS} table under {location} has alerts of unknown severity "
+            f"{', '.join(repr(row[0]) for row in unknown)}",
+            f"a severity is one of {', '.join(SEVERITIES)} (darkpool.contracts.SEVERITIES)",
+        )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {ALERTS} AS {latest_alerts_sql(emitted)}")
+    con.execute(f"DROP TABLE {emitted}")
+    rows = con.execute(f"SELECT count(*) FROM {ALERTS}").fetchall()[0][0]
+    progress.step(f"{ALERTS}: {rows:,} alerts selected (one per symbol, kind and window)")
+    return rows

@@ -22,9 +22,12 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
 
+from darkpool.contracts import ALERT_BLOCK_CLUSTER, ALERT_DARK_SHARE_SURGE, ALERT_KINDS, ALERT_VENUE_CONCENTRATION  # noqa: E402
+
 TYPE_COLORS = {"ATS": "#1f4e79", "SDP": "#6a9fd4", "EXCHANGE": "#c0504d"}
 DARK_COLOR, LIT_COLOR = "#1f4e79", "#c0504d"
 DPI = 100
+ALERT_COLORS = {ALERT_DARK_SHARE_SURGE: "#1f4e79", ALERT_BLOCK_CLUSTER: "#e08a00", ALERT_VENUE_CONCENTRATION: "#c0504d"}
 
 
 def _style() -> None:
@@ -182,6 +185,32 @@ def plot_hhi_by_symbol(df: pd.DataFrame, top: int = 30) -> Figure | None:
     return fig
 
 
+def plot_alerts_over_time(df: pd.DataFrame) -> Figure | None:
+    """Alerts per period of window start (``period_minutes`` wide), stacked bars by kind.
+
+    ``df`` is :func:`analytics.tables.alert_timeline`'s frame (period_start, period_minutes, kind, alerts).
+    """
+    if df.empty or df["alerts"].sum() == 0:
+        return None
+    minutes = int(df["period_minutes"].iloc[0])
+    grid = df.assign(period_start=_utc_naive(df["period_start"])).pivot_table(
+        index="period_start", columns="kind", values="alerts", aggfunc="sum", fill_value=0)
+    kinds = [k for k in ALERT_KINDS if k in grid.columns] + sorted(set(grid.columns) - set(ALERT_KINDS))
+    fig, ax = _figure(9, 3.8)
+    bottom = pd.Series(0, index=grid.index)
+    width = pd.Timedelta(minutes=minutes) * 0.9
+    for kind in kinds:
+        ax.bar(grid.index, grid[kind], width=width, bottom=bottom, align="edge",
+               color=ALERT_COLORS.get(kind, "#888888"), label=kind)
+        bottom = bottom + grid[kind]
+    ax.set_ylabel("alerts")
+    ax.set_xlabel("window start (UTC)")
+    ax.set_title(f"Alerts per {'hour' if minutes == 60 else f'{minutes} minutes'} by kind")
+    ax.legend(loc="upper right")
+    fig.autofmt_xdate()
+    return fig
+
+
 def _latest_week(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["week"] == df["week"].max()]
 
@@ -246,7 +275,8 @@ def plot_finra_comparison(df: pd.DataFrame, top: int = 20) -> Figure | None:
     return fig
 
 
-# table name -> plot function; the report draws a figure for each table present
+# table name -> plot function; the report draws a figure for each table present (from the table, or from the
+# frame the report passes for it: the alerts over time from their finer timeline)
 FIGURES: dict[str, Callable[[pd.DataFrame], Figure | None]] = {
     "venue_ranking": plot_venue_ranking,
     "dark_lit_over_time": plot_dark_lit_over_time,
@@ -255,6 +285,7 @@ FIGURES: dict[str, Callable[[pd.DataFrame], Figure | None]] = {
     "block_activity": plot_block_activity,
     "hhi_over_time": plot_hhi_over_time,
     "hhi_by_symbol": plot_hhi_by_symbol,
+    "alerts_over_time": plot_alerts_over_time,  # drawn from analytics.tables.alert_timeline's frame
     "finra_venue_share": plot_finra_venue_share,
     "finra_venue_trade_size": plot_finra_venue_trade_size,
     "finra_concentration": plot_finra_concentration,

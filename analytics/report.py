@@ -28,12 +28,13 @@ import pyarrow.parquet as pq
 
 from analytics import finra as finra_mod
 from analytics import tables as tables_mod
-from analytics.dataset import Progress, Selection, connect, load_panes
+from analytics.dataset import Progress, Selection, connect, load_alerts, load_panes
 from analytics.figures import FIGURES, to_png
 from darkpool import __version__
 from darkpool.finra_file import MAX_ERRORS_SHOWN, read_files
 
 HTML_ROWS = 25  # rows of each table shown in the HTML (the CSV has all)
+NO_ALERTS_NOTE = "no alerts in the dataset (run the pipeline with --alerts)"
 
 FINRA_TITLES = {
     "finra_venue_share": ("FINRA: ATS venue share per symbol and week",
@@ -65,6 +66,7 @@ class ReportResult:
     figures: dict[str, Path]
     finra_source: str | None = None
     notes: list[str] = field(default_factory=list)
+    alerts: int | None = None  # alerts analysed; None: the dataset has no alerts table
 
 
 def default_out_dir(home: Path) -> Path:
@@ -197,6 +199,16 @@ def build_report(
     titles = {spec.name: (spec.title, spec.description) for spec in tables_mod.TABLES}
 
     notes: list[str] = []
+    figure_data: dict[str, pd.DataFrame] = {}  # a figure drawn from another frame than its table
+    alert_count = load_alerts(con, dataset, selection, progress)
+    if alert_count is None:
+        notes.append(NO_ALERTS_NOTE)
+    else:
+        results.update(tables_mod.compute_alerts(con, progress.step))
+        titles.update({spec.name: (spec.title, spec.description) for spec in tables_mod.ALERT_TABLES})
+        figure_data["alerts_over_time"] = tables_mod.alert_timeline(con)
+        if alert_count == 0:
+            notes.append(f"the dataset's alerts table has no alert for {selection.describe()}")
     finra_source: str | None = None
     finra_table: pa.Table | None = None
     if finra_file is not None:
@@ -242,7 +254,7 @@ def build_report(
     for name, df in results.items():
         png: bytes | None = None
         if name in plotted:
-            fig = FIGURES[name](df)
+            fig = FIGURES[name](figure_data.get(name, df))
             if fig is not None:
                 png = to_png(fig)
                 figure_paths[name] = figures_dir / f"{name}.png"
@@ -258,6 +270,8 @@ def build_report(
         "volume rule": "period totals use only windows on the non-overlapping grid of the window size "
                        "(window_start % size == 0), so each trade is counted once; per-window shares and HHI "
                        "use every window",
+        "alerts analysed": ("none (no alerts table)" if alert_count is None
+                            else f"{alert_count:,} (one per symbol, kind and window, at its highest severity)"),
         "FINRA data": finra_source or "none (darkpool finra import FILE, or --finra FILE)",
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") + f" by darkpool {__version__}",
     }
@@ -265,4 +279,4 @@ def build_report(
     html_path.write_text(render_html("Dark pool liquidity report", meta, sections, notes), encoding="utf-8")
     progress.step(f"report written: {html_path}")
     return ReportResult(out_dir=out_dir, html_path=html_path, tables=results, figures=figure_paths,
-                        finra_source=finra_source, notes=notes)
+                        finra_source=finra_source, notes=notes, alerts=alert_count)

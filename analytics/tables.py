@@ -6,6 +6,11 @@ DataFrame. Counting rule (see analytics.dataset): tables that add volume over a
 period use only ``on_grid`` windows (non-overlapping, each trade counted once);
 per-window ratios (dark share, HHI over time) use every window as it is.
 
+The alert tables (:data:`ALERT_TABLES`) read the temp table ``alerts`` that
+:func:`analytics.dataset.load_alerts` created (one row per symbol, kind and
+window: the alert at its highest severity); the report computes them only when
+the dataset has an alerts table.
+
 Definitions: docs/market-rules.md (darkpool.market). The queries build those
 columns (dark, VWAP, average trade size, dark share, HHI, top venue, venue
 count, and every other ratio, NULL when its denominator is zero) with the SQL
@@ -22,6 +27,7 @@ import duckdb
 import pandas as pd
 
 from analytics import market_sql as m
+from darkpool.contracts import SEVERITIES
 
 
 def _query(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
@@ -180,6 +186,53 @@ def pane_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """)
 
 
+def _severity_counts() -> str:
+    """``count(*) FILTER (WHERE severity = 'high') AS high, ...``: one column per severity, highest first."""
+    return ", ".join(f"count(*) FILTER (WHERE severity = '{s}')::BIGINT AS {s}" for s in reversed(SEVERITIES))
+
+
+def alert_history(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Alerts per symbol and kind: how many, of which per severity, first and last window, max score, venues."""
+    return _query(con, f"""
+        SELECT symbol, kind, count(*)::BIGINT AS alerts, {_severity_counts()},
+               min(window_start) AS first_window, max(window_start) AS last_window, max(score) AS max_score,
+               nullif(array_to_string(list_sort(list_distinct(list(venue))), ','), '') AS venues
+        FROM alerts GROUP BY symbol, kind ORDER BY alerts DESC, symbol, kind
+    """)
+
+
+def alerts_over_time(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Alerts per hour of window_start and kind, with their severities and how many symbols they name."""
+    return _query(con, f"""
+        SELECT date_trunc('hour', window_start) AS hour, kind, count(*)::BIGINT AS alerts, {_severity_counts()},
+               count(DISTINCT symbol)::BIGINT AS symbols
+        FROM alerts GROUP BY hour, kind ORDER BY hour, kind
+    """)
+
+
+SHORT_SPAN_HOURS = 6  # alerts spanning less than this are drawn per 15 minutes, longer spans per hour
+
+
+def timeline_minutes(span_hours: float) -> int:
+    """The bar width of the alerts-over-time figure: 15 minutes when the alerts span < 6 hours, else 60."""
+    return 15 if span_hours < SHORT_SPAN_HOURS else 60
+
+
+def alert_timeline(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The figure's data: alerts per period of window_start (:func:`timeline_minutes`) and kind.
+
+    Columns ``period_start``, ``period_minutes``, ``kind``, ``alerts``.
+    """
+    span = con.execute("SELECT (epoch_ms(max(window_start)) - epoch_ms(min(window_start))) / 3.6e6 FROM alerts"
+                       ).fetchall()[0][0]
+    minutes = timeline_minutes(span or 0.0)
+    return _query(con, f"""
+        SELECT time_bucket(INTERVAL '{minutes} minutes', window_start) AS period_start,
+               {minutes} AS period_minutes, kind, count(*)::BIGINT AS alerts
+        FROM alerts GROUP BY period_start, kind ORDER BY period_start, kind
+    """)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """One report table: how to compute it and how the report introduces it."""
@@ -218,6 +271,17 @@ TABLES: tuple[TableSpec, ...] = (
 )
 
 
+ALERT_TABLES: tuple[TableSpec, ...] = (
+    TableSpec("alert_history", "Alert history by symbol and kind", alert_history,
+              "The pipeline's alerts (run with --alerts; docs/alerts.md) per symbol and kind, each alert counted "
+              "once at its highest severity: how many, of which high, medium and low, the first and last window, "
+              "the highest score and the venues named."),
+    TableSpec("alerts_over_time", "Alerts over time", alerts_over_time,
+              "Alerts per hour of their window's start and kind (the figure: per 15 minutes when the alerts span "
+              "less than 6 hours)."),
+)
+
+
 def compute_all(
     con: duckdb.DuckDBPyConnection, on_step: Callable[[str], None] | None = None
 ) -> dict[str, pd.DataFrame]:
@@ -227,4 +291,16 @@ def compute_all(
         results[spec.name] = spec.compute(con)
         if on_step:
             on_step(f"table {i}/{len(TABLES)} {spec.name}: {len(results[spec.name]):,} rows")
+    return results
+
+
+def compute_alerts(
+    con: duckdb.DuckDBPyConnection, on_step: Callable[[str], None] | None = None
+) -> dict[str, pd.DataFrame]:
+    """Every table in :data:`ALERT_TABLES` (needs the temp table ``alerts``), by name, in report order."""
+    results: dict[str, pd.DataFrame] = {}
+    for spec in ALERT_TABLES:
+        results[spec.name] = spec.compute(con)
+        if on_step:
+            on_step(f"alert table {spec.name}: {len(results[spec.name]):,} rows")
     return results

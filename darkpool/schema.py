@@ -1,7 +1,8 @@
 """The output records' fields, in one place: names, kinds and nullability, from the contract's schemas.
 
 The pyarrow schemas of :mod:`darkpool.contracts` (``LIQUIDITY_SCHEMA``,
-``MARKET_SCHEMA``, together ``PARQUET_TABLES``) are the source: a field's name
+``MARKET_SCHEMA``, and ``ALERT_SCHEMA`` of the optional ``alerts`` table, together
+``PARQUET_TABLES``) are the source: a field's name
 and order, and its kind (``int``, ``float``, ``str``, or ``time`` for the
 timestamps, ISO-8601 strings on the wire), are read off them here. Serving's
 validation and OpenAPI document, the analytics' Parquet reader, the pipeline's
@@ -25,7 +26,11 @@ from darkpool.contracts import PARQUET_TABLES
 LIQUIDITY = "liquidity"
 MARKET = "market"
 TABLES = (LIQUIDITY, MARKET)
-SCHEMAS: dict[str, pa.Schema] = {table: PARQUET_TABLES[table] for table in TABLES}
+# the alerts table (contracts.ALERT_SCHEMA) is written only by a pipeline run with --alerts, so a dataset
+# may lack it: it is not in TABLES (every dataset has those), but its schema and fields are below
+ALERTS = "alerts"
+OPTIONAL_TABLES = (ALERTS,)
+SCHEMAS: dict[str, pa.Schema] = {table: PARQUET_TABLES[table] for table in (*TABLES, *OPTIONAL_TABLES)}
 
 KIND_INT = "int"
 KIND_FLOAT = "float"
