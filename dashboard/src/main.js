@@ -42,7 +42,7 @@ const state = {
   windowEnd: null,       // the shown window's end (the map's alert rings look back from it)
   alerts: new Map(),     // alertKey -> the highest alert held (alerts.js mergeAlert)
   alertsSince: null,     // newest alert emitted_at seen: the next GET /api/v1/alerts asks from it
-  alertsNote: null,      // status.alerts.note while the server has no alerts topic
+  alertsNote: null,      // {topic, note} of status.alerts while the server has no alerts topic
   overTimeLabels: [],    // window starts (ISO) on the liquidity-over-time chart
   refreshing: null,
   again: false,
@@ -171,7 +171,10 @@ function renderAlerts() {
   $('alert-feed').dataset.count = String(state.alerts.size);
   if (!rows.length) {
     body.innerHTML = '<tr><td colspan="10" class="empty"></td></tr>';
-    body.querySelector('td').textContent = state.alertsNote ? `No alerts yet (${state.alertsNote})` : 'No alerts yet';
+    const td = body.querySelector('td');
+    td.textContent = state.alertsNote ? `No alerts yet: the server has no alerts topic (${state.alertsNote.topic}) yet`
+      : 'No alerts yet';
+    td.title = state.alertsNote?.note ?? '';
     return;
   }
   const focused = document.activeElement?.closest?.('#alerts-table tr[data-key]')?.dataset.key;
@@ -304,7 +307,8 @@ async function refreshOnce() {
   const status = await api.status();
   state.serverStale = Boolean(status.stale);
   state.health = status.health ?? null;
-  state.alertsNote = status.alerts && status.alerts.available === false ? (status.alerts.note ?? 'no alerts topic') : null;
+  state.alertsNote = status.alerts && status.alerts.available === false
+    ? { topic: status.alerts.topic ?? 'darkpool.alerts', note: status.alerts.note ?? '' } : null;
   if (status.last_update && (!state.lastUpdate || status.last_update > state.lastUpdate)) state.lastUpdate = status.last_update;
   if (status.symbols !== state.symbols.length || (state.symbol === null && status.symbols > 0)) await loadSymbols();
   const symbol = state.symbol;

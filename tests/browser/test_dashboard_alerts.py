@@ -234,3 +234,22 @@ def test_raised_alert_on_the_stream_replaces_its_row(kafka_bootstrap, server_fac
     page.unroute("**/api/v1/alerts*")
     assert not failures, failures
     assert_clean(log)
+
+
+def test_no_alerts_topic_says_no_alerts_yet(kafka_bootstrap, server_factory, page_and_log):
+    page, log = page_and_log
+    topics = make_topics(kafka_bootstrap)  # the alerts topic named is never created
+    liquidity, market = build_session(int(time.time() * 1000), symbols=("AAPL", "MSFT"), windows=5)
+    produce(kafka_bootstrap, topics, liquidity, market)
+    own = server_factory(topics, name="serve-no-alerts")
+    assert api(own, "/api/v1/status")["alerts"]["available"] is False
+
+    open_dashboard(page, own)
+    empty = page.locator("#alerts-table tbody td.empty")
+    assert empty.inner_text() == f"No alerts yet: the server has no alerts topic ({topics.alerts}) yet"
+    assert "not found" in empty.get_attribute("title")
+    assert page.locator(ROWS).count() == 0
+    assert markers(page) == []
+    wait_for_map(page, len(api(own, "/api/v1/venues")["venues"]))
+    assert (page.locator("#venue-map").get_attribute("data-highlighted") or "") == ""
+    assert_clean(log)
