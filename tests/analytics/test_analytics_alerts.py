@@ -16,6 +16,7 @@ Each key counts once, at its highest severity, then its latest emission.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from analytics_handmade import DAY, LIQUIDITY_ROWS, MARKET_ROWS, SIZE, W1, W2, W
 from analytics.dataset import Selection, connect, load_alerts, severity_rank_sql
 from analytics.report import NO_ALERTS_NOTE, build_report
 from analytics.tables import ALERT_TABLES, TABLES, timeline_minutes
+from darkpool.config import Settings
 from darkpool.contracts import (
     ALERT_BLOCK_CLUSTER,
     ALERT_DARK_SHARE_SURGE,
@@ -38,6 +40,7 @@ from darkpool.contracts import (
     severity_rank,
 )
 from darkpool.errors import DarkpoolError
+from darkpool.storage import join, s3_client
 
 SURGE, BLOCKS, CONCENTRATION = ALERT_DARK_SHARE_SURGE, ALERT_BLOCK_CLUSTER, ALERT_VENUE_CONCENTRATION
 EARLY_W = DAY.replace(hour=13, minute=55)
@@ -175,3 +178,19 @@ def test_alerts_table_with_no_alert_in_the_selection(alert_dataset: Path, tmp_pa
     result = build_report(alert_dataset, Selection(symbols=("AAA",), end=W2), tmp_path / "r", figures=False)
     assert result.alerts == 0 and result.tables["alert_history"].empty and result.tables["alerts_over_time"].empty
     assert any("no alert for" in note for note in result.notes)
+
+
+@pytest.mark.stack
+def test_alerts_from_s3_are_the_alerts_from_local_files(s3_endpoint: Settings, alert_dataset: Path,
+                                                         tmp_path: Path) -> None:
+    """The same dataset stored object by object on S3 (the local S3Proxy) gives the same alert tables."""
+    uri = f"s3://{s3_endpoint.s3_bucket}/test-{uuid.uuid4().hex[:10]}/parquet"
+    client = s3_client(s3_endpoint)
+    for path in (p for p in alert_dataset.rglob("*") if p.is_file()):
+        client.put(str(join(uri, *path.relative_to(alert_dataset).parts)), path.read_bytes())
+    for selection in (SELECTION, Selection(symbols=("AAA",), start=W2)):
+        local = build_report(alert_dataset, selection, tmp_path / "local", figures=False)
+        on_s3 = build_report(uri, selection, tmp_path / "s3", figures=False)
+        assert on_s3.alerts == local.alerts and local.alerts in (6, 4)
+        for spec in ALERT_TABLES:
+            pd.testing.assert_frame_equal(on_s3.tables[spec.name], local.tables[spec.name])
