@@ -206,7 +206,8 @@ def plot_alerts_over_time(df: pd.DataFrame) -> Figure | None:
     ax.set_ylabel("alerts")
     ax.set_xlabel("window start (UTC)")
     ax.set_title(f"Alerts per {'hour' if minutes == 60 else f'{minutes} minutes'} by kind")
-    ax.legend(loc="upper right")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     fig.autofmt_xdate()
     return fig
 

@@ -29,7 +29,7 @@ from analytics_handmade import DAY, LIQUIDITY_ROWS, MARKET_ROWS, SIZE, W1, W2, W
 
 from analytics.dataset import Selection, connect, load_alerts, severity_rank_sql
 from analytics.report import NO_ALERTS_NOTE, build_report
-from analytics.tables import ALERT_TABLES, TABLES, timeline_minutes
+from analytics.tables import ALERT_TABLES, TABLES, alert_timeline, timeline_minutes
 from darkpool.config import Settings
 from darkpool.contracts import (
     ALERT_BLOCK_CLUSTER,
@@ -144,6 +144,17 @@ def test_report_adds_the_alert_history(alert_dataset: Path, tmp_path: Path) -> N
     assert "alt='Alerts over time' src='data:image/png;base64," in html
     for spec in ALERT_TABLES:
         assert len(pd.read_csv(tmp_path / "report" / "tables" / f"{spec.name}.csv")) == len(result.tables[spec.name])
+
+
+def test_the_figure_counts_alerts_per_15_minutes(alert_dataset: Path) -> None:
+    con = connect()
+    assert load_alerts(con, alert_dataset, SELECTION) == 6
+    q1345, q1430 = _ts(DAY.replace(hour=13, minute=45)), _ts(DAY.replace(hour=14, minute=30))
+    assert _records(alert_timeline(con)) == [
+        (q1345, 15, SURGE, 1), (q1430, 15, BLOCKS, 1), (q1430, 15, SURGE, 1), (q1430, 15, CONCENTRATION, 3),
+    ]
+    assert load_alerts(con, alert_dataset, Selection()) == 7  # with the next day's: 19h35m span, per hour
+    assert set(alert_timeline(con)["period_minutes"]) == {60}
 
 
 def test_alerts_follow_the_symbols_and_the_time_selection(alert_dataset: Path) -> None:
