@@ -147,7 +147,8 @@ class DetectAlertsFn(beam.DoFn):
         return float(statistics.median(trades)) if trades else None
 
     def _prune(self, memory: dict, newest_start_ms: int) -> None:
-        """Drop what no pane can use any more (relative to the newest window seen by this pane's symbol)."""
+        """Drop what no pane can use any more, reckoned from this pane's window start (a pane of an older window
+        prunes less, never more)."""
         reach = (self._settings.baseline_windows + 1) * self._period_ms + self._window_ms + self._lateness_ms
         for start in [s for s in memory["w"] if parse_event_time(s) < newest_start_ms - reach]:
             del memory["w"][start]
