@@ -36,7 +36,7 @@ from pipeline.commands import submit_to_flink
 
 # what the demo shows: the pipeline with its alert detectors, and a feed that first sends DEMO_HISTORY_MINUTES
 # of history (the detectors compare a window with the earlier windows that end before it starts: 10 of them
-# by default) and then injects one scenario of each kind a few minutes into the live tape
+# by default) and then injects one scenario of each kind 1-2 minutes into the live tape
 DEMO_PIPELINE_ARGS = ("--alerts",)
 DEMO_HISTORY_MINUTES = 15
 DEMO_SCENARIOS = (("dark_share_surge:AAPL", 1), ("block_cluster:MSFT", 2), ("venue_takeover:NVDA:UBSA", 2))
