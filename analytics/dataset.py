@@ -196,6 +196,51 @@ def open_s3_table(root: str, table: str, settings: Settings | None = None) -> S3
     return S3Table(uri, dataset, len(files), sum(info.size for info in files))
 
 
+@dataclass(frozen=True)
+class TableSource:
+    """Where one table's rows come from: local files, or an S3 dataset registered as ``relation``."""
+
+    location: str
+    files: list[Path]
+    count: int
+    size_bytes: int
+    relation: str | None = None
+    s3_table: S3Table | None = None
+
+    def describe(self, table: str) -> str:
+        return (f"reading {table}: {self.count} files, {self.size_bytes / 1e6:.1f} MB"
+                f"{' from S3' if self.s3_table is not None else ''}")
+
+
+def table_source(root: Path | str, table: str) -> TableSource:
+    """The files (or the S3 dataset) of ``<root>/<table>``, with the compaction reader rule applied."""
+    location = str(storage.join(root, table))
+    if storage.is_s3(root):
+        s3_table = open_s3_table(str(root), table)
+        return TableSource(location, [], s3_table.files, s3_table.size_bytes, f"_{table}_on_s3", s3_table)
+    files = table_files(Path(root), table)
+    return TableSource(location, files, len(files), sum(f.stat().st_size for f in files))
+
+
+def materialise(con: duckdb.DuckDBPyConnection, name: str, sql: str, params: list[object], source: TableSource,
+                schema_name: str) -> None:
+    """``CREATE OR REPLACE TEMP TABLE name AS sql`` over ``source``; a file the SQL cannot read is a
+    DarkpoolError naming the table and the contract schema (``schema_name``) its files must follow."""
+    try:
+        if source.relation is not None:
+            con.register(source.relation, source.s3_table.dataset)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}", params)
+    except (duckdb.IOException, duckdb.BinderException, duckdb.InvalidInputException,
+            duckdb.ConversionException, pa.ArrowException, OSError) as exc:
+        raise DarkpoolError(
+            f"cannot read the {Path(source.location).name} table under {source.location}: {exc}",
+            f"the files must follow darkpool.contracts.{schema_name}",
+        ) from exc
+    finally:
+        if source.relation is not None:
+            con.unregister(source.relation)
+
+
 def _where_clause(selection: Selection) -> tuple[str, list[object]]:
     """SQL filter (with partition pruning on ``date``) and its parameters."""
     clauses: list[str] = []
@@ -274,34 +319,15 @@ def load_panes(
             )
     counts: dict[str, int] = {}
     for table in (LIQUIDITY, MARKET):
-        location = storage.join(root, table)
-        if on_s3:
-            s3_table = open_s3_table(str(root), table)
-            files, size_bytes, relation = [], s3_table.size_bytes, f"_{table}_on_s3"
-            count = s3_table.files
-        else:
-            files = table_files(root, table)
-            size_bytes, relation, count = sum(p.stat().st_size for p in files), None, len(files)
-        if not count:
+        source = table_source(root, table)
+        if not source.count:
             raise DarkpoolError(
-                f"no Parquet files under {location}/{PARQUET_PARTITION_FIELD}=*/",
+                f"no Parquet files under {source.location}/{PARQUET_PARTITION_FIELD}=*/",
                 "the pipeline writes <dataset>/liquidity and <dataset>/market; check --dataset",
             )
-        progress.step(f"reading {table}: {count} files, {size_bytes / 1e6:.1f} MB{' from S3' if on_s3 else ''}")
-        sql, params = _select_sql(table, files, selection, source_relation=relation)
-        try:
-            if relation is not None:
-                con.register(relation, s3_table.dataset)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}", params)
-        except (duckdb.IOException, duckdb.BinderException, duckdb.InvalidInputException,
-                duckdb.ConversionException, pa.ArrowException, OSError) as exc:
-            raise DarkpoolError(
-                f"cannot read the {table} table under {location}: {exc}",
-                "the files must follow darkpool.contracts." + table.upper() + "_SCHEMA",
-            ) from exc
-        finally:
-            if relation is not None:
-                con.unregister(relation)
+        progress.step(source.describe(table))
+        sql, params = _select_sql(table, source.files, selection, source_relation=source.relation)
+        materialise(con, table, sql, params, source, table.upper() + "_SCHEMA")
         counts[table] = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         progress.step(f"{table}: {counts[table]:,} {'panes' if selection.all_panes else 'final panes'} selected")
     if counts["liquidity"] == 0 and counts["market"] == 0:
@@ -355,33 +381,15 @@ def load_alerts(
     alert's severity is not one of darkpool.contracts.SEVERITIES.
     """
     progress = progress or Progress(enabled=False)
-    on_s3 = storage.is_s3(root)
-    location = storage.join(root, ALERTS)
-    if on_s3:
-        s3_table = open_s3_table(str(root), ALERTS)
-        files, size_bytes, relation, count = [], s3_table.size_bytes, f"_{ALERTS}_on_s3", s3_table.files
-    else:
-        files = table_files(Path(root), ALERTS)
-        size_bytes, relation, count = sum(p.stat().st_size for p in files), None, len(files)
-    if not count:
+    source = table_source(root, ALERTS)
+    location = source.location
+    if not source.count:
         progress.step(f"no {ALERTS} table under {location}")
         return None
-    progress.step(f"reading {ALERTS}: {count} files, {size_bytes / 1e6:.1f} MB{' from S3' if on_s3 else ''}")
-    sql, params = _alerts_source_sql(files, selection, source_relation=relation)
+    progress.step(source.describe(ALERTS))
+    sql, params = _alerts_source_sql(source.files, selection, source_relation=source.relation)
     emitted = f"_{ALERTS}_emitted"
-    try:
-        if relation is not None:
-            con.register(relation, s3_table.dataset)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {emitted} AS {sql}", params)
-    except (duckdb.IOException, duckdb.BinderException, duckdb.InvalidInputException,
-            duckdb.ConversionException, pa.ArrowException, OSError) as exc:
-        raise DarkpoolError(
-            f"cannot read the {ALERTS} table under {location}: {exc}",
-            "the files must follow darkpool.contracts.ALERT_SCHEMA",
-        ) from exc
-    finally:
-        if relation is not None:
-            con.unregister(relation)
+    materialise(con, emitted, sql, params, source, "ALERT_SCHEMA")
     unknown = con.execute(
         f"SELECT DISTINCT severity FROM {emitted} WHERE {severity_rank_sql('severity')} IS NULL ORDER BY 1"
     ).fetchall()
