@@ -103,23 +103,34 @@ def _check_value(name: str, kind: str, value: Any, nullable: frozenset[str] = NU
         raise InvalidRecord(f"field {name!r} is not an ISO-8601 time: {value!r}") from exc
 
 
-def to_pane(kind: str, value: dict[str, Any]) -> Pane:
-    """Validate one decoded record of ``kind`` (liquidity|market) and build its :class:`Pane`."""
+def _checked_record(value: Any, fields: tuple[str, ...], kinds: dict[str, str],
+                    nullable: frozenset[str] = NULLABLE_FIELDS) -> dict[str, Any]:
+    """A decoded record's fields, each checked against its kind (InvalidRecord for a non-object, a missing
+    field or a bad value)."""
     if not isinstance(value, dict):
         raise InvalidRecord(f"record must be a JSON object, got {type(value).__name__}")
-    kinds = FIELD_KINDS[kind]
-    missing = [name for name in FIELDS[kind] if name not in value]
+    missing = [name for name in fields if name not in value]
     if missing:
         raise InvalidRecord(f"missing field(s): {', '.join(missing)}")
-    record = {name: _check_value(name, kinds[name], value[name]) for name in FIELDS[kind]}
-    if record["pane_timing"] not in PANE_TIMINGS:
-        raise InvalidRecord(f"pane_timing must be one of {', '.join(PANE_TIMINGS)}, got {record['pane_timing']!r}")
+    return {name: _check_value(name, kinds[name], value[name], nullable) for name in fields}
+
+
+def _window_and_symbol(record: dict[str, Any]) -> tuple[int, int]:
+    """(window start ms, window end ms) of a checked record whose window is not empty and symbol is set."""
     start_ms = _time(record["window_start"])[0]
     end_ms = _time(record["window_end"])[0]
     if end_ms <= start_ms:
         raise InvalidRecord(f"window_end {record['window_end']} is not after window_start {record['window_start']}")
     if not record["symbol"]:
         raise InvalidRecord("symbol is empty")
+    return start_ms, end_ms
+
+
+def to_pane(kind: str, value: dict[str, Any]) -> Pane:
+    """Validate one decoded record of ``kind`` (liquidity|market) and build its :class:`Pane`."""
+    record = _checked_record(value, FIELDS[kind], FIELD_KINDS[kind])
+    _one_of(record, "pane_timing", PANE_TIMINGS)
+    start_ms, end_ms = _window_and_symbol(record)
     venue = record.get("venue") if kind == LIQUIDITY else None
     if kind == LIQUIDITY and not venue:
         raise InvalidRecord("venue is empty")
@@ -170,22 +181,11 @@ def _one_of(record: dict[str, Any], name: str, allowed: tuple[str, ...]) -> None
 
 def to_alert(value: dict[str, Any]) -> Alert:
     """Validate one decoded darkpool.alerts record and build its :class:`Alert`."""
-    if not isinstance(value, dict):
-        raise InvalidRecord(f"record must be a JSON object, got {type(value).__name__}")
-    missing = [name for name in ALERT_FIELDS if name not in value]
-    if missing:
-        raise InvalidRecord(f"missing field(s): {', '.join(missing)}")
-    record = {name: _check_value(name, ALERT_FIELD_KINDS[name], value[name], ALERT_NULLABLE_FIELDS)
-              for name in ALERT_FIELDS}
+    record = _checked_record(value, ALERT_FIELDS, ALERT_FIELD_KINDS, ALERT_NULLABLE_FIELDS)
     _one_of(record, "kind", ALERT_KINDS)
     _one_of(record, "severity", SEVERITIES)
     _one_of(record, "pane_timing", PANE_TIMINGS)
-    start_ms = _time(record["window_start"])[0]
-    end_ms = _time(record["window_end"])[0]
-    if end_ms <= start_ms:
-        raise InvalidRecord(f"window_end {record['window_end']} is not after window_start {record['window_start']}")
-    if not record["symbol"]:
-        raise InvalidRecord("symbol is empty")
+    start_ms, end_ms = _window_and_symbol(record)
     if record["venue"] == "":
         raise InvalidRecord("venue is empty (null when the alert names no venue)")
     return Alert(
