@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "pipeline"))
 
-from pipeline_testkit import recompute  # noqa: E402
+from pipeline_testkit import MemoryState, recompute  # noqa: E402
 
 from darkpool import market as market_rules  # noqa: E402
 from darkpool.alerts import DEFAULT_SETTINGS, DetectorSettings  # noqa: E402
@@ -75,19 +75,6 @@ ALLOWED_LATENESS_MS = 10 * MINUTE_MS
 SESSION_START_MS = 1_795_532_400_000  # 2026-11-24 14:40 UTC (09:40 New York), a whole minute
 CHUNK_MS = 15 * MINUTE_MS  # window starts recomputed per chunk (bounds the exploded frame's memory)
 SIDE_TEXT = np.array([*SIDES, None], dtype=object)  # generator side codes 0 buy, 1 sell, 2 unknown
-
-
-class MemoryState:
-    """A ReadModifyWriteState in memory (what a runner gives DetectAlertsFn per key)."""
-
-    def __init__(self) -> None:
-        self.value: bytes | None = None
-
-    def read(self) -> bytes | None:
-        return self.value
-
-    def write(self, value: bytes) -> None:
-        self.value = value
 
 
 @dataclass(frozen=True)

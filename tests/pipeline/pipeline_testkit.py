@@ -51,6 +51,20 @@ class Collect(beam.DoFn):
             _collected[self._token].append(element)
 
 
+class MemoryState:
+    """A ReadModifyWriteState in memory (what a runner gives DetectAlertsFn per key), for driving the DoFn
+    directly."""
+
+    def __init__(self) -> None:
+        self.value: bytes | None = None
+
+    def read(self) -> bytes | None:
+        return self.value
+
+    def write(self, value: bytes) -> None:
+        self.value = value
+
+
 def pop_collected(token: str) -> list:
     """What :class:`Collect` gathered under ``token`` (and forget it)."""
     with _lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+from pipeline_testkit import MemoryState
 
 from darkpool.alerts import DetectorSettings
 from darkpool.contracts import format_event_time, parse_event_time
@@ -10,19 +11,6 @@ from pipeline.transforms.alerts import BLOCKS, MARKET, DetectAlertsFn
 
 T0 = parse_event_time("2026-11-25T14:00:00.000Z")
 MINUTE = 60_000
-
-
-class State:
-    """A ReadModifyWriteState in memory."""
-
-    def __init__(self) -> None:
-        self.value: bytes | None = None
-
-    def read(self) -> bytes | None:
-        return self.value
-
-    def write(self, value: bytes) -> None:
-        self.value = value
 
 
 def market(start: int, dark_share: float = 0.3) -> dict:
@@ -41,7 +29,7 @@ def test_state_keeps_only_what_the_baseline_and_open_windows_need():
     settings = DetectorSettings(baseline_windows=20, min_baseline_windows=5)
     fn = DetectAlertsFn(settings, period_ms=MINUTE, window_ms=5 * MINUTE, allowed_lateness_ms=10 * MINUTE,
                         clock=lambda: 1.0)
-    state = State()
+    state = MemoryState()
     sizes, alerts = [], []
     for minute in range(300):
         start = T0 + minute * MINUTE
