@@ -110,16 +110,19 @@ class DetectAlertsFn(beam.DoFn):
         """The alerts the window ``start`` sends after this pane (at most one per alert kind)."""
         figures = memory["w"][start]
         market = memory.get("p", {}).get(start)
+        baseline = self._baseline_windows(memory, start)
         candidates = []
         if kind == MARKET:
-            typical = self._typical_trades(memory, start)
-            candidates.append(alerts.detect_dark_share_surge(pane, self._history(memory, start, _DARK),
-                                                             self._settings, typical))
-            candidates.append(alerts.detect_venue_concentration(pane, self._history(memory, start, _TOP),
-                                                                self._settings, typical))
+            trades = [f[_TRADES] for f in baseline if f[_TRADES]]
+            typical = float(statistics.median(trades)) if trades else None
+            candidates.append(alerts.detect_dark_share_surge(pane, [f[_DARK] for f in baseline], self._settings,
+                                                             typical))
+            candidates.append(alerts.detect_venue_concentration(pane, [f[_TOP] for f in baseline], self._settings,
+                                                                typical))
         cluster = memory["c"].get(start)
         if cluster and market is not None and figures[_HAS_MARKET]:
-            candidates.append(alerts.detect_block_cluster(cluster.values(), self._history(memory, start, _BLOCK),
+            # a window with no block printed has a largest block of 0 (not "no value")
+            candidates.append(alerts.detect_block_cluster(cluster.values(), [float(f[_BLOCK]) for f in baseline],
                                                           self._settings, market_pane=market))
         for candidate in candidates:
             if candidate is None:
@@ -131,20 +134,13 @@ class DetectAlertsFn(beam.DoFn):
                 yield alerts.alert_record(candidate, pane["pane_timing"], pane["pane_index"],
                                           int(self._clock() * 1000))
 
-    def _history(self, memory: dict, start: str, figure: int) -> list[float | None]:
-        """The figure of the symbol's windows that end at or before ``start``, oldest first (the baseline's
-        input: never the scored window, nor a window overlapping it)."""
+    def _baseline_windows(self, memory: dict, start: str) -> list[list]:
+        """The figures of the symbol's last ``baseline_windows`` windows that end at or before ``start``, oldest
+        first (the baseline: never the scored window, nor a window overlapping it); the median prints of those
+        with a market pane is the ``typical_trades`` of the share figures' noise scale."""
         start_ms = parse_event_time(start)
         earlier = sorted((parse_event_time(s), f) for s, f in memory["w"].items() if f[_END] <= start_ms)
-        values = [f[figure] for _, f in earlier[-self._settings.baseline_windows:]]
-        if figure == _BLOCK:  # a window with no block printed has a largest block of 0 (not "no value")
-            return [float(v) for v in values]
-        return values
-
-    def _typical_trades(self, memory: dict, start: str) -> float | None:
-        """The median prints of the baseline's windows (those with a market pane); None without any."""
-        trades = [t for t in self._history(memory, start, _TRADES) if t]
-        return float(statistics.median(trades)) if trades else None
+        return [f for _, f in earlier[-self._settings.baseline_windows:]]
 
     def _prune(self, memory: dict, newest_start_ms: int) -> None:
         """Drop what no pane can use any more, reckoned from this pane's window start (a pane of an older window
