@@ -61,7 +61,8 @@ class DetectorSettings:
 
     Shares and increases of shares are fractions (0-1) like the records' ``dark_share`` and
     ``top_venue_share``: 0.10 is ten percentage points. Block quantities are in shares. Invalid
-    values raise ValueError naming the setting.
+    values raise ValueError naming the setting. The default thresholds are the ones measured in docs/alerts.md
+    "Measured quality" (bench/bench_alerts_quality.py: false alerts per symbol-hour and recall).
     """
 
     # the baseline: the last `baseline_windows` earlier windows of the symbol; no alert before
@@ -72,13 +73,13 @@ class DetectorSettings:
     min_window_quantity: int = 10_000
     min_window_trades: int = 20
     # dark-share surge: robust z per severity, the spread's floor, and the least rise above the median
-    surge_thresholds: Thresholds = (4.0, 6.0, 9.0)
+    surge_thresholds: Thresholds = (6.0, 9.0, 13.5)
     surge_spread_floor: float = 0.01
     surge_min_increase: float = 0.10
     # block cluster: at least `block_min_blocks` block prints on one venue, scored on that venue's block
     # quantity against the baseline of the largest block quantity on one venue (floor: one smallest block)
     block_min_blocks: int = 5
-    block_thresholds: Thresholds = (4.0, 6.0, 9.0)
+    block_thresholds: Thresholds = (9.0, 12.0, 18.0)
     block_spread_floor: float = float(BLOCK_MIN_SHARES)
     # venue concentration: robust z of the top venue's share, its floor, the least share the top venue
     # must hold and the least rise above the median

@@ -212,7 +212,9 @@ def test_severity_never_falls_as_the_score_rises(a, b) -> None:
 
 def test_default_settings_are_valid_and_documented_values() -> None:
     s = DetectorSettings()
-    assert (s.baseline_windows, s.surge_thresholds, s.block_min_blocks) == (60, (4.0, 6.0, 9.0), 5)
+    assert (s.baseline_windows, s.block_min_blocks) == (60, 5)
+    assert (s.surge_thresholds, s.block_thresholds, s.concentration_thresholds) == (
+        (6.0, 9.0, 13.5), (9.0, 12.0, 18.0), (4.0, 6.0, 9.0))  # docs/alerts.md's tables
     assert 1 <= s.min_baseline_windows <= s.baseline_windows
 
 
@@ -253,11 +255,11 @@ def _noisy_history(center: int, step: int, windows: int = N) -> list[float | Non
 
 
 @pytest.mark.parametrize(("step", "dark_points", "severity"), [
-    (4_000, 65_000, "low"),  # spread 0.0593: (0.65 - 0.40) / 0.0593 = 4.2
-    (4_000, 80_000, "medium"),  # 6.7
-    (4_000, 99_000, "high"),  # 10.1
-    (1_000, 52_000, "medium"),  # spread 0.0148: 8.1
-    (1_000, 55_000, "high"),  # 10.1
+    (4_000, 80_000, "low"),  # spread 0.0593: (0.80 - 0.40) / 0.0593 = 6.7
+    (4_000, 99_000, "medium"),  # 9.9
+    (1_000, 52_000, "low"),  # spread 0.0148: 8.1
+    (1_000, 55_000, "medium"),  # 10.1
+    (1_000, 62_000, "high"),  # 14.8
 ])
 def test_a_clear_surge_alerts_with_its_severity(step, dark_points, severity) -> None:
     history = _noisy_history(40_000, step)
@@ -273,9 +275,10 @@ def test_a_clear_surge_alerts_with_its_severity(step, dark_points, severity) -> 
 
 def test_surge_needs_the_minimum_increase_history_and_volume() -> None:
     flat = [0.40] * N
-    # score (0.45 - 0.40) / 0.01 = 5, but only five points above the median: a tiny spread does not alert
-    assert detect_dark_share_surge(dark_share_pane(N, 45_000), flat) is None
-    assert detect_dark_share_surge(dark_share_pane(N, 51_000), flat).severity == "high"
+    # score (0.49 - 0.40) / 0.01 = 9 (medium), but only nine points above the median: a tiny spread does not alert
+    assert detect_dark_share_surge(dark_share_pane(N, 49_000), flat) is None
+    assert detect_dark_share_surge(dark_share_pane(N, 51_000), flat).severity == "medium"  # 11
+    assert detect_dark_share_surge(dark_share_pane(N, 54_000), flat).severity == "high"  # 14
     # too little history (None windows do not count)
     short = [0.40] * (DEFAULT_SETTINGS.min_baseline_windows - 1) + [None] * 5
     assert detect_dark_share_surge(dark_share_pane(N, 90_000), short) is None
@@ -365,12 +368,15 @@ def test_a_block_cluster_on_one_venue_alerts_naming_the_venue() -> None:
     history = _block_history()
     baseline = robust_baseline(history)
     assert 0 < baseline.median < 12_000  # ordinary windows have at most one block
-    prints = normal_prints(N) + [("MSPL", 20.0, 12_000)] * 6
+    # six blocks of 12,000 on one venue score (72,000 - 5,000) / 10,000 (the floor) = 6.7: under the low threshold
+    small = normal_prints(N) + [("MSPL", 20.0, 12_000)] * 6
+    assert detect_block_cluster(liquidity_panes(N, small), history) is None
+    prints = normal_prints(N) + [("MSPL", 20.0, 25_000)] * 6
     candidate = detect_block_cluster(liquidity_panes(N, prints), history)
     assert candidate is not None
-    assert (candidate.kind, candidate.venue, candidate.observed) == (ALERT_BLOCK_CLUSTER, "MSPL", 72_000.0)
-    assert candidate.score == pytest.approx((72_000 - baseline.median) / max(baseline.spread, BLOCK_MIN_SHARES))
-    assert candidate.severity == severity_for(candidate.score, DEFAULT_SETTINGS.block_thresholds) == "medium"
+    assert (candidate.kind, candidate.venue, candidate.observed) == (ALERT_BLOCK_CLUSTER, "MSPL", 150_000.0)
+    assert candidate.score == pytest.approx((150_000 - baseline.median) / max(baseline.spread, BLOCK_MIN_SHARES))
+    assert candidate.severity == severity_for(candidate.score, DEFAULT_SETTINGS.block_thresholds) == "medium"  # 14.5
     assert candidate.baseline_windows == N
 
 
@@ -385,14 +391,14 @@ def test_block_cluster_needs_enough_blocks_on_one_venue() -> None:
     by_notional = normal_prints(N) + [("UBSA", 250.0, 1_000)] * 6
     assert detect_block_cluster(liquidity_panes(N, by_notional), [0.0] * N) is None  # 6,000 shares: score 0.6
     assert detect_block_cluster(liquidity_panes(N, by_notional), [0.0] * N,
-                                replace(DEFAULT_SETTINGS, block_spread_floor=1_000.0)).venue == "UBSA"
+                                replace(DEFAULT_SETTINGS, block_spread_floor=500.0)).venue == "UBSA"  # score 12
 
 
 def test_block_cluster_picks_the_largest_cluster_and_uses_each_venues_latest_pane() -> None:
     history = [0.0] * N
-    prints = normal_prints(N) + [("MSPL", 20.0, 12_000)] * 5 + [("UBSA", 20.0, 20_000)] * 5
+    prints = normal_prints(N) + [("MSPL", 20.0, 20_000)] * 5 + [("UBSA", 20.0, 40_000)] * 5  # scores 10 and 20
     candidate = detect_block_cluster(liquidity_panes(N, prints), history)
-    assert (candidate.venue, candidate.observed, candidate.severity) == ("UBSA", 100_000.0, "high")
+    assert (candidate.venue, candidate.observed, candidate.severity) == ("UBSA", 200_000.0, "high")
     earlier = liquidity_panes(N, normal_prints(N), pane_index=0)
     later = liquidity_panes(N, prints, pane_index=1)
     assert detect_block_cluster([*later, *earlier], history) == candidate  # a venue's older pane is ignored
@@ -405,9 +411,9 @@ def test_block_cluster_picks_the_largest_cluster_and_uses_each_venues_latest_pan
 def test_block_cluster_with_the_market_pane_checks_the_windows_own_totals() -> None:
     """Given only the cluster venue's pane, the traded-enough check uses the window's market pane totals."""
     history = [0.0] * N
-    cluster = [p for p in liquidity_panes(N, normal_prints(N) + [("MSPL", 20.0, 12_000)] * 6)
+    cluster = [p for p in liquidity_panes(N, normal_prints(N) + [("MSPL", 20.0, 25_000)] * 6)
                if p["venue"] == "MSPL"]
-    strict = replace(DEFAULT_SETTINGS, min_window_quantity=200_000)  # more than MSPL's 72,000 + its prints
+    strict = replace(DEFAULT_SETTINGS, min_window_quantity=200_000)  # more than MSPL's 150,000 + its prints
     window = market_pane(N, {"MSPL": 100_000, "UBSA": 60_000, "NYSE": 60_000})
     assert detect_block_cluster(cluster, history, strict) is None  # the given panes alone are too small
     with_market = detect_block_cluster(cluster, history, strict, market_pane=window)
@@ -484,7 +490,8 @@ def test_emitted_severities_rise_strictly_and_end_at_the_highest(severities) -> 
 def test_an_early_pane_fires_a_later_pane_raises_once_and_a_weaker_late_pane_is_dropped() -> None:
     """Accumulating panes of one window through detector and emission rule, as the pipeline will run them."""
     history = _noisy_history(40_000, 1_000)
-    panes = [("EARLY", 0, 52_000), ("EARLY", 1, 53_000), ("ON_TIME", 2, 60_000), ("LATE", 3, 54_000)]
+    # scores 10.1 (medium), 12.1 (medium), 20.2 (high), 13.49 (medium)
+    panes = [("EARLY", 0, 55_000), ("EARLY", 1, 58_000), ("ON_TIME", 2, 70_000), ("LATE", 3, 60_000)]
     sent: str | None = None
     records = []
     for timing, index, points in panes:
@@ -508,7 +515,7 @@ def _to_arrow(record: dict) -> dict:
 @pytest.mark.parametrize("timing", PANE_TIMINGS)
 def test_the_record_has_exactly_the_alert_fields_and_fits_the_schema(timing) -> None:
     surge = detect_dark_share_surge(dark_share_pane(N, 60_000), _noisy_history(40_000, 1_000))
-    cluster = detect_block_cluster(liquidity_panes(N, normal_prints(N) + [("MSPL", 20.0, 12_000)] * 6),
+    cluster = detect_block_cluster(liquidity_panes(N, normal_prints(N) + [("MSPL", 20.0, 25_000)] * 6),
                                    _block_history())
     emitted_ms = T0 + WINDOW_MS + 1_234
     records = [alert_record(c, timing, 3, emitted_ms) for c in (surge, cluster)]
@@ -548,7 +555,7 @@ def test_an_early_pane_of_a_few_prints_is_scored_for_its_noise() -> None:
     typical = 10_000.0  # the baseline's windows had 10,000 prints each
     whole = {**dark_share_pane(N, 70_000), "trade_count": 10_000}
     full = detect_dark_share_surge(whole, history, typical_trades=typical)
-    assert full.severity == "high" and full.score >= 9
+    assert full.severity == "high" and full.score >= DEFAULT_SETTINGS.surge_thresholds[-1]  # 20.2
     early = {**whole, "trade_count": 100}  # x 10: (0.70 - 0.40) / 0.0148 / 10 = 2.0
     assert detect_dark_share_surge(early, history, typical_trades=typical) is None
     quarter = detect_dark_share_surge({**whole, "trade_count": 2_500}, history, typical_trades=typical)

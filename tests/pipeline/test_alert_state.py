@@ -34,7 +34,7 @@ def test_state_keeps_only_what_the_baseline_and_open_windows_need():
     for minute in range(300):
         start = T0 + minute * MINUTE
         alerts += list(fn.process(("AAPL", (MARKET, market(start))), state=state))
-        alerts += list(fn.process(("AAPL", (BLOCKS, blocks(start, 6 if minute % 50 == 49 else 1))), state=state))
+        alerts += list(fn.process(("AAPL", (BLOCKS, blocks(start, 12 if minute % 50 == 49 else 1))), state=state))
         sizes.append(len(state.value))
     memory = orjson.loads(state.value)
     # windows: the baseline's reach (20 + 1 periods) + the window (5) + the lateness (10), and the newest
@@ -43,7 +43,8 @@ def test_state_keeps_only_what_the_baseline_and_open_windows_need():
     assert len(memory["p"]) == 2 * 5 + 10 + 1 + 1 and len(memory["c"]) <= 2 * 5 + 10 + 1 + 1
     assert len(memory["s"]) <= len(memory["w"])
     assert max(sizes[100:]) == max(sizes[200:])  # flat once the reach is full
-    # every 50th window's cluster alerts (6 blocks of 12,000 against a baseline of 12,000: score 6 = medium)
+    # every 50th window's cluster alerts (12 blocks of 12,000 against a baseline of 12,000, floor 10,000:
+    # score 13.2 = medium)
     clusters = [a for a in alerts if a["kind"] == "block_cluster"]
     assert [a["window_start"] for a in clusters] == [format_event_time(T0 + m * MINUTE) for m in range(49, 300, 50)]
     assert {a["severity"] for a in clusters} == {"medium"}

@@ -3,8 +3,11 @@
 The whole LiquidityAnalytics transform runs with ``--alerts`` over Kafka-like
 records. One-minute tumbling windows (``--window-minutes 1 --period-minutes 1``)
 put each injected event in exactly one window; the detectors' thresholds are
-the defaults except a smaller baseline (10 windows, 5 needed) and wider spread
-floors, so the scores below are easy to compute by hand.
+the defaults except a smaller baseline (10 windows, 5 needed) and other spread
+floors (dark share 1/30 instead of 0.01, block quantity 500 shares instead of
+10,000), so the scores below are easy to compute by hand against the default
+thresholds (low / medium / high: surge 6 / 9 / 13.5, blocks 9 / 12 / 18,
+concentration 4 / 6 / 9).
 
 Every minute of the tape is the same ordinary trading: 4 prints of 9,000 shares
 on XNAS, 3 on ARCX (lit) and 3 on UBSA (dark) at $10: 90,000 shares, dark share
@@ -12,14 +15,14 @@ on XNAS, 3 on ARCX (lit) and 3 on UBSA (dark) at $10: 90,000 shares, dark share
 is (value - baseline) / floor. Injected:
 
 - minute 20, a dark-share surge, in two parts with an early firing after each:
-  5 more dark prints (dark share 72,000 / 135,000 = 0.533: score 4.67, low),
-  then 15 more (207,000 / 270,000 = 0.767: score 9.33, high), spread over UBSA
+  5 more dark prints (dark share 72,000 / 135,000 = 0.533: score 7.0, low),
+  then 15 more (207,000 / 270,000 = 0.767: score 14.0, high), spread over UBSA
   and MSPL so no venue's share rises far (top venue at most 0.433);
 - minute 22, the same 15 dark prints arriving late (after its ON_TIME pane,
-  inside the allowed lateness): 162,000 / 225,000 = 0.72, score 8.4, medium;
+  inside the allowed lateness): 162,000 / 225,000 = 0.72, score 12.6, medium;
 - minute 25, a block cluster: 7 blocks by notional (1,000 shares at $200 =
   $200,000) on UBSA: block quantity 7,000 against a baseline of 0 with a floor
-  of 1,000: score 7, medium (dark share 34/97 = 0.35 and the top venue share
+  of 500: score 14, medium (dark share 34/97 = 0.35 and the top venue share
   barely move);
 - minute 27, a venue takeover: 18 prints of 9,000 on BATS (lit): BATS holds
   162,000 / 252,000 = 0.643 (+0.243 over the baseline's 0.40, floor 0.01:
@@ -46,7 +49,7 @@ from darkpool.contracts import (
 from pipeline.options import PipelineConfig
 
 SETTINGS = DetectorSettings(baseline_windows=10, min_baseline_windows=5, min_window_quantity=1_000,
-                            min_window_trades=5, surge_spread_floor=0.05, block_spread_floor=1_000.0)
+                            min_window_trades=5, surge_spread_floor=1 / 30, block_spread_floor=500.0)
 MINUTES = 30
 SURGE, LATE_SURGE, BLOCKS, TAKEOVER = 20, 22, 25, 27
 
@@ -126,13 +129,13 @@ def test_each_injected_event_alerts_once_in_its_window_raised_once_and_late_aler
     surge = by_kind[(window(SURGE), ALERT_DARK_SHARE_SURGE, "high")]
     assert surge["observed"] == pytest.approx(207_000 / 270_000)
     assert (surge["baseline"], surge["baseline_spread"], surge["baseline_windows"]) == (pytest.approx(0.3), 0.0, 10)
-    assert surge["score"] == pytest.approx((207_000 / 270_000 - 0.3) / 0.05)
+    assert surge["score"] == pytest.approx((207_000 / 270_000 - 0.3) * 30)  # 14.0
     first = by_kind[(window(SURGE), ALERT_DARK_SHARE_SURGE, "low")]
     assert first["observed"] == pytest.approx(72_000 / 135_000) and first["pane_index"] < surge["pane_index"]
     late = by_kind[(window(LATE_SURGE), ALERT_DARK_SHARE_SURGE, "medium")]
     assert late["observed"] == pytest.approx(162_000 / 225_000)
     blocks = by_kind[(window(BLOCKS), ALERT_BLOCK_CLUSTER, "medium")]
-    assert (blocks["observed"], blocks["baseline"], blocks["score"]) == (7_000.0, 0.0, pytest.approx(7.0))
+    assert (blocks["observed"], blocks["baseline"], blocks["score"]) == (7_000.0, 0.0, pytest.approx(14.0))
     takeover = by_kind[(window(TAKEOVER), ALERT_VENUE_CONCENTRATION, "high")]
     assert takeover["observed"] == pytest.approx(162_000 / 252_000)
     assert takeover["baseline"] == pytest.approx(0.4)
@@ -158,8 +161,8 @@ def test_out_of_order_arrival_does_not_change_the_alerts(shape):
         ("14:22", ALERT_DARK_SHARE_SURGE, "medium", "LATE")]
 
 
-def test_no_alerts_without_the_flag_and_none_on_ordinary_trading():
-    out, _ = run_analytics(tape_stream(), PipelineConfig(window_minutes=1.0, period_minutes=1.0))
+def test_no_alerts_when_off_and_none_on_ordinary_trading():
+    out, _ = run_analytics(tape_stream(), PipelineConfig(window_minutes=1.0, period_minutes=1.0, alerts=False))
     assert "alerts" not in out
     quiet = BeamTestStream().advance_watermark_to(T0 / 1000)
     tape = Tape()
