@@ -72,7 +72,7 @@ class PipelineConfig:
     parallelism: int | None = None
     detach: bool = False
     # live alerts (darkpool.alerts): on/off, their topic, and every detector threshold (--alert-* flags)
-    alerts: bool = False
+    alerts: bool = True  # the command line: on unless --accumulation discarding (alerts_enabled)
     alerts_topic: str = contracts.ALERTS_TOPIC
     detector_settings: DetectorSettings = field(default_factory=DetectorSettings)
     # the venue registry the job's steps use, read where the job is built (--venues / DARKPOOL_VENUES_FILE):
@@ -245,9 +245,10 @@ def build_parser(prog: str = "pipeline") -> argparse.ArgumentParser:
 def add_alert_flags(parser: argparse.ArgumentParser) -> None:
     """--alerts, --alerts-topic and one --alert-<setting> flag per field of DetectorSettings (its default)."""
     group = parser.add_argument_group("live alerts (docs/alerts.md)")
-    group.add_argument("--alerts", action=argparse.BooleanOptionalAction, default=False,
+    group.add_argument("--alerts", action=argparse.BooleanOptionalAction, default=None,
                        help="detect unusual dark activity (dark-share surges, block clusters, venue concentration) "
-                            "and write alerts to --alerts-topic and the Parquet dataset's alerts table")
+                            "and write alerts to --alerts-topic and the Parquet dataset's alerts table (default: on, "
+                            "unless --accumulation discarding; --no-alerts turns them off)")
     group.add_argument("--alerts-topic", default=contracts.ALERTS_TOPIC)
     for item in fields(DetectorSettings):
         default = item.default
@@ -258,6 +259,12 @@ def add_alert_flags(parser: argparse.ArgumentParser) -> None:
         else:
             group.add_argument(flag, dest=f"alert_{item.name}", type=type(default), default=default,
                                help=f"default: {default}")
+
+
+def alerts_enabled(flag: bool | None, accumulation: str) -> bool:
+    """--alerts / --no-alerts as given, else on: the detectors need accumulating panes, so without either
+    flag a job with ``--accumulation discarding`` runs without them (an explicit --alerts there is an error)."""
+    return flag if flag is not None else accumulation == "accumulating"
 
 
 def detector_settings_of(args: argparse.Namespace) -> DetectorSettings:
@@ -315,7 +322,8 @@ def parse_pipeline_args(
         kafka_output=kafka_output, kafka_reader=args.kafka_reader,
         deadletter_path=deadletter_path, parallelism=args.parallelism,
         detach=args.detach, venues=tuple(registry.values()),
-        alerts=args.alerts, alerts_topic=args.alerts_topic, detector_settings=detector_settings,
+        alerts=alerts_enabled(args.alerts, args.accumulation), alerts_topic=args.alerts_topic,
+        detector_settings=detector_settings,
     )
     problem = validate(config)
     if problem:

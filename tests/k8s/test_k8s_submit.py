@@ -47,14 +47,16 @@ def test_submit_runs_the_configmap_pipeline_once(flink_stack: Settings, tmp_path
     settings = flink_stack
     argv = pipeline_argv(render.render_objects("dev"))
     prefix = f"k8s.{uuid.uuid4().hex[:8]}"
-    topics = {name: f"{prefix}.{name}" for name in ("trades", "deadletter", "liquidity", "market")}
+    topics = {name: f"{prefix}.{name}" for name in ("trades", "deadletter", "liquidity", "market", "alerts")}
     create_topics(settings.bootstrap_servers, {topics["trades"]: TopicSpec(2), topics["deadletter"]: TopicSpec(1),
-                                               topics["liquidity"]: TopicSpec(2), topics["market"]: TopicSpec(2)})
+                                               topics["liquidity"]: TopicSpec(2), topics["market"]: TopicSpec(2),
+                                               topics["alerts"]: TopicSpec(1)})
     job_name = f"k8s-submit-{prefix.split('.')[1]}"
     local = {
         "--bootstrap-servers": settings.bootstrap_servers, "--expansion-service": settings.expansion_address,
         "--trades-topic": topics["trades"], "--deadletter-topic": topics["deadletter"],
-        "--liquidity-topic": topics["liquidity"], "--market-topic": topics["market"], "--group-id": job_name,
+        "--liquidity-topic": topics["liquidity"], "--market-topic": topics["market"],
+        "--alerts-topic": topics["alerts"], "--group-id": job_name,
         "--output": str(tmp_path / "parquet"), "--parallelism": "1",
         "--job_endpoint": settings.job_endpoint,
         "--artifact_endpoint": f"{settings.host}:{settings.job_server_artifact_port}",
@@ -63,7 +65,8 @@ def test_submit_runs_the_configmap_pipeline_once(flink_stack: Settings, tmp_path
     }
     unchanged = [a for a in argv if a.split("=", 1)[0] not in local]
     assert {"--runner=PortableRunner", "--environment_type=EXTERNAL", "--max_parallelism=128",
-            "--finish_bundle_before_checkpointing", "--checkpointing_interval=10000", "--detach"} <= set(unchanged)
+            "--finish_bundle_before_checkpointing", "--checkpointing_interval=10000", "--detach",
+            "--alerts"} <= set(unchanged)
     args_file = tmp_path / "args"
     args_file.write_text("# the dev ConfigMap's arguments, local addresses\n" + "\n".join(with_flags(argv, local)))
 

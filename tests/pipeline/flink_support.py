@@ -202,16 +202,18 @@ class PipelineRun:
     def __init__(self, settings: Settings, tmp_path: Path, partitions: int = 2) -> None:
         self.settings = settings
         prefix = f"e2e.{uuid.uuid4().hex[:8]}"
-        self.topics = {name: f"{prefix}.{name}" for name in ("trades", "deadletter", "liquidity", "market")}
+        self.topics = {name: f"{prefix}.{name}" for name in ("trades", "deadletter", "liquidity", "market", "alerts")}
+        # the alerts topic is not compacted here (the product's is): a test reads every alert sent
         create_topics(settings.bootstrap_servers, {
             self.topics["trades"]: TopicSpec(partitions), self.topics["deadletter"]: TopicSpec(1),
-            self.topics["liquidity"]: TopicSpec(partitions), self.topics["market"]: TopicSpec(partitions)})
+            self.topics["liquidity"]: TopicSpec(partitions), self.topics["market"]: TopicSpec(partitions),
+            self.topics["alerts"]: TopicSpec(1)})
         self.parquet = tmp_path / "parquet"
         self.job_name = f"e2e-{prefix.split('.')[1]}"
         self.args = [
             f"--trades-topic={self.topics['trades']}", f"--deadletter-topic={self.topics['deadletter']}",
             f"--liquidity-topic={self.topics['liquidity']}", f"--market-topic={self.topics['market']}",
-            f"--group-id={self.job_name}", f"--output={self.parquet}", "--parquet-flush-seconds=3",
+            f"--alerts-topic={self.topics['alerts']}", f"--group-id={self.job_name}", f"--output={self.parquet}", "--parquet-flush-seconds=3",
         ]
 
     def publish(self, records) -> None:

@@ -60,3 +60,22 @@ def test_runner_args_streaming_parallelism_and_flink_bundles():
     assert f"--max_bundle_time_mills={PORTABLE_DEFAULT_ARGS['--max_bundle_time_mills']}" in args
     direct, direct_args = parse_pipeline_args(["--runner", "DirectRunner"])
     assert not any(a.startswith("--max_bundle") for a in runner_args(direct, direct_args))
+
+
+@pytest.mark.parametrize(("argv", "on"), [
+    ([], True),
+    (["--alerts"], True),
+    (["--no-alerts"], False),
+    (["--accumulation=discarding"], False),  # the detectors need accumulating panes: off unless asked for
+    (["--accumulation=discarding", "--no-alerts"], False),
+])
+def test_alerts_are_on_by_default_unless_panes_are_discarding(argv: list[str], on: bool):
+    config, _ = parse_pipeline_args(argv)
+    assert config.alerts is on
+
+
+def test_alerts_asked_for_with_discarding_panes_is_a_usage_error(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as exited:
+        parse_pipeline_args(["--accumulation=discarding", "--alerts"])
+    assert exited.value.code == 2
+    assert "--alerts needs accumulating panes" in capsys.readouterr().err
