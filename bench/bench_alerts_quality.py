@@ -51,22 +51,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "pipeline"))
 
-from pipeline_testkit import MemoryState, recompute  # noqa: E402
+from pipeline_testkit import detector_panes, recompute, run_detectors  # noqa: E402
 
-from darkpool import market as market_rules  # noqa: E402
 from darkpool.alerts import DEFAULT_SETTINGS, DetectorSettings  # noqa: E402
 from darkpool.contracts import ALERT_KINDS, SEVERITIES, SIDES, format_event_time, severity_rank  # noqa: E402
 from feed.generator import F_NONE, FeedConfig, TapeGenerator, feed_random_scenarios  # noqa: E402
 from feed.scenarios import EXPECTED_ALERT, SCENARIO_KINDS, ScenarioWindow  # noqa: E402
 from feed.universe import DEFAULT_UNIVERSE  # noqa: E402
-from pipeline.transforms.alerts import (  # noqa: E402
-    BLOCK_PANE_FIELDS,
-    BLOCKS,
-    MARKET,
-    MARKET_PANE_FIELDS,
-    DetectAlertsFn,
-    slim,
-)
 
 MINUTE_MS = 60_000
 WINDOW_MS = 5 * MINUTE_MS  # the pipeline's defaults: 5-minute windows every minute
@@ -156,33 +147,7 @@ def window_panes(trades: pd.DataFrame, session: Session) -> Iterator[tuple[int, 
         liquidity, market = recompute(part, WINDOW_MS, PERIOD_MS)
         liquidity = liquidity[(liquidity["window_start"] >= lo) & (liquidity["window_start"] < hi)]
         market = market[(market["window_start"] >= lo) & (market["window_start"] < hi)]
-        quantities: dict[tuple[int, str], dict[str, int]] = defaultdict(dict)
-        for start, symbol, venue, quantity in liquidity[["window_start", "symbol", "venue",
-                                                         "share_quantity"]].itertuples(index=False):
-            quantities[(int(start), str(symbol))][str(venue)] = int(quantity)
-        markets: dict[int, list[dict]] = defaultdict(list)
-        for row in market.to_dict("records"):
-            start, symbol = int(row["window_start"]), str(row["symbol"])
-            top, top_share = market_rules.top_venue(quantities[(start, symbol)])
-            markets[start].append(slim({
-                **_times(start, symbol), "trade_count": int(row["trade_count"]),
-                "share_quantity": int(row["share_quantity"]), "dark_share": float(row["dark_share"]),
-                "top_venue": top, "top_venue_share": top_share,
-            }, MARKET_PANE_FIELDS))
-        blocks: dict[int, list[dict]] = defaultdict(list)
-        for row in liquidity[liquidity["block_count"] > 0].to_dict("records"):  # as DetectAlerts' VenuesWithBlocks
-            start = int(row["window_start"])
-            blocks[start].append(slim({
-                **_times(start, str(row["symbol"])), "venue": str(row["venue"]),
-                **{k: int(row[k]) for k in ("trade_count", "share_quantity", "block_count", "block_quantity")},
-            }, BLOCK_PANE_FIELDS))
-        for start in sorted(markets):
-            yield start, markets[start], blocks.get(start, [])
-
-
-def _times(start: int, symbol: str) -> dict[str, Any]:
-    return {"window_start": format_event_time(start), "window_end": format_event_time(start + WINDOW_MS),
-            "symbol": symbol, "pane_timing": "ON_TIME", "pane_index": 0}
+        yield from detector_panes(liquidity, market, WINDOW_MS)
 
 
 def detect(panes: Iterable[tuple[int, list[dict], list[dict]]], session: Session,
@@ -190,27 +155,17 @@ def detect(panes: Iterable[tuple[int, list[dict], list[dict]]], session: Session
     """The pipeline's DetectAlertsFn over the panes (per window: each symbol's market pane, then its
     venues' block panes) -> ({(symbol, kind, window start ms): its highest-severity record} of the counted
     windows, records sent there)."""
-    fn = DetectAlertsFn(settings, period_ms=PERIOD_MS, window_ms=WINDOW_MS,
-                        allowed_lateness_ms=ALLOWED_LATENESS_MS, clock=lambda: session.end_ms / 1000)
-    states: dict[str, MemoryState] = defaultdict(MemoryState)
     found: dict[tuple[str, str, int], dict] = {}
     records = 0
-    for start, markets, blocks in panes:
-        by_symbol = defaultdict(list)
-        for pane in blocks:
-            by_symbol[pane["symbol"]].append(pane)
-        for pane in markets:
-            symbol = pane["symbol"]
-            elements = [(MARKET, pane)] + [(BLOCKS, b) for b in by_symbol.get(symbol, [])]
-            for element in elements:
-                for alert in fn.process((symbol, element), state=states[symbol]):
-                    if not session.scored_from_ms <= start < session.scored_to_ms:
-                        continue
-                    records += 1
-                    key = (symbol, alert["kind"], start)
-                    seen = found.get(key)
-                    if seen is None or severity_rank(alert["severity"]) > severity_rank(seen["severity"]):
-                        found[key] = alert
+    for start, alert in run_detectors(panes, settings, PERIOD_MS, WINDOW_MS, ALLOWED_LATENESS_MS,
+                                      now_s=session.end_ms / 1000):
+        if not session.scored_from_ms <= start < session.scored_to_ms:
+            continue
+        records += 1
+        key = (alert["symbol"], alert["kind"], start)
+        seen = found.get(key)
+        if seen is None or severity_rank(alert["severity"]) > severity_rank(seen["severity"]):
+            found[key] = alert
     return found, records
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 import orjson
@@ -17,6 +19,8 @@ import pandas as pd
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms.window import TimestampedValue
 
+from darkpool import market as market_rules
+from darkpool.alerts import DetectorSettings
 from darkpool.contracts import (
     BLOCK_MIN_NOTIONAL,
     BLOCK_MIN_SHARES,
@@ -30,6 +34,7 @@ from darkpool.market import HHI_SCALE
 from pipeline.codec import RECORD_BATCH, encode_record_batch
 from pipeline.main import metric_totals
 from pipeline.records import SourceRecord
+from pipeline.transforms.alerts import BLOCK_PANE_FIELDS, BLOCKS, MARKET, MARKET_PANE_FIELDS, DetectAlertsFn, slim
 from pipeline.transforms.analytics import LiquidityAnalytics
 
 T0 = parse_event_time("2026-11-25T14:00:00.000Z")  # a multiple of 5 minutes
@@ -170,3 +175,60 @@ def recompute(trades: pd.DataFrame, size_ms: int, period_ms: int) -> tuple[pd.Da
     market["dark_share"] = market["dark_quantity"] / market["share_quantity"]
     market["vwap"] = market["notional"] / market["share_quantity"]
     return liquidity.drop(columns="share2"), market
+
+
+def _final_pane(start: int, window_ms: int, symbol: str) -> dict[str, Any]:
+    return {"window_start": format_event_time(start), "window_end": format_event_time(start + window_ms),
+            "symbol": symbol, "pane_timing": "ON_TIME", "pane_index": 0}
+
+
+def detector_panes(liquidity: pd.DataFrame, market: pd.DataFrame,
+                   window_ms: int) -> Iterator[tuple[int, list[dict], list[dict]]]:
+    """Recomputed panes as the alert step sees them: (window start ms, market panes, liquidity panes of the
+    venues with blocks) per window in window order, each a final ON_TIME pane with exactly the fields
+    DetectAlertsFn reads (MARKET_PANE_FIELDS / BLOCK_PANE_FIELDS; the top venue from the venues' quantities).
+
+    ``liquidity`` / ``market``: per (window_start ms, symbol[, venue]) frames as :func:`recompute` gives them.
+    """
+    quantities: dict[tuple[int, str], dict[str, int]] = defaultdict(dict)
+    for start, symbol, venue, quantity in liquidity[["window_start", "symbol", "venue",
+                                                     "share_quantity"]].itertuples(index=False):
+        quantities[(int(start), str(symbol))][str(venue)] = int(quantity)
+    markets: dict[int, list[dict]] = defaultdict(list)
+    for row in market.to_dict("records"):
+        start, symbol = int(row["window_start"]), str(row["symbol"])
+        top, top_share = market_rules.top_venue(quantities[(start, symbol)])
+        markets[start].append(slim({
+            **_final_pane(start, window_ms, symbol), "trade_count": int(row["trade_count"]),
+            "share_quantity": int(row["share_quantity"]), "dark_share": float(row["dark_share"]),
+            "top_venue": top, "top_venue_share": top_share,
+        }, MARKET_PANE_FIELDS))
+    blocks: dict[int, list[dict]] = defaultdict(list)
+    for row in liquidity[liquidity["block_count"] > 0].to_dict("records"):  # as DetectAlerts' VenuesWithBlocks
+        start = int(row["window_start"])
+        blocks[start].append(slim({
+            **_final_pane(start, window_ms, str(row["symbol"])), "venue": str(row["venue"]),
+            **{k: int(row[k]) for k in ("trade_count", "share_quantity", "block_count", "block_quantity")},
+        }, BLOCK_PANE_FIELDS))
+    for start in sorted(markets):
+        yield start, markets[start], blocks.get(start, [])
+
+
+def run_detectors(panes: Iterable[tuple[int, list[dict], list[dict]]], settings: DetectorSettings,
+                  period_ms: int, window_ms: int, allowed_lateness_ms: int,
+                  now_s: float) -> Iterator[tuple[int, dict]]:
+    """The pipeline's DetectAlertsFn driven directly over :func:`detector_panes` (per window: each symbol's
+    market pane, then its venues' block panes; its clock fixed at ``now_s``) -> (window start ms, alert
+    record), in the order sent."""
+    fn = DetectAlertsFn(settings, period_ms=period_ms, window_ms=window_ms,
+                        allowed_lateness_ms=allowed_lateness_ms, clock=lambda: now_s)
+    states: dict[str, MemoryState] = defaultdict(MemoryState)
+    for start, markets, blocks in panes:
+        by_symbol = defaultdict(list)
+        for pane in blocks:
+            by_symbol[pane["symbol"]].append(pane)
+        for pane in markets:
+            symbol = pane["symbol"]
+            for element in [(MARKET, pane)] + [(BLOCKS, b) for b in by_symbol.get(symbol, [])]:
+                for alert in fn.process((symbol, element), state=states[symbol]):
+                    yield start, alert
