@@ -16,26 +16,42 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from pipeline_testkit import detector_panes, run_detectors
 
+from darkpool.alerts import DetectorSettings
 from darkpool.config import Settings
-from darkpool.contracts import BLOCK_MIN_NOTIONAL, BLOCK_MIN_SHARES, DARK_VENUE_TYPES, load_venues
+from darkpool.contracts import (
+    ALERT_BLOCK_CLUSTER,
+    ALERT_DARK_SHARE_SURGE,
+    ALERT_FIELDS,
+    ALERT_VENUE_CONCENTRATION,
+    BLOCK_MIN_NOTIONAL,
+    BLOCK_MIN_SHARES,
+    DARK_VENUE_TYPES,
+    alert_key,
+    load_venues,
+    parse_event_time,
+    severity_rank,
+)
 from darkpool.stack import flink
 from darkpool.stack.topics import TopicSpec, committed_offset, create_topics, end_offset
 from feed.generator import FaultConfig, FeedConfig, TapeGenerator, TapeRecord
 from feed.producer import publish
+from feed.scenarios import EXPECTED_ALERT, Scenario, ScenarioWindow
 from pipeline.commands import submit_to_flink
 
 LIQUIDITY_KEY = ["window_start", "symbol", "venue"]
 MARKET_KEY = ["window_start", "symbol"]
 WINDOW_MS = 5 * 60_000
 PERIOD_MS = 60_000
+ALLOWED_LATENESS_MS = 10 * 60_000
 
 
 def epoch_ms(texts: pd.Series) -> pd.Series:
@@ -46,6 +62,7 @@ def epoch_ms(texts: pd.Series) -> pd.Series:
 @dataclass
 class Tape:
     records: list[TapeRecord]
+    scenarios: list[ScenarioWindow] = field(default_factory=list)  # the injected scenarios' resolved windows
 
     def labels(self) -> pd.Series:
         return pd.Series([r.fault or "valid" for r in self.records])
@@ -55,17 +72,18 @@ class Tape:
 
 
 def build_tape(n: int, seed: int, end_ms: int, span_ms: int, *, out_of_order: float = 0.02, late: float = 0.01,
-               malformed: float = 0.01, duplicate: float = 0.005) -> Tape:
-    """n prints with event times spread evenly over [end_ms - span_ms, end_ms], faults injected."""
+               malformed: float = 0.01, duplicate: float = 0.005, scenarios: tuple[Scenario, ...] = ()) -> Tape:
+    """n prints with event times spread evenly over [end_ms - span_ms, end_ms], faults injected, and the
+    trades of ``scenarios`` (feed.scenarios; offsets from the first print) added."""
     faults = FaultConfig(out_of_order_rate=out_of_order, max_delay_seconds=20.0, late_rate=late,
                          malformed_rate=malformed, duplicate_rate=duplicate)
-    generator = TapeGenerator(FeedConfig(seed=seed, faults=faults, id_prefix=f"E{seed}-"))
+    generator = TapeGenerator(FeedConfig(seed=seed, faults=faults, id_prefix=f"E{seed}-", scenarios=scenarios))
     times = np.linspace(end_ms - span_ms, end_ms, n).astype(np.int64)
     records: list[TapeRecord] = []
     for start in range(0, n, 4096):
         batch = generator.batch(times[start:start + 4096])
         records.extend(generator.encoder.encode(batch).records())
-    return Tape(records)
+    return Tape(records, list(generator.scenarios.windows) if generator.scenarios is not None else [])
 
 
 # --- the independent recomputation --------------------------------------------------
@@ -115,6 +133,19 @@ def expected_panes(tape: Tape) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     market = market.merge(hhi.reset_index(), on=["window_start", "symbol"])
     market["dark_share"] = market["dark_quantity"] / market["share_quantity"]
     return liquidity, market, len(trades)
+
+
+def expected_alerts(liquidity: pd.DataFrame, market: pd.DataFrame,
+                    settings: DetectorSettings) -> dict[tuple[str, str, int], dict]:
+    """{(symbol, kind, window start ms): alert} that the recomputed final panes give: the pipeline's
+    DetectAlertsFn over one final pane per window, in window order, each key at its highest severity.
+    A live job sees these panes last (after any early ones), so it must send each of these alerts at
+    least at this severity; an early pane can add an alert or send one higher, never less."""
+    found: dict[tuple[str, str, int], dict] = {}
+    for start, alert in run_detectors(detector_panes(liquidity, market, WINDOW_MS), settings, PERIOD_MS, WINDOW_MS,
+                                      ALLOWED_LATENESS_MS, now_s=time.time()):
+        found[(alert["symbol"], alert["kind"], start)] = alert  # only a raise is sent again
+    return found
 
 
 # --- reading what the pipeline wrote --------------------------------------------------
@@ -213,7 +244,8 @@ class PipelineRun:
         self.args = [
             f"--trades-topic={self.topics['trades']}", f"--deadletter-topic={self.topics['deadletter']}",
             f"--liquidity-topic={self.topics['liquidity']}", f"--market-topic={self.topics['market']}",
-            f"--alerts-topic={self.topics['alerts']}", f"--group-id={self.job_name}", f"--output={self.parquet}", "--parquet-flush-seconds=3",
+            f"--alerts-topic={self.topics['alerts']}", f"--group-id={self.job_name}", f"--output={self.parquet}",
+            "--parquet-flush-seconds=3",
         ]
 
     def publish(self, records) -> None:
@@ -228,8 +260,10 @@ class PipelineRun:
         wait_until_consumed(self.settings.bootstrap_servers, self.job_name, self.topics["trades"], timeout=420)
         dead = tape.count("malformed") + tape.count("late")
         wait_until_stable(self.settings.bootstrap_servers,
-                          [self.topics["liquidity"], self.topics["market"], self.topics["deadletter"]],
-                          quiet_seconds=20, timeout=420, minimum={self.topics["deadletter"]: dead})
+                          [self.topics["liquidity"], self.topics["market"], self.topics["deadletter"],
+                           self.topics["alerts"]],
+                          quiet_seconds=20, timeout=420,
+                          minimum={self.topics["deadletter"]: dead, self.topics["alerts"]: 0})
 
     def cancel(self) -> None:
         for job_id in flink.running_job_ids(self.settings, self.job_name):
@@ -267,6 +301,95 @@ class PipelineRun:
             self._check_parquet(liquidity, market)
         return {"in": len(tape.records), "aggregated": aggregated, "dead_lettered": len(reasons) - too_late,
                 "too_late": too_late, "liquidity_panes": len(liquidity), "market_panes": len(market)}
+
+    def check_alerts(self, tape: Tape, settings: DetectorSettings) -> dict[str, int]:
+        """The alerts topic against the recomputed final panes (:func:`expected_alerts`), record by record.
+
+        - every record is a contract record under its contract key; per key, each record raises the severity
+          (an alert is sent once per symbol, kind and window, again only when its severity rises);
+        - every expected alert was sent, at least at its expected severity and naming the same venue;
+        - every record names a pane the pipeline wrote, and its observed figure is that pane's;
+        - any alert beyond the expected ones (or above its expected severity) came from an early pane:
+          a share alert's pane is not the window's final market pane;
+        - each scenario of the tape is among the expected alerts: its kind, on its symbol (and venue), in a
+          window overlapping the scenario;
+        - the Parquet alerts table holds the same records.
+        Returns the counts."""
+        bootstrap = self.settings.bootstrap_servers
+        liquidity_frame, market_frame, _ = expected_panes(tape)
+        expected = expected_alerts(liquidity_frame, market_frame, settings)
+        rows = sorted(read_topic(bootstrap, self.topics["alerts"]), key=lambda r: (r["_partition"], r["_offset"]))
+        sent: dict[tuple[str, str, int], list[dict]] = {}
+        for row in rows:
+            assert tuple(k for k in row if not k.startswith("_")) == ALERT_FIELDS, row
+            assert row["_key"] == alert_key(row["symbol"], row["kind"], row["window_start"]), row
+            sent.setdefault((row["symbol"], row["kind"], parse_event_time(row["window_start"])), []).append(row)
+        for key, records in sent.items():
+            ranks = [severity_rank(r["severity"]) for r in records]
+            assert ranks == sorted(set(ranks)), f"{key}: severities sent {[r['severity'] for r in records]}"
+        for key, alert in expected.items():
+            assert key in sent, f"expected alert not sent: {key} {alert['severity']} score {alert['score']:.2f}"
+            last = sent[key][-1]
+            assert severity_rank(last["severity"]) >= severity_rank(alert["severity"]), (key, last, alert)
+            if last["severity"] == alert["severity"]:
+                assert last["venue"] == alert["venue"], (key, last, alert)
+
+        market_panes = {(r["symbol"], r["window_start"], r["pane_index"]): r
+                        for r in read_topic(bootstrap, self.topics["market"])}
+        final_market = {}
+        for symbol, start, index in market_panes:
+            final_market[(symbol, start)] = max(index, final_market.get((symbol, start), -1))
+        block_quantities: dict[tuple[str, str, str], set[int]] = {}
+        for r in read_topic(bootstrap, self.topics["liquidity"]):
+            block_quantities.setdefault((r["symbol"], r["venue"], r["window_start"]), set()).add(r["block_quantity"])
+        early = 0
+        for key, records in sent.items():
+            symbol, kind, _ = key
+            for record in records:
+                start = record["window_start"]
+                if kind == ALERT_BLOCK_CLUSTER:
+                    assert record["observed"] in block_quantities.get((symbol, record["venue"], start), ()), record
+                else:
+                    pane = market_panes.get((symbol, start, record["pane_index"]))
+                    assert pane is not None, f"no market pane {record['pane_index']} of {symbol} {start}: {record}"
+                    figure = "dark_share" if kind == ALERT_DARK_SHARE_SURGE else "top_venue_share"
+                    assert record["observed"] == pane[figure], (record, pane)
+                    if kind == ALERT_VENUE_CONCENTRATION:
+                        assert record["venue"] == pane["top_venue"], (record, pane)
+                wanted = expected.get(key)
+                if wanted is None or severity_rank(record["severity"]) > severity_rank(wanted["severity"]):
+                    early += 1
+                    if kind != ALERT_BLOCK_CLUSTER:
+                        assert record["pane_index"] < final_market[(symbol, start)], (
+                            f"an alert the final panes do not give, from a final pane: {record}")
+
+        for window in tape.scenarios:
+            kind = EXPECTED_ALERT[window.name]
+            hits = [a for (symbol, k, start), a in expected.items() if symbol == window.symbol and k == kind
+                    and start < window.end_ms and window.start_ms < start + WINDOW_MS
+                    and (kind == ALERT_DARK_SHARE_SURGE or a["venue"] == window.venue)]
+            assert hits, f"scenario {window.spec} gives no {kind} alert"
+
+        parquet = self._parquet_rows("alerts", "symbol, kind, epoch_ms(window_start) AS ws, severity, pane_index",
+                                     len(rows))
+        assert sorted(parquet) == sorted((r["symbol"], r["kind"], k[2], r["severity"], r["pane_index"])
+                                         for k, records in sent.items() for r in records)
+        return {"alerts_expected": len(expected), "alert_keys_sent": len(sent), "alert_records": len(rows),
+                "alert_records_from_early_panes": early, "scenarios": len(tape.scenarios)}
+
+    def _parquet_rows(self, table: str, columns: str, count: int) -> list[tuple]:
+        """The rows of one Parquet table, once it has ``count`` of them (the sink writes a file per flush)."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                rows = duckdb.sql(f"SELECT {columns} FROM read_parquet('{self.parquet}/{table}/*/*.parquet', "
+                                  f"hive_partitioning = true)").fetchall()
+            except duckdb.IOException:
+                rows = []
+            if len(rows) >= count:
+                return rows
+            assert time.monotonic() < deadline, f"the Parquet {table} table has {len(rows)} of {count} rows"
+            time.sleep(2)
 
     def _check_parquet(self, liquidity, market) -> None:
         deadline = time.monotonic() + 60
