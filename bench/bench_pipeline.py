@@ -14,10 +14,12 @@
    them; the figure "including start-up" counts from the submission. The rate
    per quarter of that span shows whether a job slows down as the run goes on.
    The ratio on / off is printed against the target (alerts on within 10 % of
-   alerts off: ratio >= 0.90). The first job is marked *cold* when no job had
-   run on the Flink cluster before it (a stack just started: JVM and caches
-   cold), the second *warm*; alternate the order to see how much of a
-   difference is the order. The machine's load average is printed first
+   alerts off: ratio >= 0.90). A job is marked *cold* when the Flink cluster
+   lists no job before it (a stack just started: JVM and caches cold; Flink
+   forgets finished jobs after an hour), *warm* otherwise; alternate the order
+   to see how much of a difference is the order, or run the latency phase
+   first (--latency-first: on a fresh stack it is then the cold job, and both
+   throughput jobs run warm). The machine's load average is printed first
    (other work on the two cores lowers every figure).
 2. Side by side, on the same topic and machine: the seed project's approach —
    one Python process consuming the raw topic with a Kafka client and keeping
@@ -59,7 +61,8 @@
    detectors) and record built -> on the topic (the sink side).
 
 Usage: .venv/bin/python bench/bench_pipeline.py [--trades 4000000] [--rate 5000] [--latency-seconds 420]
-       [--warmup-seconds 20] [--throughput-order off-on|on-off] [--alert-min-baseline-windows 3]
+       [--warmup-seconds 20] [--throughput-order off-on|on-off] [--latency-first]
+       [--alert-min-baseline-windows 3]
        [--scenario-symbols AAPL,NVDA,...] [--scenario-offset-seconds S] [--skip-throughput] [--skip-latency]
        [--skip-seed] [--pipeline-args "..."]
 It uses the local stack on the default ports (`darkpool stack up` first, or it starts it).
@@ -440,6 +443,7 @@ def collect(settings, topics: dict[str, str], arrivals: Arrivals, stop: threadin
 def measure_latency(settings, rate: int, seconds: int, warmup: int, scenarios: Sequence[str]) -> dict:
     """The live feed at ``rate`` for ``warmup`` + ``seconds`` with ``scenarios`` into one job with alerts on:
     pane latency and alert latency."""
+    cold = not flink.list_jobs(settings)
     topics = bench_topics(settings, "lat")
     job_id, group = submit_job(settings, "latency", topics, alerts=True)
     flink.wait_job_running(settings, job_id)
@@ -466,7 +470,7 @@ def measure_latency(settings, rate: int, seconds: int, warmup: int, scenarios: S
     log(f"received {sum(map(len, arrivals.liquidity.values())):,} liquidity panes, "
         f"{sum(map(len, arrivals.market.values())):,} market panes, {len(arrivals.alerts):,} alerts; matching")
     tape = Tape.read(tape_path)
-    return {"panes": latency_from(tape, arrivals, measured_from_ms),
+    return {"cold": cold, "panes": latency_from(tape, arrivals, measured_from_ms),
             "alerts": alert_latency_from(tape, arrivals, measured_from_ms)}
 
 
@@ -511,7 +515,8 @@ def throughput(settings, n_trades: int, order: Sequence[bool], seed: bool) -> di
 
 def print_latency(rate: int, latency: dict, min_baseline_windows: int, scenarios: Sequence[str]) -> None:
     panes, alerts = latency["panes"], latency["alerts"]
-    print(f"latency trade -> first pane on the output topic at {rate:,} trades/s (alerts on): "
+    print(f"latency trade -> first pane on the output topic at {rate:,} trades/s (alerts on, "
+          f"{'cold' if latency['cold'] else 'warm'} job): "
           f"p50 {panes['p50_ms']:,.0f} ms, p99 {panes['p99_ms']:,.0f} ms, max {panes['max_ms']:,.0f} ms "
           f"({panes['measured']:,} of {panes['trades']:,} trades matched to a pane)")
     print(f"  of which trade -> pane emitted: p50 {panes['to_emitted_p50_ms']:,.0f} ms, "
@@ -550,6 +555,9 @@ def main() -> int:
     parser.add_argument("--scenario-offset-seconds", type=float, default=None,
                         help="scenario start after the feed's first print [default: after the warm-up and the "
                              "detectors' baseline windows]")
+    parser.add_argument("--latency-first", action="store_true",
+                        help="run the latency phase before the throughput jobs (on a fresh stack it is then the "
+                             "cold job, and both throughput jobs run warm)")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-seed", action="store_true", help="no seed consumer loop after the throughput jobs")
@@ -573,13 +581,18 @@ def main() -> int:
 
     load = machine_load()
     log(load)
+    phases = []
     if not args.skip_throughput:
         order = (False, True) if args.throughput_order == "off-on" else (True, False)
-        throughput(settings, args.trades, order, seed=not args.skip_seed)
+        phases.append(lambda: throughput(settings, args.trades, order, seed=not args.skip_seed))
     if not args.skip_latency:
-        log(f"== latency at {args.rate:,} trades/s, alerts on")
-        latency = measure_latency(settings, args.rate, args.latency_seconds, args.warmup_seconds, scenarios)
-        print_latency(args.rate, latency, args.alert_min_baseline_windows, scenarios)
+        def latency_phase() -> None:
+            log(f"== latency at {args.rate:,} trades/s, alerts on")
+            latency = measure_latency(settings, args.rate, args.latency_seconds, args.warmup_seconds, scenarios)
+            print_latency(args.rate, latency, args.alert_min_baseline_windows, scenarios)
+        phases.insert(0 if args.latency_first else len(phases), latency_phase)
+    for phase in phases:
+        phase()
     print(f"machine at the start: {load}; whole run {time.monotonic() - started:.0f} s", flush=True)
     return 0
 
