@@ -34,7 +34,7 @@ from darkpool import __version__
 from darkpool.finra_file import MAX_ERRORS_SHOWN, read_files
 
 HTML_ROWS = 25  # rows of each table shown in the HTML (the CSV has all)
-NO_ALERTS_NOTE = "no alerts in the dataset (run the pipeline with --alerts)"
+NO_ALERTS_NOTE = "no alerts in the dataset (run the pipeline with its alert detectors, the default)"
 
 FINRA_TITLES = {
     "finra_venue_share": ("FINRA: ATS venue share per symbol and week",

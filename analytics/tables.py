@@ -273,7 +273,7 @@ TABLES: tuple[TableSpec, ...] = (
 
 ALERT_TABLES: tuple[TableSpec, ...] = (
     TableSpec("alert_history", "Alert history by symbol and kind", alert_history,
-              "The pipeline's alerts (run with --alerts; docs/alerts.md) per symbol and kind, each alert counted "
+              "The pipeline's alerts (docs/alerts.md) per symbol and kind, each alert counted "
               "once at its highest severity: how many, of which high, medium and low, the first and last window, "
               "the highest score and the venues named."),
     TableSpec("alerts_over_time", "Alerts over time", alerts_over_time,
