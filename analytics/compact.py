@@ -59,13 +59,13 @@ from darkpool import storage
 from darkpool.config import Settings, load_settings
 from darkpool.contracts import PARQUET_PARTITION_FIELD
 from darkpool.errors import DarkpoolError
-from darkpool.schema import LIQUIDITY, MARKET
+from darkpool.schema import ALERTS, LIQUIDITY, MARKET
 
 COMPACTED_PREFIX = "compact-"
 INPUTS_KEY = b"darkpool.compacted_from"
 PARQUET_SUFFIX = ".parquet"
 STAGED_SUFFIX = ".parquet.tmp"
-TABLES = (LIQUIDITY, MARKET)
+TABLES = (LIQUIDITY, MARKET, ALERTS)  # a dataset without an alerts table has no partitions of it
 DEFAULT_TARGET_BYTES = 64 << 20
 DEFAULT_MIN_AGE_SECONDS = 300.0
 DEFAULT_GRACE_SECONDS = 10.0
@@ -416,7 +416,7 @@ def partitions(root: storage.Location, settings: Settings | None = None,
 
 @dataclass(frozen=True)
 class DatasetStats:
-    """File count and sizes of the visible data files of a dataset (both tables)."""
+    """File count and sizes of the visible data files of a dataset (every table)."""
 
     files: int
     total_bytes: int

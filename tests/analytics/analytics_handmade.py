@@ -32,7 +32,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from darkpool import market
-from darkpool.contracts import LIQUIDITY_SCHEMA, MARKET_SCHEMA, venue_type_of
+from darkpool.contracts import (
+    ALERT_BLOCK_CLUSTER,
+    ALERT_DARK_SHARE_SURGE,
+    ALERT_VENUE_CONCENTRATION,
+    LIQUIDITY_SCHEMA,
+    MARKET_SCHEMA,
+    venue_type_of,
+)
 
 DAY = datetime(2026, 11, 24, tzinfo=UTC)
 W1 = DAY.replace(hour=14, minute=30)
@@ -143,3 +150,32 @@ def shifted_rows(rows: list[dict], days: int) -> list[dict]:
             row[name] = row[name] + timedelta(days=days)
         moved.append(row)
     return moved
+
+
+# --- the alerts table (contracts.ALERT_SCHEMA; tests/analytics/test_analytics_alerts.py lists them) ------
+SURGE, BLOCKS, CONCENTRATION = ALERT_DARK_SHARE_SURGE, ALERT_BLOCK_CLUSTER, ALERT_VENUE_CONCENTRATION
+EARLY_W = DAY.replace(hour=13, minute=55)
+NEXT_DAY = DAY + timedelta(days=1)
+
+
+def alert(ws, symbol, kind, severity, score, *, venue=None, emitted_s=60, timing="ON_TIME", index=1) -> dict:
+    """One alert row in ALERT_SCHEMA, emitted ``emitted_s`` seconds after its window's start."""
+    return {"window_start": ws, "window_end": ws + SIZE, "symbol": symbol, "kind": kind, "venue": venue,
+            "observed": 0.9, "baseline": 0.4, "baseline_spread": 0.05, "baseline_windows": 30, "score": score,
+            "severity": severity, "pane_timing": timing, "pane_index": index,
+            "emitted_at": ws + timedelta(seconds=emitted_s)}
+
+
+ALERT_ROWS = [
+    alert(EARLY_W, "BBB", SURGE, "medium", 4.2),
+    alert(W2, "AAA", SURGE, "medium", 4.0, emitted_s=30, timing="EARLY", index=0),
+    alert(W2, "AAA", SURGE, "high", 6.5, emitted_s=90),
+    alert(W2, "AAA", SURGE, "low", 2.0, emitted_s=900, timing="LATE", index=2),  # later but lower: not kept
+    alert(W2, "AAA", BLOCKS, "low", 2.6, venue="UBSA", emitted_s=40),
+    alert(W2, "AAA", BLOCKS, "medium", 3.5, venue="UBSA", emitted_s=80),
+    alert(W2, "AAA", BLOCKS, "medium", 3.6, venue="UBSA", emitted_s=120),  # same severity, later: kept
+    alert(W3, "AAA", CONCENTRATION, "low", 3.1, venue="UBSA"),
+    alert(W1, "BBB", CONCENTRATION, "high", 7.0, venue="CDRG"),
+    alert(W3, "BBB", CONCENTRATION, "medium", 4.8, venue="XNYS"),
+    alert(NEXT_DAY.replace(hour=9, minute=30), "AAA", SURGE, "high", 9.0),  # after --to
+]

@@ -20,23 +20,25 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from analytics_handmade import LIQUIDITY_ROWS, MARKET_ROWS, shifted_rows
+from analytics_handmade import ALERT_ROWS, LIQUIDITY_ROWS, MARKET_ROWS, shifted_rows
 
 from analytics import compact
 from analytics.dataset import Selection, connect, load_panes, table_files
 from console import cli
 from darkpool.config import Settings
-from darkpool.contracts import LIQUIDITY_SCHEMA, MARKET_SCHEMA
+from darkpool.contracts import ALERT_SCHEMA, LIQUIDITY_SCHEMA, MARKET_SCHEMA
 from darkpool.storage import join, s3_client
 
 OLD = time.time() - 3600
 
 
 def _one_row_per_file(root: Path) -> Path:
-    """Both tables on two days, one row per file, the first liquidity row written twice (at-least-once)."""
+    """The three tables, the panes' on two days, one row per file, the first liquidity row written twice
+    (at-least-once)."""
     for table, rows, schema in (("liquidity", LIQUIDITY_ROWS + shifted_rows(LIQUIDITY_ROWS, 1) + LIQUIDITY_ROWS[:1],
                                  LIQUIDITY_SCHEMA),
-                                ("market", MARKET_ROWS + shifted_rows(MARKET_ROWS, 1), MARKET_SCHEMA)):
+                                ("market", MARKET_ROWS + shifted_rows(MARKET_ROWS, 1), MARKET_SCHEMA),
+                                ("alerts", ALERT_ROWS, ALERT_SCHEMA)):
         for i, row in enumerate(rows):
             folder = root / table / f"date={row['window_start']:%Y-%m-%d}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -61,7 +63,7 @@ def _all_panes(dataset: Path | str) -> dict[str, list[tuple]]:
 
 def _raw_rows(root: Path) -> dict[str, list[str]]:
     rows = {}
-    for table in ("liquidity", "market"):
+    for table in ("liquidity", "market", "alerts"):
         tables = [pq.read_table(path).to_pylist() for path in table_files(root, table)]
         rows[table] = sorted(repr(sorted(r.items())) for t in tables for r in t)
     return rows
@@ -128,7 +130,7 @@ def test_compact_keeps_every_result_and_rolls_up_the_files(tmp_path: Path) -> No
     pipeline_tmp.write_bytes(b"PAR1 half a file")
     before = _views(root, tmp_path / "before")
     stats_before = compact.dataset_stats(root, count_rows=True)
-    assert stats_before.files == 2 * 12 + 1 + 1 + 2 * 6
+    assert stats_before.files == 2 * 12 + 1 + 1 + 2 * 6 + len(ALERT_ROWS)
 
     result = compact.compact(root, min_age=60, grace=0)
 
@@ -136,11 +138,12 @@ def test_compact_keeps_every_result_and_rolls_up_the_files(tmp_path: Path) -> No
     assert result.before.files == stats_before.files
     after = compact.dataset_stats(root, count_rows=True)
     assert after.rows == stats_before.rows
-    assert after.files == 4 + 1  # one file per table and day, and the young one
+    assert after.files == 6 + 1  # one file per table and day (the alerts on two days too), and the young one
     assert after.median_bytes > stats_before.median_bytes
     assert young.exists() and pipeline_tmp.exists()
     assert [n for n in _names(day) if n.startswith("part-")] == [young.name]
-    assert result.compactions == 4 and result.inputs == stats_before.files - 1
+    # the young file stays, and so does the one alert of 2026-11-25 (a lone file has nothing to roll up with)
+    assert result.compactions == 5 and result.inputs == stats_before.files - 2
 
     # a second run finds nothing left to do
     again = compact.compact(root, min_age=60, grace=0)
@@ -218,7 +221,7 @@ def test_cli_prints_counts_and_sizes_before_and_after(tmp_path: Path, capsys: py
     root = _one_row_per_file(tmp_path / "parquet")
     assert cli.main(["dataset", "compact", "--dataset", str(root), "--min-age", "60", "--grace", "0"]) == 0
     out = capsys.readouterr().out
-    assert "before: 37 files" in out and "after:  4 files" in out and "median" in out
+    assert "before: 48 files" in out and "after:  6 files" in out and "median" in out
     assert cli.main(["dataset", "compact", "--dataset", str(tmp_path / "nothing")]) == 1
 
 
@@ -244,5 +247,5 @@ def test_compact_on_s3_keeps_the_report(s3_endpoint: Settings, tmp_path: Path) -
 
     result = compact.compact(uri, min_age=0, grace=0, settings=settings)  # recovers, then the rest
     assert result.recovered["retired"] == len(inputs)
-    assert result.after.files == 4
+    assert result.after.files == 6
     assert _all_panes(uri) == panes and _analyze(uri, tmp_path / "after") == before
