@@ -72,6 +72,10 @@ class DetectorSettings:
     # the window being scored must have traded at least this much (its pane so far), or nothing alerts
     min_window_quantity: int = 10_000
     min_window_trades: int = 20
+    # a share figure (dark share, top venue share) is scored only once its pane holds at least this
+    # fraction of the baseline windows' median prints: an EARLY pane of a window's first seconds is
+    # noise (quantity-weighted shares of a few hundred heavy-tailed prints), even divided by noise_scale
+    min_pane_fraction: float = 0.25
     # dark-share surge: robust z per severity, the spread's floor, and the least rise above the median
     surge_thresholds: Thresholds = (6.0, 9.0, 13.5)
     surge_spread_floor: float = 0.01
@@ -123,6 +127,9 @@ def settings_problem(settings: DetectorSettings) -> str | None:
         value = getattr(settings, name)
         if not _is_number(value) or not 0 <= value <= 1:
             return f"{name} must be a share increase from 0 to 1, got {value!r}"
+    fraction = settings.min_pane_fraction
+    if not _is_number(fraction) or not 0 <= fraction <= 1:
+        return f"min_pane_fraction must be a fraction from 0 to 1, got {fraction!r}"
     share = settings.concentration_min_share
     if not _is_number(share) or not 0 < share <= 1:
         return f"concentration_min_share must be a share above 0 and at most 1, got {share!r}"
@@ -240,11 +247,12 @@ def detect_dark_share_surge(market_pane: Mapping[str, Any], history: Iterable[fl
 
     ``history``: the symbol's earlier windows' dark shares, oldest first, without this window;
     ``typical_trades``: the median prints of those windows (the score is divided by
-    :func:`noise_scale`, so a pane of a few prints is scored for its noise). Alerts
-    when the window traded enough, the baseline has ``min_baseline_windows`` values, the dark share is at
-    least ``surge_min_increase`` above the baseline's median and its score reaches ``surge_thresholds``.
+    :func:`noise_scale`, so a pane of a few prints is scored for its noise). Alerts when the window
+    traded enough and its pane is large enough (:func:`share_pane_scored`), the baseline has
+    ``min_baseline_windows`` values, the dark share is at least ``surge_min_increase`` above the
+    baseline's median and its score reaches ``surge_thresholds``.
     """
-    if not _traded_enough(market_pane["share_quantity"], market_pane["trade_count"], settings):
+    if not share_pane_scored(market_pane["trade_count"], market_pane["share_quantity"], typical_trades, settings):
         return None
     observed = _figure(market_pane.get("dark_share"))
     return _candidate(market_pane, ALERT_DARK_SHARE_SURGE, None, observed, history, settings.surge_spread_floor,
@@ -259,11 +267,11 @@ def detect_venue_concentration(market_pane: Mapping[str, Any], history: Iterable
 
     ``history``: the symbol's earlier windows' top-venue shares, oldest first, without this window;
     ``typical_trades``: as for :func:`detect_dark_share_surge`.
-    Alerts when the window traded enough, the baseline has ``min_baseline_windows`` values, the top venue
+    Alerts when :func:`share_pane_scored`, the baseline has ``min_baseline_windows`` values, the top venue
     holds at least ``concentration_min_share`` of the volume, at least ``concentration_min_increase``
     above the baseline's median, and its score reaches ``concentration_thresholds``.
     """
-    if not _traded_enough(market_pane["share_quantity"], market_pane["trade_count"], settings):
+    if not share_pane_scored(market_pane["trade_count"], market_pane["share_quantity"], typical_trades, settings):
         return None
     observed = _figure(market_pane.get("top_venue_share"))
     if observed is None or observed < settings.concentration_min_share:
@@ -351,6 +359,16 @@ def noise_scale(trades: int, typical_trades: float | None) -> float:
 
 def _traded_enough(quantity: int, trades: int, settings: DetectorSettings) -> bool:
     return quantity >= settings.min_window_quantity and trades >= settings.min_window_trades
+
+
+def share_pane_scored(trades: int, quantity: int, typical_trades: float | None,
+                      settings: DetectorSettings = DEFAULT_SETTINGS) -> bool:
+    """Whether a market pane's share figures are scored at all: the window traded enough so far, and the
+    pane holds at least ``min_pane_fraction`` of ``typical_trades`` (the baseline windows' median prints;
+    None: not known, no such condition)."""
+    if not _traded_enough(quantity, trades, settings):
+        return False
+    return typical_trades is None or trades >= settings.min_pane_fraction * typical_trades
 
 
 def _figure(value: float | None) -> float | None:

@@ -31,6 +31,7 @@ from darkpool.alerts import (
     robust_baseline,
     robust_score,
     severity_for,
+    share_pane_scored,
     should_emit,
     window_figures,
 )
@@ -226,6 +227,8 @@ def test_default_settings_are_valid_and_documented_values() -> None:
     ({"min_window_quantity": -1}, "min_window_quantity must be"),
     ({"min_window_trades": -1}, "min_window_trades must be"),
     ({"block_min_blocks": 0}, "block_min_blocks must be"),
+    ({"min_pane_fraction": 1.5}, "min_pane_fraction must be"),
+    ({"min_pane_fraction": -0.1}, "min_pane_fraction must be"),
     ({"surge_thresholds": (4.0, 6.0)}, "surge_thresholds: expected 3 scores"),
     ({"surge_thresholds": (6.0, 4.0, 9.0)}, "surge_thresholds: the scores must rise strictly"),
     ({"block_thresholds": (4.0, 4.0, 9.0)}, "block_thresholds: the scores must rise strictly"),
@@ -561,3 +564,26 @@ def test_an_early_pane_of_a_few_prints_is_scored_for_its_noise() -> None:
     quarter = detect_dark_share_surge({**whole, "trade_count": 2_500}, history, typical_trades=typical)
     assert quarter.score == pytest.approx(full.score / 2)  # a quarter of the prints: x 1/2
     assert detect_dark_share_surge(early, history) == detect_dark_share_surge(whole, history)  # no baseline of prints
+
+
+def test_share_figures_wait_for_a_quarter_of_the_typical_prints() -> None:
+    """A pane with less than ``min_pane_fraction`` (0.25) of the baseline windows' median prints is not scored
+    for its shares at all (the demo's false EARLY alerts came from panes of 2-15 % of them); 0 leaves only
+    ``noise_scale``."""
+    assert DEFAULT_SETTINGS.min_pane_fraction == 0.25
+    assert not share_pane_scored(2_499, 1_000_000, 10_000.0) and share_pane_scored(2_500, 1_000_000, 10_000.0)
+    assert share_pane_scored(20, 10_000, None)  # no baseline of prints known: only the window minimums
+    assert not share_pane_scored(19, 10_000, None) and not share_pane_scored(20, 9_999, None)
+    history = _noisy_history(40_000, 1_000, windows=N)
+    whole = {**dark_share_pane(N, 70_000), "trade_count": 10_000}
+    below = {**whole, "trade_count": 2_499}
+    assert detect_dark_share_surge(below, history, typical_trades=10_000.0) is None
+    loose = replace(DEFAULT_SETTINGS, min_pane_fraction=0.0)
+    scored = detect_dark_share_surge(below, history, loose, typical_trades=10_000.0)
+    full = detect_dark_share_surge(whole, history, typical_trades=10_000.0)
+    assert scored.score == pytest.approx(full.score / math.sqrt(10_000 / 2_499))
+    takeover = {**market_pane(N, {"MSPL": 160_000, "UBSA": 10_000, "NSDQ": 20_000, "NYSE": 10_000}),
+                "trade_count": 100}
+    even = [_even_market(i)["top_venue_share"] for i in range(N)]
+    assert detect_venue_concentration(takeover, even, typical_trades=401.0) is None
+    assert detect_venue_concentration(takeover, even, typical_trades=400.0) is not None
