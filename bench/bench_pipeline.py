@@ -513,8 +513,10 @@ def throughput(settings, n_trades: int, order: Sequence[bool], seed: bool) -> di
     return result
 
 
-def print_latency(rate: int, latency: dict, min_baseline_windows: int, scenarios: Sequence[str]) -> None:
+def print_latency(rate: int, seconds: int, latency: dict, min_baseline_windows: int, scenarios: Sequence[str]) -> None:
     panes, alerts = latency["panes"], latency["alerts"]
+    print(f"live feed at --rate {rate:,}: {panes['trades'] / seconds:,.0f} trades/s on average after the warm-up "
+          f"(the scenarios' trades come on top of the rate, in their minutes)")
     print(f"latency trade -> first pane on the output topic at {rate:,} trades/s (alerts on, "
           f"{'cold' if latency['cold'] else 'warm'} job): "
           f"p50 {panes['p50_ms']:,.0f} ms, p99 {panes['p99_ms']:,.0f} ms, max {panes['max_ms']:,.0f} ms "
@@ -589,7 +591,7 @@ def main() -> int:
         def latency_phase() -> None:
             log(f"== latency at {args.rate:,} trades/s, alerts on")
             latency = measure_latency(settings, args.rate, args.latency_seconds, args.warmup_seconds, scenarios)
-            print_latency(args.rate, latency, args.alert_min_baseline_windows, scenarios)
+            print_latency(args.rate, args.latency_seconds, latency, args.alert_min_baseline_windows, scenarios)
         phases.insert(0 if args.latency_first else len(phases), latency_phase)
     for phase in phases:
         phase()
