@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from pipeline_testkit import detector_panes, run_detectors
 
@@ -309,8 +310,9 @@ class PipelineRun:
           (an alert is sent once per symbol, kind and window, again only when its severity rises);
         - every expected alert was sent, at least at its expected severity and naming the same venue;
         - every record names a pane the pipeline wrote, and its observed figure is that pane's;
-        - any alert beyond the expected ones (or above its expected severity) came from an early pane:
-          a share alert's pane is not the window's final market pane;
+        - a share alert sent on its window's final market pane is exactly the expected one (severity,
+          venue, figure, score): any alert beyond the expected ones, or above its expected severity, came
+          from an earlier pane;
         - each scenario of the tape is among the expected alerts: its kind, on its symbol (and venue), in a
           window overlapping the scenario;
         - the Parquet alerts table holds the same records.
@@ -331,8 +333,6 @@ class PipelineRun:
             assert key in sent, f"expected alert not sent: {key} {alert['severity']} score {alert['score']:.2f}"
             last = sent[key][-1]
             assert severity_rank(last["severity"]) >= severity_rank(alert["severity"]), (key, last, alert)
-            if last["severity"] == alert["severity"]:
-                assert last["venue"] == alert["venue"], (key, last, alert)
 
         market_panes = {(r["symbol"], r["window_start"], r["pane_index"]): r
                         for r in read_topic(bootstrap, self.topics["market"])}
@@ -357,11 +357,14 @@ class PipelineRun:
                     if kind == ALERT_VENUE_CONCENTRATION:
                         assert record["venue"] == pane["top_venue"], (record, pane)
                 wanted = expected.get(key)
-                if wanted is None or severity_rank(record["severity"]) > severity_rank(wanted["severity"]):
+                if kind != ALERT_BLOCK_CLUSTER and record["pane_index"] == final_market[(symbol, start)]:
+                    # sent on the window's final market pane: exactly the recomputation's alert
+                    assert wanted is not None, f"an alert the final panes do not give, from a final pane: {record}"
+                    assert (record["severity"], record["venue"], record["observed"]) == (
+                        wanted["severity"], wanted["venue"], wanted["observed"]), (record, wanted)
+                    assert record["score"] == pytest.approx(wanted["score"], rel=1e-9), (record, wanted)
+                elif wanted is None or severity_rank(record["severity"]) > severity_rank(wanted["severity"]):
                     early += 1
-                    if kind != ALERT_BLOCK_CLUSTER:
-                        assert record["pane_index"] < final_market[(symbol, start)], (
-                            f"an alert the final panes do not give, from a final pane: {record}")
 
         for window in tape.scenarios:
             kind = EXPECTED_ALERT[window.name]
