@@ -308,7 +308,7 @@ class PipelineRun:
 
         - every record is a contract record under its contract key; per key, each record raises the severity
           (an alert is sent once per symbol, kind and window, again only when its severity rises);
-        - every expected alert was sent, at least at its expected severity and naming the same venue;
+        - every expected alert was sent, at least at its expected severity;
         - every record names a pane the pipeline wrote, and its observed figure is that pane's;
         - a share alert sent on its window's final market pane is exactly the expected one (severity,
           venue, figure, score): any alert beyond the expected ones, or above its expected severity, came
