@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -64,6 +65,11 @@ def epoch_ms(texts: pd.Series) -> pd.Series:
 class Tape:
     records: list[TapeRecord]
     scenarios: list[ScenarioWindow] = field(default_factory=list)  # the injected scenarios' resolved windows
+
+    @functools.cached_property
+    def expected(self) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+        """:func:`expected_panes` of this tape, computed once (the panes' and the alerts' checks read it)."""
+        return expected_panes(self)
 
     def labels(self) -> pd.Series:
         return pd.Series([r.fault or "valid" for r in self.records])
@@ -272,7 +278,7 @@ class PipelineRun:
 
     def check_against(self, tape: Tape, check_parquet: bool = True) -> dict[str, int]:
         bootstrap = self.settings.bootstrap_servers
-        expected_liquidity, expected_market, aggregated = expected_panes(tape)
+        expected_liquidity, expected_market, aggregated = tape.expected
 
         liquidity = final_panes(read_topic(bootstrap, self.topics["liquidity"]), LIQUIDITY_KEY)
         assert_panes_match(liquidity, expected_liquidity, LIQUIDITY_KEY,
@@ -318,7 +324,7 @@ class PipelineRun:
         - the Parquet alerts table holds the same records.
         Returns the counts."""
         bootstrap = self.settings.bootstrap_servers
-        liquidity_frame, market_frame, _ = expected_panes(tape)
+        liquidity_frame, market_frame, _ = tape.expected
         expected = expected_alerts(liquidity_frame, market_frame, settings)
         rows = sorted(read_topic(bootstrap, self.topics["alerts"]), key=lambda r: (r["_partition"], r["_offset"]))
         sent: dict[tuple[str, str, int], list[dict]] = {}
@@ -373,42 +379,36 @@ class PipelineRun:
                     and (kind == ALERT_DARK_SHARE_SURGE or a["venue"] == window.venue)]
             assert hits, f"scenario {window.spec} gives no {kind} alert"
 
-        parquet = self._parquet_rows("alerts", "symbol, kind, epoch_ms(window_start) AS ws, severity, pane_index",
-                                     len(rows))
-        assert sorted(parquet) == sorted((r["symbol"], r["kind"], k[2], r["severity"], r["pane_index"])
-                                         for k, records in sent.items() for r in records)
+        parquet = self._parquet_rows(f"""
+            SELECT symbol, kind, epoch_ms(window_start) AS ws, severity, pane_index
+            FROM read_parquet('{self.parquet}/alerts/*/*.parquet', hive_partitioning = true)""", len(rows))
+        topic_rows = [(r["symbol"], r["kind"], k[2], r["severity"], r["pane_index"])
+                      for k, records in sent.items() for r in records]
+        assert sorted(parquet.itertuples(index=False, name=None)) == sorted(topic_rows)
         return {"alerts_expected": len(expected), "alert_keys_sent": len(sent), "alert_records": len(rows),
                 "alert_records_from_early_panes": early, "scenarios": len(tape.scenarios)}
 
-    def _parquet_rows(self, table: str, columns: str, count: int) -> list[tuple]:
-        """The rows of one Parquet table, once it has ``count`` of them (the sink writes a file per flush)."""
+    @staticmethod
+    def _parquet_rows(sql: str, count: int) -> pd.DataFrame:
+        """The rows a query over the Parquet dataset gives, once there are ``count`` of them (the sink writes a
+        file per flush interval: wait for the last one; no file yet reads as no row)."""
         deadline = time.monotonic() + 60
         while True:
             try:
-                rows = duckdb.sql(f"SELECT {columns} FROM read_parquet('{self.parquet}/{table}/*/*.parquet', "
-                                  f"hive_partitioning = true)").fetchall()
+                rows = duckdb.sql(sql).df()
             except duckdb.IOException:
-                rows = []
-            if len(rows) >= count:
+                rows = pd.DataFrame()
+            if len(rows) == count:
                 return rows
-            assert time.monotonic() < deadline, f"the Parquet {table} table has {len(rows)} of {count} rows"
+            assert time.monotonic() < deadline, f"the Parquet dataset has {len(rows)} of {count} rows: {sql}"
             time.sleep(2)
 
     def _check_parquet(self, liquidity, market) -> None:
-        deadline = time.monotonic() + 60
-        while True:  # the sink writes a file per flush interval: wait for the last one
-            try:
-                rows = duckdb.sql(f"""
-                    SELECT epoch_ms(window_start) AS window_start, symbol, venue, trade_count, share_quantity
-                    FROM read_parquet('{self.parquet}/liquidity/*/*.parquet', hive_partitioning = true)
-                    QUALIFY row_number() OVER (PARTITION BY window_start, symbol, venue
-                                               ORDER BY pane_index DESC, emitted_at DESC) = 1""").df()
-            except duckdb.IOException:
-                rows = None
-            if rows is not None and len(rows) == len(liquidity):
-                break
-            assert time.monotonic() < deadline, "the Parquet dataset did not catch up with the topic"
-            time.sleep(2)
+        rows = self._parquet_rows(f"""
+            SELECT epoch_ms(window_start) AS window_start, symbol, venue, trade_count, share_quantity
+            FROM read_parquet('{self.parquet}/liquidity/*/*.parquet', hive_partitioning = true)
+            QUALIFY row_number() OVER (PARTITION BY window_start, symbol, venue
+                                       ORDER BY pane_index DESC, emitted_at DESC) = 1""", len(liquidity))
         merged = rows.merge(liquidity, on=LIQUIDITY_KEY, suffixes=("_parquet", "_kafka"))
         assert len(merged) == len(liquidity)
         assert (merged["trade_count_parquet"] == merged["trade_count_kafka"]).all()
