@@ -11,7 +11,8 @@ knows about Beam, Kafka or DuckDB (docs/alerts.md). The pieces, in the order a c
 
    - :func:`detect_dark_share_surge` (market pane): the dark share far above the symbol's baseline;
    - :func:`detect_block_cluster` (the window's per-venue liquidity panes): at least
-     ``block_min_blocks`` block prints on one venue, with a block quantity far above the baseline;
+     ``block_min_blocks`` block prints on one venue, with a block quantity far above the baseline
+     (:func:`detect_venue_blocks`: the same on each venue's figures, for a caller that keeps only those);
    - :func:`detect_venue_concentration` (market pane): the top venue's share far above the baseline.
 
    Each returns an :class:`AlertCandidate` (with its severity) or None.
@@ -310,14 +311,26 @@ def detect_block_cluster(liquidity_panes: Iterable[Mapping[str, Any]], history: 
     else:
         quantity = sum(pane["share_quantity"] for pane in panes.values())
         trades = sum(pane["trade_count"] for pane in panes.values())
+    venues = {venue: (pane["block_count"], pane["block_quantity"]) for venue, pane in panes.items()}
+    return detect_venue_blocks(first, venues, quantity, trades, history, settings)
+
+
+def detect_venue_blocks(window: Mapping[str, Any], venues: Mapping[str, tuple[int, float]], quantity: int,
+                        trades: int, history: Iterable[float | None],
+                        settings: DetectorSettings = DEFAULT_SETTINGS) -> AlertCandidate | None:
+    """:func:`detect_block_cluster` on a window's figures: ``venues`` {venue: (block prints, block quantity)}
+    (each venue's latest figures; the venues with fewer than ``block_min_blocks`` may be left out),
+    ``quantity`` / ``trades`` the window's totals, ``window`` any pane of the (symbol, window) (its
+    ``symbol``, ``window_start`` and ``window_end``)."""
     if not _traded_enough(quantity, trades, settings):
         return None
-    clusters = [pane for pane in panes.values() if pane["block_count"] >= settings.block_min_blocks]
+    clusters = [(venue, count, block_quantity) for venue, (count, block_quantity) in venues.items()
+                if count >= settings.block_min_blocks]
     if not clusters:
         return None
-    venue_pane = min(clusters, key=lambda p: (-p["block_quantity"], -p["block_count"], p["venue"]))
-    return _candidate(venue_pane, ALERT_BLOCK_CLUSTER, venue_pane["venue"], float(venue_pane["block_quantity"]),
-                      history, settings.block_spread_floor, 0.0, settings.block_thresholds, settings)
+    venue, _count, block_quantity = min(clusters, key=lambda c: (-c[2], -c[1], c[0]))
+    return _candidate(window, ALERT_BLOCK_CLUSTER, venue, float(block_quantity), history,
+                      settings.block_spread_floor, 0.0, settings.block_thresholds, settings)
 
 
 def _candidate(pane: Mapping[str, Any], kind: str, venue: str | None, observed: float | None,

@@ -87,6 +87,26 @@ def kafka_bootstrap(settings: Settings) -> str:
     return settings.bootstrap_servers
 
 
+@pytest.fixture(autouse=True)
+def _broker_answers(request: pytest.FixtureRequest) -> None:
+    """Before every test that uses the broker: the broker answers, restarted if an earlier test left it down.
+
+    Tests of outages stop the shared broker and start it again; a start that fails there (a slow log
+    recovery, a port still held) would otherwise fail every later test of the run, each after its own
+    timeout. Checking costs one metadata request.
+    """
+    if "kafka_bootstrap" not in request.fixturenames:
+        return
+    request.getfixturevalue("kafka_bootstrap")  # the session's first use starts it
+    settings = request.getfixturevalue("settings")
+    kafka = services.service_by_name(settings, "kafka")
+    if kafka.pid() is not None and kafka.ready():
+        return
+    print(f"\nconftest: the test broker does not answer before {request.node.nodeid}: restarting it")
+    kafka.stop()
+    kafka.start()
+
+
 @pytest.fixture(scope="session")
 def flink_stack(settings: Settings, kafka_bootstrap: str) -> Settings:
     """The whole local stack: Kafka, Flink JobManager + TaskManager, Beam job server,

@@ -10,9 +10,10 @@ The detectors' scoring and the emission rule are pure functions in
 :class:`DetectAlertsFn` keeps, per symbol in keyed state, the figures of the
 symbol's recent windows (each window's latest pane: dark share, top venue share,
 the largest block quantity on one venue, and the window's traded quantity and
-trades), the latest pane of each venue that printed at least
+trades), the block figures of each venue that printed at least
 ``block_min_blocks`` blocks in a window still open, and the severity already
-sent per (kind, window). On every pane of a window it scores that window
+sent per (kind, window), in three cells written only when a pane changes them.
+On every pane of a window it scores that window
 (a share figure's score divided by :func:`darkpool.alerts.noise_scale`: an
 early pane of a few prints is noisier than the whole windows of the baseline)
 against the baseline of the symbol's *earlier, non-overlapping* windows (those
@@ -32,11 +33,10 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import apache_beam as beam
-import orjson
 from apache_beam import coders
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
@@ -69,9 +69,26 @@ class DetectAlertsFn(beam.DoFn):
 
     ``settings``: the detectors' thresholds and baseline length; ``period_ms`` / ``window_ms`` /
     ``allowed_lateness_ms``: the job's sliding windows (how far back state must reach).
+
+    Keyed state is three cells, each written only when this pane changed it (most block panes change
+    nothing: a venue's block quantity below the window's largest, fewer blocks than a cluster needs):
+
+    - ``figures``: {window start ms: [window end ms, dark share, top venue share, largest block quantity on
+      one venue, traded quantity, trades, has a market pane]}, the baseline's windows and the open ones;
+    - ``open``: {window start ms: {venue: (block prints, block quantity)}} of the venues with at least
+      ``block_min_blocks`` blocks in a window that can still get panes (panes accumulate, so a venue's
+      latest figures are its highest: an older pane arriving late changes nothing);
+    - ``sent``: {(kind, window start ms): the severity sent}.
+
+    Values are Python objects (``FastPrimitivesCoder``): the SDK's state cache hands back the decoded
+    object, so a read costs no decoding once the key is cached.
     """
 
-    STATE = ReadModifyWriteStateSpec("alert_state", coders.BytesCoder())
+    FIGURES = ReadModifyWriteStateSpec("alert_figures", coders.FastPrimitivesCoder())
+    OPEN = ReadModifyWriteStateSpec("alert_open", coders.FastPrimitivesCoder())
+    SENT = ReadModifyWriteStateSpec("alert_sent", coders.FastPrimitivesCoder())
+    # the process() parameters of the three cells (for driving the DoFn directly, as tests and benches do)
+    STATE_CELLS = ("figures_state", "open_state", "sent_state")
 
     def __init__(self, settings: alerts.DetectorSettings, period_ms: int, window_ms: int,
                  allowed_lateness_ms: int, clock=time.time) -> None:
@@ -80,37 +97,70 @@ class DetectAlertsFn(beam.DoFn):
         self._window_ms = window_ms
         self._lateness_ms = allowed_lateness_ms
         self._clock = clock
+        # how far back the figures and the sent severities reach, and how long a window stays open: a window
+        # gets panes until the watermark passes its end + the lateness; the newest window seen can be ahead
+        # of the watermark (a partition ahead of the others), so one more window length of margin
+        self._reach_ms = (settings.baseline_windows + 1) * period_ms + window_ms + allowed_lateness_ms
+        self._open_ms = 2 * window_ms + allowed_lateness_ms + period_ms
         self._sent = Metrics.counter(METRICS_NAMESPACE, "alerts_sent")
 
-    def process(self, element, state=beam.DoFn.StateParam(STATE)):  # noqa: B008 - Beam idiom
+    def process(self, element, figures_state=beam.DoFn.StateParam(FIGURES),  # noqa: B008 - Beam idiom
+                open_state=beam.DoFn.StateParam(OPEN), sent_state=beam.DoFn.StateParam(SENT)):  # noqa: B008
         _symbol, (kind, pane) = element
-        saved = state.read()
-        memory = orjson.loads(saved) if saved else {"w": {}, "c": {}, "s": {}}
-        start = pane["window_start"]
-        figures = memory["w"].setdefault(start, [parse_event_time(pane["window_end"]), None, None, 0.0, 0, 0, 0])
+        start = parse_event_time(pane["window_start"])
+        figures = figures_state.read() or {}
+        row = figures.get(start)
+        figures_changed = row is None
+        if row is None:
+            row = figures[start] = [parse_event_time(pane["window_end"]), None, None, 0.0, 0, 0, 0]
+        opened = open_state.read() or {}
+        open_changed = False
         if kind == MARKET:
-            figures[_DARK] = pane["dark_share"]
-            figures[_TOP] = pane["top_venue_share"]
-            figures[_QUANTITY] = pane["share_quantity"]
-            figures[_TRADES] = pane["trade_count"]
-            figures[_HAS_MARKET] = 1
-            memory.setdefault("p", {})[start] = pane
+            row[_DARK] = pane["dark_share"]
+            row[_TOP] = pane["top_venue_share"]
+            row[_QUANTITY] = pane["share_quantity"]
+            row[_TRADES] = pane["trade_count"]
+            row[_HAS_MARKET] = 1
+            figures_changed = True
         else:
-            figures[_BLOCK] = max(figures[_BLOCK], float(pane["block_quantity"]))
-            if pane["block_count"] >= self._settings.block_min_blocks:
-                venues = memory["c"].setdefault(start, {})
+            quantity = float(pane["block_quantity"])
+            if quantity > row[_BLOCK]:
+                row[_BLOCK] = quantity
+                figures_changed = True
+            count = pane["block_count"]
+            if count >= self._settings.block_min_blocks:
+                venues = opened.setdefault(start, {})
                 seen = venues.get(pane["venue"])
-                if seen is None or pane["pane_index"] >= seen["pane_index"]:
-                    venues[pane["venue"]] = pane
-        yield from self._detect(memory, start, kind, pane)
-        self._prune(memory, parse_event_time(start))
-        state.write(orjson.dumps(memory))
+                if seen is None:
+                    venues[pane["venue"]] = (count, quantity)
+                    open_changed = True
+                elif count > seen[0] or quantity > seen[1]:
+                    venues[pane["venue"]] = (max(count, seen[0]), max(quantity, seen[1]))
+                    open_changed = True
+        candidates = self._candidates(figures, start, kind, pane, opened.get(start))
+        if candidates:
+            sent = sent_state.read() or {}
+            sent_changed = False
+            for candidate in candidates:
+                key = (candidate.kind, start)
+                if alerts.should_emit(sent.get(key), candidate):
+                    sent[key] = candidate.severity
+                    sent_changed = True
+                    self._sent.inc()
+                    yield alerts.alert_record(candidate, pane["pane_timing"], pane["pane_index"],
+                                              int(self._clock() * 1000))
+            if self._prune(sent, start - self._reach_ms, lambda key: key[1]) or sent_changed:
+                sent_state.write(sent)
+        if self._prune(figures, start - self._reach_ms) or figures_changed:
+            figures_state.write(figures)
+        if self._prune(opened, start - self._open_ms) or open_changed:
+            open_state.write(opened)
 
-    def _detect(self, memory: dict, start: str, kind: str, pane: Mapping[str, Any]) -> Iterable[dict]:
-        """The alerts the window ``start`` sends after this pane (at most one per alert kind)."""
-        figures = memory["w"][start]
-        market = memory.get("p", {}).get(start)
-        baseline = self._baseline_windows(memory, start)
+    def _candidates(self, figures: dict, start: int, kind: str, pane: Mapping[str, Any],
+                    venues: dict | None) -> list[alerts.AlertCandidate]:
+        """What the window ``start`` scores after this pane (at most one candidate per alert kind)."""
+        row = figures[start]
+        baseline = self._baseline_windows(figures, start)
         candidates = []
         if kind == MARKET:
             trades = [f[_TRADES] for f in baseline if f[_TRADES]]
@@ -119,44 +169,27 @@ class DetectAlertsFn(beam.DoFn):
                                                              typical))
             candidates.append(alerts.detect_venue_concentration(pane, [f[_TOP] for f in baseline], self._settings,
                                                                 typical))
-        cluster = memory["c"].get(start)
-        if cluster and market is not None and figures[_HAS_MARKET]:
-            # a window with no block printed has a largest block of 0 (not "no value")
-            candidates.append(alerts.detect_block_cluster(cluster.values(), [float(f[_BLOCK]) for f in baseline],
-                                                          self._settings, market_pane=market))
-        for candidate in candidates:
-            if candidate is None:
-                continue
-            key = f"{candidate.kind}|{start}"
-            if alerts.should_emit(memory["s"].get(key), candidate):
-                memory["s"][key] = candidate.severity
-                self._sent.inc()
-                yield alerts.alert_record(candidate, pane["pane_timing"], pane["pane_index"],
-                                          int(self._clock() * 1000))
+        if venues and row[_HAS_MARKET]:
+            # the window's totals are its latest market pane's; a window with no block printed has a largest
+            # block of 0 (not "no value")
+            candidates.append(alerts.detect_venue_blocks(pane, venues, row[_QUANTITY], row[_TRADES],
+                                                         [float(f[_BLOCK]) for f in baseline], self._settings))
+        return [c for c in candidates if c is not None]
 
-    def _baseline_windows(self, memory: dict, start: str) -> list[list]:
+    def _baseline_windows(self, figures: dict, start: int) -> list[list]:
         """The figures of the symbol's last ``baseline_windows`` windows that end at or before ``start``, oldest
-        first (the baseline: never the scored window, nor a window overlapping it); the median prints of those
-        with a market pane is the ``typical_trades`` of the share figures' noise scale."""
-        start_ms = parse_event_time(start)
-        earlier = sorted((parse_event_time(s), f) for s, f in memory["w"].items() if f[_END] <= start_ms)
-        return [f for _, f in earlier[-self._settings.baseline_windows:]]
+        first (the baseline: never the scored window, nor a window overlapping it)."""
+        earlier = sorted(s for s, f in figures.items() if f[_END] <= start)
+        return [figures[s] for s in earlier[-self._settings.baseline_windows:]]
 
-    def _prune(self, memory: dict, newest_start_ms: int) -> None:
-        """Drop what no pane can use any more, reckoned from this pane's window start (a pane of an older window
-        prunes less, never more)."""
-        reach = (self._settings.baseline_windows + 1) * self._period_ms + self._window_ms + self._lateness_ms
-        for start in [s for s in memory["w"] if parse_event_time(s) < newest_start_ms - reach]:
-            del memory["w"][start]
-        # a window gets panes until the watermark passes its end + the lateness; the newest window seen can be
-        # ahead of the watermark (a partition ahead of the others), so one more window length of margin
-        closed = newest_start_ms - 2 * self._window_ms - self._lateness_ms - self._period_ms
-        for section in ("c", "p"):
-            for start in [s for s in memory.get(section, {}) if parse_event_time(s) < closed]:
-                del memory[section][start]
-        # the severities sent (a few keys) stay as long as the figures: a late pane never re-sends or lowers one
-        for key in [k for k in memory["s"] if parse_event_time(k.rsplit("|", 1)[1]) < newest_start_ms - reach]:
-            del memory["s"][key]
+    @staticmethod
+    def _prune(cell: dict, oldest_ms: int, start_of=lambda key: key) -> bool:
+        """Drop the entries of windows starting before ``oldest_ms`` (reckoned from this pane's window start:
+        a pane of an older window prunes less, never more); True when something was dropped."""
+        stale = [key for key in cell if start_of(key) < oldest_ms]
+        for key in stale:
+            del cell[key]
+        return bool(stale)
 
 
 class DetectAlerts(beam.PTransform):

@@ -57,17 +57,22 @@ class Collect(beam.DoFn):
 
 
 class MemoryState:
-    """A ReadModifyWriteState in memory (what a runner gives DetectAlertsFn per key), for driving the DoFn
-    directly."""
+    """A ReadModifyWriteState in memory (what a runner gives a stateful DoFn per key and cell), for driving the
+    DoFn directly: it holds the written value itself, as the SDK's state cache hands it back."""
 
     def __init__(self) -> None:
-        self.value: bytes | None = None
+        self.value: Any = None
 
-    def read(self) -> bytes | None:
+    def read(self) -> Any:
         return self.value
 
-    def write(self, value: bytes) -> None:
+    def write(self, value: Any) -> None:
         self.value = value
+
+
+def alert_state_cells() -> dict[str, MemoryState]:
+    """One in-memory cell per keyed state cell of DetectAlertsFn, by its process() parameter name."""
+    return {name: MemoryState() for name in DetectAlertsFn.STATE_CELLS}
 
 
 def pop_collected(token: str) -> list:
@@ -222,7 +227,7 @@ def run_detectors(panes: Iterable[tuple[int, list[dict], list[dict]]], settings:
     record), in the order sent."""
     fn = DetectAlertsFn(settings, period_ms=period_ms, window_ms=window_ms,
                         allowed_lateness_ms=allowed_lateness_ms, clock=lambda: now_s)
-    states: dict[str, MemoryState] = defaultdict(MemoryState)
+    states: dict[str, dict[str, MemoryState]] = defaultdict(alert_state_cells)
     for start, markets, blocks in panes:
         by_symbol = defaultdict(list)
         for pane in blocks:
@@ -230,5 +235,5 @@ def run_detectors(panes: Iterable[tuple[int, list[dict], list[dict]]], settings:
         for pane in markets:
             symbol = pane["symbol"]
             for element in [(MARKET, pane)] + [(BLOCKS, b) for b in by_symbol.get(symbol, [])]:
-                for alert in fn.process((symbol, element), state=states[symbol]):
+                for alert in fn.process((symbol, element), **states[symbol]):
                     yield start, alert

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import orjson
-from pipeline_testkit import MemoryState
+from apache_beam import coders
+from pipeline_testkit import alert_state_cells
 
 from darkpool.alerts import DetectorSettings
 from darkpool.contracts import format_event_time, parse_event_time
@@ -29,19 +29,22 @@ def test_state_keeps_only_what_the_baseline_and_open_windows_need():
     settings = DetectorSettings(baseline_windows=20, min_baseline_windows=5)
     fn = DetectAlertsFn(settings, period_ms=MINUTE, window_ms=5 * MINUTE, allowed_lateness_ms=10 * MINUTE,
                         clock=lambda: 1.0)
-    state = MemoryState()
+    cells = alert_state_cells()
+    coder = coders.FastPrimitivesCoder()  # the cells' coder: their size as the runner stores them
     sizes, alerts = [], []
     for minute in range(300):
         start = T0 + minute * MINUTE
-        alerts += list(fn.process(("AAPL", (MARKET, market(start))), state=state))
-        alerts += list(fn.process(("AAPL", (BLOCKS, blocks(start, 12 if minute % 50 == 49 else 1))), state=state))
-        sizes.append(len(state.value))
-    memory = orjson.loads(state.value)
+        alerts += list(fn.process(("AAPL", (MARKET, market(start))), **cells))
+        alerts += list(fn.process(("AAPL", (BLOCKS, blocks(start, 12 if minute % 50 == 49 else 1))), **cells))
+        sizes.append(sum(len(coder.encode(cell.value)) for cell in cells.values() if cell.value is not None))
+    figures, opened, sent = (cells[name].value for name in DetectAlertsFn.STATE_CELLS)
     # windows: the baseline's reach (20 + 1 periods) + the window (5) + the lateness (10), and the newest
-    assert len(memory["w"]) == 20 + 1 + 5 + 10 + 1
+    assert len(figures) == 20 + 1 + 5 + 10 + 1
     # open windows: two window lengths + the lateness + a period (the margin for skew), and the newest
-    assert len(memory["p"]) == 2 * 5 + 10 + 1 + 1 and len(memory["c"]) <= 2 * 5 + 10 + 1 + 1
-    assert len(memory["s"]) <= len(memory["w"])
+    # (only windows with a venue of at least block_min_blocks blocks: here every 50th)
+    assert 0 < len(opened) <= 2 * 5 + 10 + 1 + 1
+    assert all(venues == {"UBSA": (12, 144_000.0)} for venues in opened.values())
+    assert len(sent) <= len(figures)
     assert max(sizes[100:]) == max(sizes[200:])  # flat once the reach is full
     # every 50th window's cluster alerts (12 blocks of 12,000 against a baseline of 12,000, floor 10,000:
     # score 13.2 = medium)
