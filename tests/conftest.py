@@ -11,6 +11,7 @@ this run started. DARKPOOL_TEST_PORT_OFFSET=N moves every test port by N.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,6 +134,20 @@ def s3_endpoint(settings: Settings) -> Iterator[Settings]:
 def unique_topic() -> Iterator[str]:
     """A fresh topic-name prefix per test, so tests never read each other's records."""
     yield f"test.{uuid.uuid4().hex[:10]}"
+
+
+_run_started = time.monotonic()
+_module_seen: set[str] = set()
+
+
+def pytest_runtest_logstart(nodeid: str, location: tuple) -> None:
+    """A time stamp when a test file starts (wall clock and minutes into the run), so a log cut short, or a run
+    stopped by its time limit, still shows where the time went."""
+    module = nodeid.split("::", 1)[0]
+    if module not in _module_seen:
+        _module_seen.add(module)
+        elapsed = time.monotonic() - _run_started
+        print(f"\n[{time.strftime('%H:%M:%S')} +{elapsed / 60:.1f} min] {module}", flush=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
