@@ -16,23 +16,25 @@ MVN := mvn -B -q -Dmaven.repo.local=$(CURDIR)/$(CACHE)/m2
 .PHONY: setup demo test bench lint clean-state apt python jvm dashboard k8s-tools images-setup images
 
 setup: apt python jvm dashboard k8s-tools images-setup
-	@echo "setup: done (python env .venv, JVM classpaths $(CACHE)/jvm, dashboard build)"
+	@echo "[$$(date +%T)] setup: done (python env .venv, JVM classpaths $(CACHE)/jvm, dashboard build)"
 
 # --- system packages (Debian): Chromium for the browser tests -------------------
+# a stalled mirror connection is dropped after 30 s and retried, up to 5 times
+APT_OPTS := -o Acquire::http::Timeout=30 -o Acquire::Retries=5
 apt: $(CACHE)/apt.stamp
 $(CACHE)/apt.stamp:
 	@mkdir -p $(CACHE)
 	@if ! command -v chromium >/dev/null || ! command -v wrk >/dev/null; then \
-	  echo "setup: installing Debian packages (chromium for browser tests, wrk for the serving benchmark)"; \
+	  echo "[$$(date +%T)] setup: installing Debian packages (chromium for browser tests, wrk for the serving benchmark)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-liberation wrk >/dev/null; \
+	  $$SUDO apt-get $(APT_OPTS) update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get $(APT_OPTS) install -y -qq chromium fonts-liberation wrk >/dev/null; \
 	fi
 	@touch $@
 
 # --- Python environment (pinned in requirements.lock) -------------------------
 python: $(VENV)/.stamp
 $(VENV)/.stamp: requirements.lock setup.py
-	@echo "setup: python environment in $(VENV)"
+	@echo "[$$(date +%T)] setup: python environment in $(VENV)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
@@ -41,7 +43,7 @@ $(VENV)/.stamp: requirements.lock setup.py
 # --- JVM classpaths (Kafka broker; Beam job server + expansion service; S3Proxy + Flink S3 plugin) --
 jvm: $(CACHE)/jvm/.stamp
 $(CACHE)/jvm/.stamp: jvm/pom.xml jvm/kafka/pom.xml jvm/beam/pom.xml jvm/transforms/pom.xml jvm/s3proxy/pom.xml $(shell find jvm/transforms/src -type f)
-	@echo "setup: resolving JVM artifacts with Maven into $(CACHE)/jvm"
+	@echo "[$$(date +%T)] setup: resolving JVM artifacts with Maven into $(CACHE)/jvm"
 	@rm -rf $(CACHE)/jvm/kafka $(CACHE)/jvm/beam $(CACHE)/jvm/s3proxy $(CACHE)/jvm/flink-plugins
 	@$(MVN) -f jvm/pom.xml package
 	@touch $@
@@ -50,7 +52,7 @@ $(CACHE)/jvm/.stamp: jvm/pom.xml jvm/kafka/pom.xml jvm/beam/pom.xml jvm/transfor
 dashboard:
 	@if [ -f dashboard/package.json ]; then $(MAKE) --no-print-directory serving/static/.stamp; fi
 serving/static/.stamp: $(shell find dashboard -type f -not -path '*/node_modules/*' -not -path '*/dist/*' 2>/dev/null)
-	@echo "setup: building the dashboard (npm ci + vite build)"
+	@echo "[$$(date +%T)] setup: building the dashboard (npm ci + vite build)"
 	@cd dashboard && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
 	@touch $@
 
@@ -67,7 +69,7 @@ K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) 
   -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34
 # $(call go_build,module dir,ldflags,package,binary): one binary, written whole, then renamed
 define go_build
-@command -v go >/dev/null || { echo "setup: Go >= 1.24 is needed to build $(notdir $(4)) (https://go.dev/dl/)" >&2; exit 1; }
+@command -v go >/dev/null || { echo "[$$(date +%T)] setup: Go >= 1.24 is needed to build $(notdir $(4)) (https://go.dev/dl/)" >&2; exit 1; }
 @mkdir -p $(dir $(4)) $(CACHE)/go
 @cd $(1) && flock $(CURDIR)/$(CACHE)/go/build.lock env $(GO_ENV) go build -trimpath -ldflags '$(2)' -o $(CURDIR)/$(4).tmp $(3)
 @mv $(4).tmp $(4)
@@ -87,24 +89,24 @@ k8s-tools: $(K8S_STAMPS)/kubectl-$(K8S_HASH) $(K8S_STAMPS)/etcd-$(ETCD_HASH) \
   $(K8S_STAMPS)/kube-apiserver-$(K8S_HASH) $(K8S_STAMPS)/kube-controller-manager-$(K8S_HASH) \
   $(K8S_STAMPS)/jvm-$(K8S_JVM_HASH)
 $(K8S_STAMPS)/kubectl-$(K8S_HASH): $(call unless_exists,$(K8S_DIR)/bin/kubectl)
-	@echo "setup: building kubectl $(K8S_VERSION) from Go modules into $(K8S_DIR)/bin (~1 min cold)"
+	@echo "[$$(date +%T)] setup: building kubectl $(K8S_VERSION) from Go modules into $(K8S_DIR)/bin (~1 min cold)"
 	$(call go_build,tools/k8s,$(K8S_LDFLAGS),k8s.io/kubernetes/cmd/kubectl,$(K8S_DIR)/bin/kubectl)
 	@mkdir -p $(@D) && touch $@
 $(K8S_STAMPS)/etcd-$(ETCD_HASH): $(call unless_exists,$(K8S_DIR)/bin/etcd)
-	@echo "setup: building etcd v3.6.5 from Go modules into $(K8S_DIR)/bin (~1 min cold)"
+	@echo "[$$(date +%T)] setup: building etcd v3.6.5 from Go modules into $(K8S_DIR)/bin (~1 min cold)"
 	$(call go_build,tools/etcd,-s -w,.,$(K8S_DIR)/bin/etcd)
 	@mkdir -p $(@D) && touch $@
 $(K8S_STAMPS)/kube-apiserver-$(K8S_HASH): $(call unless_exists,$(K8S_DIR)/bin/kube-apiserver)
-	@echo "setup: building kube-apiserver $(K8S_VERSION) from Go modules into $(K8S_DIR)/bin (~4 min cold)"
+	@echo "[$$(date +%T)] setup: building kube-apiserver $(K8S_VERSION) from Go modules into $(K8S_DIR)/bin (~4 min cold)"
 	$(call go_build,tools/k8s,$(K8S_LDFLAGS),k8s.io/kubernetes/cmd/kube-apiserver,$(K8S_DIR)/bin/kube-apiserver)
 	@mkdir -p $(@D) && touch $@
 $(K8S_STAMPS)/kube-controller-manager-$(K8S_HASH): $(call unless_exists,$(K8S_DIR)/bin/kube-controller-manager)
-	@echo "setup: building kube-controller-manager $(K8S_VERSION) from Go modules into $(K8S_DIR)/bin (~2 min cold)"
+	@echo "[$$(date +%T)] setup: building kube-controller-manager $(K8S_VERSION) from Go modules into $(K8S_DIR)/bin (~2 min cold)"
 	$(call go_build,tools/k8s,$(K8S_LDFLAGS),k8s.io/kubernetes/cmd/kube-controller-manager,$(K8S_DIR)/bin/kube-controller-manager)
 	@mkdir -p $(@D) && touch $@
 $(K8S_STAMPS)/jvm-$(K8S_JVM_HASH): $(call unless_exists,$(K8S_DIR)/operator/lib)
-	@echo "setup: Flink Kubernetes Operator classpath, Flink and Strimzi CRDs (Maven) into $(K8S_DIR)"
-	@test -x $(JAVA21) || { echo "setup: Strimzi's CRD generator needs Java 21+: set JAVA21=/path/to/bin/java" >&2; exit 1; }
+	@echo "[$$(date +%T)] setup: Flink Kubernetes Operator classpath, Flink and Strimzi CRDs (Maven) into $(K8S_DIR)"
+	@test -x $(JAVA21) || { echo "[$$(date +%T)] setup: Strimzi's CRD generator needs Java 21+: set JAVA21=/path/to/bin/java" >&2; exit 1; }
 	@rm -rf $(K8S_DIR)/operator $(K8S_DIR)/crds $(K8S_DIR)/strimzi-generator $(K8S_DIR)/.markers
 	@mkdir -p $(K8S_DIR)/crds/strimzi
 	@$(MVN) -f jvm/k8s/pom.xml package -Dk8s.dir=$(CURDIR)/$(K8S_DIR) -Djava25=$(JAVA21)
@@ -120,11 +122,11 @@ $(CACHE)/images/setup.stamp: deploy/images.py requirements.lock images/flink/fli
   images/lint-requirements.txt images/python/requirements-debian.txt $(VENV)/.stamp
 	@if ! command -v buildah >/dev/null || ! command -v umoci >/dev/null || ! command -v skopeo >/dev/null \
 	  || ! command -v mmdebstrap >/dev/null || ! command -v shellcheck >/dev/null; then \
-	  echo "setup: installing Debian packages for the container images ($(IMAGE_APT))"; \
+	  echo "[$$(date +%T)] setup: installing Debian packages for the container images ($(IMAGE_APT))"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(IMAGE_APT) >/dev/null; \
+	  $$SUDO apt-get $(APT_OPTS) update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get $(APT_OPTS) install -y -qq $(IMAGE_APT) >/dev/null; \
 	fi
-	@echo "setup: caching the container images' inputs in $(CACHE)/images (root filesystems, wheels, hadolint)"
+	@echo "[$$(date +%T)] setup: caching the container images' inputs in $(CACHE)/images (root filesystems, wheels, hadolint)"
 	@$(VENV)/bin/darkpool images prepare
 	@touch $@
 

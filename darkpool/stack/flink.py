@@ -165,7 +165,7 @@ def write_conf(settings: Settings) -> Path:
         (flink_dir(settings) / sub).mkdir(parents=True, exist_ok=True)
     since = archive_dir(settings) / ARCHIVE_SINCE
     if not since.exists():
-        since.write_text(f"{time.time():.3f}\n")
+        since.write_text(f"{time.time_ns() // 1_000_000 / 1000:.3f}\n")  # whole ms, never after now
     lines = [f"{key}: {value}" for key, value in flink_configuration(settings).items()]
     (conf / "flink-conf.yaml").write_text("\n".join(lines) + "\n")
     (conf / "log4j.properties").write_text(LOG4J)
