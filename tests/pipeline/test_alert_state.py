@@ -52,3 +52,20 @@ def test_state_keeps_only_what_the_baseline_and_open_windows_need():
     assert [a["window_start"] for a in clusters] == [format_event_time(T0 + m * MINUTE) for m in range(49, 300, 50)]
     assert {a["severity"] for a in clusters} == {"medium"}
     assert [a for a in alerts if a["kind"] != "block_cluster"] == []  # a constant dark share never alerts
+
+
+def test_open_windows_keep_each_venues_highest_block_figures_until_they_close():
+    settings = DetectorSettings(baseline_windows=20, min_baseline_windows=5)
+    fn = DetectAlertsFn(settings, period_ms=MINUTE, window_ms=5 * MINUTE, allowed_lateness_ms=10 * MINUTE,
+                        clock=lambda: 1.0)
+    cells = alert_state_cells()
+    for minute in range(60):
+        start = T0 + minute * MINUTE
+        list(fn.process(("AAPL", (MARKET, market(start))), **cells))
+        for pane in (blocks(start, 6), {**blocks(start, 7), "pane_index": 1}):
+            list(fn.process(("AAPL", (BLOCKS, pane)), **cells))
+        list(fn.process(("AAPL", (BLOCKS, blocks(start, 6))), **cells))  # pane 0 again, late: changes nothing
+    opened = cells["open_state"].value
+    # every window has a cluster venue; those that can still get a pane stay (see the bound above)
+    assert sorted(opened) == [T0 + m * MINUTE for m in range(60 - (2 * 5 + 10 + 1 + 1), 60)]
+    assert all(venues == {"UBSA": (7, 84_000.0)} for venues in opened.values())
