@@ -39,7 +39,11 @@ from pipeline.commands import submit_to_flink
 # by default) and then injects one scenario of each kind 1-2 minutes into the live tape
 DEMO_PIPELINE_ARGS = ("--alerts",)
 DEMO_HISTORY_MINUTES = 15
-DEMO_SCENARIOS = (("dark_share_surge:AAPL", 1), ("block_cluster:MSFT", 2), ("venue_takeover:NVDA:UBSA", 2))
+# (spec, live minute, options): MSFT's block cluster is sized explicitly, 8 blocks of 200,000 shares in one
+# minute (about half a window's volume): a venue's largest block quantity per window is heavy-tailed, and a
+# cluster sized from the rate alone (30 % of a window's volume) scored 8, just below the threshold of 9
+DEMO_SCENARIOS = (("dark_share_surge:AAPL", 1, ""), ("block_cluster:MSFT", 2, "blocks=8,block_shares=200000"),
+                  ("venue_takeover:NVDA:UBSA", 2, ""))
 
 
 def demo_feed_args(history_minutes: float, scenarios: bool) -> list[str]:
@@ -47,8 +51,9 @@ def demo_feed_args(history_minutes: float, scenarios: bool) -> list[str]:
     (their offsets count from the feed's first print, the history's first when there is one)."""
     args = ["--history-minutes", f"{history_minutes:g}"] if history_minutes > 0 else []
     if scenarios:
-        for spec, live_minute in DEMO_SCENARIOS:
-            args += ["--scenario", f"{spec}@+{history_minutes * 60 + live_minute * 60:g}s"]
+        for spec, live_minute, options in DEMO_SCENARIOS:
+            when = f"@+{history_minutes * 60 + live_minute * 60:g}s"
+            args += ["--scenario", spec + when + (f",{options}" if options else "")]
     return args
 
 
@@ -105,7 +110,7 @@ def run_demo(args: argparse.Namespace) -> int:
     apps: dict[str, Service] = {s.name: s for s in app_services(settings, feed_rate=args.rate, feed_args=feed_args)}
     print(f"== 3/5 live feed at {args.rate:,} trades/s"
           + (f", after {history:g} minutes of history" if history else "")
-          + ("" if args.no_scenarios else f"; scenarios {', '.join(s for s, _ in DEMO_SCENARIOS)}"), flush=True)
+          + ("" if args.no_scenarios else f"; scenarios {', '.join(s for s, _, _ in DEMO_SCENARIOS)}"), flush=True)
     start(settings, [apps["feed"]])
     print("== 4/5 pipeline on Flink (with alerts)", flush=True)
     job_id = ensure_pipeline(settings, list(DEMO_PIPELINE_ARGS))

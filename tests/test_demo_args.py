@@ -10,8 +10,11 @@ def test_scenario_offsets_count_from_the_history_start():
     args = demo_feed_args(15, scenarios=True)
     assert args[:2] == ["--history-minutes", "15"]
     specs = [args[i + 1] for i, a in enumerate(args) if a == "--scenario"]
-    assert [s.split("@")[0] for s in specs] == [spec for spec, _ in DEMO_SCENARIOS]
-    assert [parse_scenario(s).offset_seconds for s in specs] == [900 + 60 * m for _, m in DEMO_SCENARIOS]
+    assert [s.split("@")[0] for s in specs] == [spec for spec, _, _ in DEMO_SCENARIOS]
+    scenarios = [parse_scenario(s) for s in specs]
+    assert [s.offset_seconds for s in scenarios] == [900 + 60 * m for _, m, _ in DEMO_SCENARIOS]
+    cluster = scenarios[1]
+    assert (cluster.name, cluster.blocks, cluster.block_shares) == ("block_cluster", 8, 200_000)
 
 
 def test_no_history_for_a_running_job_and_no_scenarios_when_off():
