@@ -160,6 +160,9 @@ class DetectAlertsFn(beam.DoFn):
                     venues: dict | None) -> list[alerts.AlertCandidate]:
         """What the window ``start`` scores after this pane (at most one candidate per alert kind)."""
         row = figures[start]
+        cluster_possible = bool(venues) and row[_HAS_MARKET]
+        if kind != MARKET and not cluster_possible:
+            return []  # a block pane of a window without a cluster venue: nothing to score, no baseline needed
         baseline = self._baseline_windows(figures, start)
         candidates = []
         if kind == MARKET:
@@ -169,7 +172,7 @@ class DetectAlertsFn(beam.DoFn):
                                                              typical))
             candidates.append(alerts.detect_venue_concentration(pane, [f[_TOP] for f in baseline], self._settings,
                                                                 typical))
-        if venues and row[_HAS_MARKET]:
+        if cluster_possible:
             # the window's totals are its latest market pane's; a window with no block printed has a largest
             # block of 0 (not "no value")
             candidates.append(alerts.detect_venue_blocks(pane, venues, row[_QUANTITY], row[_TRADES],
