@@ -152,6 +152,7 @@ def status() -> Response:
         "symbols": len(snap.symbols()),
         "venues": len(snap.venues()),
         "windows": len(snap.order),
+        "window_period_ms": snap.period_ms(),
         "records": snap.record_count,
         "version": snap.version,
         "ready": bool(cstatus and cstatus.ready),
@@ -260,17 +261,19 @@ def market_symbol(raw_symbol: str) -> Response:
 @bp.get("/symbols/<path:raw_symbol>/timeseries")
 def timeseries(raw_symbol: str) -> Response:
     """One point per window (its latest pane) per venue, and the market rollups, oldest first."""
-    params.check_known(request.args, ("venue", "since", "until"))
+    params.check_known(request.args, ("venue", "since", "until", "step"))
     snap = services().store.snapshot
     symbol = known_symbol(snap, params.path_symbol(raw_symbol))
     venue = known_venue(snap, params.venue(request.args.get("venue")))
     since = params.timestamp(request.args.get("since"), "since")
     until = params.timestamp(request.args.get("until"), "until")  # since after until: an empty range
+    step = params.bounded_int(request.args.get("step"), "step", params.STEP_MIN_SECONDS, params.STEP_MAX_SECONDS, 0)
+    step_ms = step * 1000 or None
 
     def build() -> dict[str, Any]:
         venues: dict[str, list[dict[str, Any]]] = {}
         market_rows: list[dict[str, Any]] = []
-        for window in snap.windows_between(since, until):
+        for window in snap.windows_between(since, until, step_ms):
             for rec in window.liquidity_rows(symbol, venue):
                 venues.setdefault(rec["venue"], []).append({f: rec[f] for f in TIMESERIES_POINT_FIELDS})
             pane = window.market.get(symbol)
@@ -278,7 +281,7 @@ def timeseries(raw_symbol: str) -> Response:
                 market_rows.append(pane.record)
         return {"symbol": symbol, "venues": dict(sorted(venues.items())), "market": market_rows}
 
-    return cached(snap, ("timeseries", symbol, venue, since, until), build)
+    return cached(snap, ("timeseries", symbol, venue, since, until, step_ms), build)
 
 
 # -- alerts --------------------------------------------------------------------------

@@ -177,6 +177,9 @@ def schemas() -> dict[str, Any]:
             "symbols": {"type": "integer", "minimum": 0},
             "venues": {"type": "integer", "minimum": 0},
             "windows": {"type": "integer", "minimum": 0},
+            "window_period_ms": {"type": ["integer", "null"], "minimum": 1, "description": "the windows' period "
+                                 "(smallest gap between two window starts held; null with fewer than two windows): "
+                                 "the unit of the timeseries step"},
             "records": {"type": "integer", "minimum": 0, "description": "panes held (latest per key)"},
             "version": {"type": "integer", "minimum": 0, "description": "store snapshot version"},
             "ready": {"type": "boolean"},
@@ -358,6 +361,10 @@ def paths() -> dict[str, Any]:
                        ("2026-11-25T14:30:00Z",)),
                 _query("until", TIME_SCHEMA, "only windows ending at or before this time (an empty range, "
                                              "since after until, answers no points)"),
+                _query("step", {"type": "integer", "minimum": params.STEP_MIN_SECONDS,
+                                "maximum": params.STEP_MAX_SECONDS},
+                       "only windows whose start is a whole multiple of this many seconds since the epoch (one "
+                       "window per step: a long range in fewer points); every window when left out", (600,)),
             ], (400, 404), "One point per window (its latest pane), oldest first, within the retained history."),
         "/api/v1/alerts": _get("Live alerts, newest first", _ok("AlertList", "alerts, newest first"), [
             _query("symbol", SYMBOL_SCHEMA, "only this symbol's alerts (case-insensitive); a symbol without "

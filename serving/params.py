@@ -42,6 +42,7 @@ ORDERS = ("desc", "asc")
 ALERT_KIND_CHOICES: tuple[str, ...] = ALERT_KINDS  # the contract's alert kinds (kind=)
 SEVERITY_CHOICES: tuple[str, ...] = SEVERITIES  # the contract's severities, lowest first (min_severity=)
 LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 1000, 100
+STEP_MIN_SECONDS, STEP_MAX_SECONDS = 1, 86_400  # the timeseries step (step=): one second to one day
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 

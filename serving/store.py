@@ -87,10 +87,13 @@ class Snapshot:
                     return window
         return self.windows[self.order[-2]] if len(self.order) > 1 else None
 
-    def windows_between(self, since_ms: int | None, until_ms: int | None) -> list[Window]:
-        """Windows with start >= since and end <= until (either bound optional), oldest first."""
+    def windows_between(self, since_ms: int | None, until_ms: int | None, step_ms: int | None = None) -> list[Window]:
+        """Windows with start >= since and end <= until (either bound optional), oldest first; with a step,
+        only the windows whose start is a whole multiple of it (epoch ms)."""
         out = []
         for start in self.order:
+            if step_ms is not None and start % step_ms:
+                continue
             window = self.windows[start]
             if since_ms is not None and window.start_ms < since_ms:
                 continue
@@ -98,6 +101,14 @@ class Snapshot:
                 continue
             out.append(window)
         return out
+
+    def period_ms(self) -> int | None:
+        """The windows' period: the smallest gap between two window starts held (None with fewer than two)."""
+        key = ("period",)
+        if key not in self.cache:
+            gaps = [b - a for a, b in zip(self.order, self.order[1:], strict=False) if b > a]
+            self.cache[key] = min(gaps) if gaps else None
+        return self.cache[key]
 
     # -- derived sets (memoised per snapshot) ------------------------------
     def symbols(self) -> frozenset[str]:

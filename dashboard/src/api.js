@@ -36,7 +36,8 @@ export const api = {
   window: (which, symbol) => getJSON(`/api/v1/windows/${which}`, { symbol }),
   market: (which, limit) => getJSON('/api/v1/market', { window: which, sort: 'dark_share', order: 'desc', limit }),
   marketSymbol: (symbol, which) => getJSON(`/api/v1/market/${enc(symbol)}`, { window: which }),
-  timeseries: (symbol, since) => getJSON(`/api/v1/symbols/${enc(symbol)}/timeseries`, { since }),
+  /** since: windows starting at/after it; step: only windows whose start is a multiple of it (s) */
+  timeseries: (symbol, since, step) => getJSON(`/api/v1/symbols/${enc(symbol)}/timeseries`, { since, step }),
   /** the live alerts, newest first; since: emitted_at at/after it (what is new or raised since) */
   alerts: (limit, since) => getJSON('/api/v1/alerts', { limit, since }),
 };

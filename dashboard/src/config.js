@@ -9,11 +9,15 @@ export const STALE_AFTER_SECONDS = 120;
 /** Stream reconnect backoff when the browser gave up on the EventSource (ms). */
 export const RECONNECT_MIN_MS = 1000;
 export const RECONNECT_MAX_MS = 15000;
-/** How much history the "over time" charts ask for (minutes before the newest window end). */
-export const HISTORY_MINUTES = 60;
+/** The most points (windows × lines) an over-time chart draws: a long range asks for every k-th window (ranges.js). */
+export const MAX_CHART_POINTS = 2000;
+/** The window period assumed until /api/v1/status reports it (window_period_ms). */
+export const DEFAULT_PERIOD_MS = 60_000;
 /** Rows in the market ranking and the recent block table. */
 export const RANKING_LIMIT = 25;
 export const BLOCK_ROWS = 12;
+/** The block table ranks the block panes of this many newest windows (newest first). */
+export const BLOCK_WINDOWS = 2;
 /** Venues drawn as their own line in the liquidity-over-time chart; the rest are summed as "Other". */
 export const TOP_VENUE_LINES = 6;
 

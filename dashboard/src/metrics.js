@@ -183,14 +183,56 @@ export function keepLatest(store, record) {
   return true;
 }
 
-/** Panes with block prints, newest window first then most blocks: the recent block activity table. */
-export function recentBlocks(panes, limit = 12) {
-  return [...panes]
-    .filter((r) => Number(r.block_count) > 0)
-    .sort((a, b) => (b.window_start ?? '').localeCompare(a.window_start ?? '')
-      || (b.emitted_at ?? '').localeCompare(a.emitted_at ?? '')
-      || b.block_quantity - a.block_quantity)
+/** What the block table ranks by: block shares, or their notional (estimated: block shares × the pane's VWAP). */
+export const BLOCK_MEASURES = {
+  quantity: { label: 'block shares', value: (r) => Number(r.block_quantity) || 0 },
+  notional: { label: 'block notional (≈ block shares × VWAP)', value: (r) => blockNotional(r) ?? 0 },
+};
+
+/** A pane's block notional, estimated as block shares × the pane's VWAP (the record has no block notional); null without a VWAP. */
+export function blockNotional(r) {
+  const vwap = Number(r.vwap);
+  return Number.isFinite(vwap) && r.vwap !== null ? (Number(r.block_quantity) || 0) * vwap : null;
+}
+
+/** The newest `count` window starts among `panes`, newest first. */
+export function newestWindowStarts(panes, count) {
+  return [...new Set([...panes].map((r) => r.window_start))].sort().reverse().slice(0, count);
+}
+
+/**
+ * Block activity across all symbols: the panes with block prints in the newest `windows` windows, the
+ * newest window first, then by `by` (BLOCK_MEASURES: 'quantity' or 'notional') largest first, ties by
+ * symbol then venue. `panes` are liquidity panes (the latest per key), with or without blocks: each row
+ * gets `block_share`, its block shares over the symbol's shares in that window (all venues held), and
+ * `block_notional` (estimated, blockNotional).
+ */
+export function rankBlocks(panes, { by = 'quantity', limit = 12, windows = 1 } = {}) {
+  const all = [...panes];
+  const starts = new Set(newestWindowStarts(all, windows));
+  const volume = new Map();
+  for (const r of all) {
+    if (!starts.has(r.window_start)) continue;
+    const key = `${r.symbol}|${r.window_start}`;
+    volume.set(key, (volume.get(key) ?? 0) + (Number(r.share_quantity) || 0));
+  }
+  const measure = (BLOCK_MEASURES[by] ?? BLOCK_MEASURES.quantity).value;
+  return all
+    .filter((r) => starts.has(r.window_start) && Number(r.block_count) > 0)
+    .map((r) => ({
+      ...r,
+      block_notional: blockNotional(r),
+      block_share: ratio(Number(r.block_quantity) || 0, volume.get(`${r.symbol}|${r.window_start}`) ?? 0),
+    }))
+    .sort((a, b) => compareMpid(b.window_start ?? '', a.window_start ?? '')
+      || measure(b) - measure(a) || compareMpid(a.symbol, b.symbol) || compareMpid(a.venue, b.venue))
     .slice(0, limit);
+}
+
+/** Keep only the panes of the newest `count` windows in `store` (a Map of paneKey -> pane). */
+export function pruneToNewestWindows(store, count) {
+  const keep = new Set(newestWindowStarts(store.values(), count));
+  for (const [key, r] of store) if (!keep.has(r.window_start)) store.delete(key);
 }
 
 /** Seconds between an ISO time and `nowMs` (null if no time). */

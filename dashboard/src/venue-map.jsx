@@ -57,8 +57,8 @@ export function toKeplerDataset(points) {
   };
 }
 
-/** The saved-map config: one point layer, colour = Dark/Lit (ordinal), size = notional (sqrt). */
-export function venueLayerConfig() {
+/** The saved-map config: one point layer, colour = Dark/Lit (ordinal), size = notional (sqrt); `view`: the framing. */
+export function venueLayerConfig(view = INITIAL_VIEW) {
   return {
     version: 'v1',
     config: {
@@ -114,7 +114,7 @@ export function venueLayerConfig() {
           },
         },
       },
-      mapState: { ...INITIAL_VIEW },
+      mapState: { ...INITIAL_VIEW, ...view },
       mapStyle: { styleType: OFFLINE_STYLE_ID },
     },
   };
@@ -182,22 +182,43 @@ export function alertLayerConfig() {
   };
 }
 
-function createMapStore() {
+function createMapStore(view) {
   const customizedKeplerGlReducer = keplerGlReducer.initialState({
     uiState: { readOnly: true, activeSidePanel: null, currentModal: null },
     mapStyle: { styleType: OFFLINE_STYLE_ID, mapStylesReplaceDefault: true, mapStyles: {} },
-    mapState: { ...INITIAL_VIEW },
+    mapState: { ...INITIAL_VIEW, ...view },
   });
   const reducers = combineReducers({ keplerGl: customizedKeplerGlReducer });
   return createStore(reducers, {}, applyMiddleware(...enhanceReduxMiddleware([])));
 }
 
+/** How long the framing must rest before onView hears of it (ms): a drag reports once, at its end. */
+const VIEW_SETTLE_MS = 400;
+
 /**
  * Mount the map into `element` and return a controller with `update(points)`.
  * The first update adds the dataset and layer; later ones replace the rows only.
+ * `view` ({latitude, longitude, zoom}, optional) is the opening framing; `onView(view)` hears of each
+ * framing the user pans or zooms to (after it settles).
  */
-export function createVenueMap(element) {
-  const store = createMapStore();
+export function createVenueMap(element, { view = null, onView = null } = {}) {
+  const opening = { ...INITIAL_VIEW, ...view };
+  const store = createMapStore(opening);
+  let reported = `${opening.latitude},${opening.longitude},${opening.zoom}`;
+  element.dataset.view = reported; // the framing shown (for tests and curious users)
+  let settle = null;
+  store.subscribe(() => {
+    const m = store.getState().keplerGl?.[MAP_ID]?.mapState;
+    if (!m || !onView) return;
+    const now = `${m.latitude},${m.longitude},${m.zoom}`;
+    if (now === reported) return;
+    clearTimeout(settle);
+    settle = setTimeout(() => {
+      reported = now;
+      element.dataset.view = now;
+      onView({ latitude: m.latitude, longitude: m.longitude, zoom: m.zoom });
+    }, VIEW_SETTLE_MS);
+  });
   const root = createRoot(element);
   const size = () => ({ width: element.clientWidth || 600, height: element.clientHeight || 400 });
   const render = () => {
@@ -230,7 +251,7 @@ export function createVenueMap(element) {
       store.dispatch(addDataToMap({
         datasets: [dataset],
         options: { centerMap: false, readOnly: true, keepExistingConfig: false },
-        config: venueLayerConfig(),
+        config: venueLayerConfig(opening),
       }));
       added = true;
     } else {
@@ -243,6 +264,10 @@ export function createVenueMap(element) {
     element.dataset.points = String(points.length);
     element.dataset.totalNotional = String(Math.round(points.reduce((a, p) => a + (Number(p.notional) || 0), 0)));
     element.dataset.updatedAt = new Date().toISOString();
+    if (!element.dataset.firstDrawnMs) { // time to the map with data (bench, tests)
+      performance.mark('darkpool:map');
+      element.dataset.firstDrawnMs = String(Math.round(performance.now()));
+    }
     flushRings(); // rings asked for before the venues layer existed
   };
   const unsubscribe = store.subscribe(() => {

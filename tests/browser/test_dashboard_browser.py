@@ -140,12 +140,13 @@ def test_new_panes_appear_live(kafka_bootstrap, server, session_topics, page_and
     latest = api(server, f"/api/v1/windows/latest?symbol={symbol}")
     current = api(server, f"/api/v1/windows/current?symbol={symbol}")
 
-    # 1. a block print on the current (still updating) window, from a venue with no pane there yet
+    # 1. a block print on the current (still updating) window, from a venue with no pane there yet: the
+    #    largest block of the window, so it ranks first in the block table
     present = {r["venue"] for r in current["rows"]}
     venue = next(v for v in ("CDRG", "JNST", "BIDS", "XSTM", "IEXG", "MEMX", "XNYS") if v not in present)
     ws_ms = parse_event_time(current["window_start"])
     now_ms = int(time.time() * 1000)
-    block = liquidity_pane(symbol, venue, ws_ms, trades=[(150.0, 25_000), (150.1, 300)], timing="EARLY",
+    block = liquidity_pane(symbol, venue, ws_ms, trades=[(150.0, 500_000), (150.1, 300)], timing="EARLY",
                            pane_index=0, emitted_ms=now_ms)
     # 2. a later (pane_index 1) on-time pane for the latest complete window that moves the symbol's figures:
     #    every dark venue of the window prints a large extra trade, so dark share and notional change

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sample_panes import N_WINDOWS, SYMBOLS, VENUES, Tape, window_start
+from sample_panes import N_WINDOWS, PERIOD_MS, SYMBOLS, VENUES, Tape, window_start
 
 from darkpool.contracts import LIQUIDITY_FIELDS, MARKET_FIELDS, MAX_SYMBOL_LENGTH, format_event_time, load_venues
 
@@ -34,6 +34,7 @@ def test_status(client, tape: Tape) -> None:
     assert body["symbols"] == len(SYMBOLS) + 1  # + IBM in W0
     assert body["venues"] == len(VENUES)
     assert body["windows"] == N_WINDOWS
+    assert body["window_period_ms"] == PERIOD_MS
     assert body["records"] == len(tape.final_liquidity) + len(tape.final_market)
     # every valid record changed the store except the stale re-sent pane
     assert body["panes_ingested"] == len(tape.liquidity) + len(tape.market) - 1
@@ -134,6 +135,18 @@ def test_timeseries_filters(client) -> None:
     assert empty == {"symbol": "AAPL", "venues": {}, "market": []}
     backwards = client.get("/api/v1/symbols/AAPL/timeseries?since=2026-11-25T10:00:00Z&until=2026-11-25T09:00:00Z")
     assert backwards.status_code == 200 and backwards.get_json() == empty  # an empty range
+
+
+def test_timeseries_step_keeps_the_windows_on_its_multiples(client) -> None:
+    every = client.get("/api/v1/symbols/AAPL/timeseries?venue=JPMX").get_json()
+    assert client.get("/api/v1/symbols/AAPL/timeseries?venue=JPMX&step=60").get_json() == every
+    starts = [window_start(w) for w in range(N_WINDOWS)]
+    assert any(s % 120_000 for s in starts) and any(s % 120_000 == 0 for s in starts)
+    for step_s in (120, 180, 300, 86_400):
+        body = client.get(f"/api/v1/symbols/AAPL/timeseries?venue=JPMX&step={step_s}").get_json()
+        wanted = [format_event_time(s) for s in starts if s % (step_s * 1000) == 0]
+        assert [p["window_start"] for p in body["venues"].get("JPMX", [])] == wanted
+        assert [m["window_start"] for m in body["market"]] == wanted
 
 
 def test_venues_and_symbols(client) -> None:

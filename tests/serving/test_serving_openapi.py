@@ -80,7 +80,7 @@ def test_error_responses_match_schema(client, spec: dict, url: str, status: int,
 def test_parameters_in_document_match_what_the_api_accepts(client, spec: dict) -> None:
     """Each documented query parameter is accepted; an undocumented one is rejected."""
     samples = {"symbol": "AAPL", "venue": "UBSA", "window": "latest", "sort": "hhi", "order": "asc", "limit": "5",
-               "offset": "0", "since": "2020-01-01T00:00:00Z", "until": "2040-01-01T00:00:00Z",
+               "offset": "0", "since": "2020-01-01T00:00:00Z", "until": "2040-01-01T00:00:00Z", "step": "300",
                "kind": "block_cluster", "min_severity": "medium"}
     for template, item in spec["paths"].items():
         if template in ("/api/v1/stream", "/api/v1/ready"):
