@@ -71,6 +71,7 @@ def load_history(bootstrap: str, symbols: list[str], minutes: int) -> tuple[tupl
         start = first + w * PERIOD_MS
         writer.window(start, 1, "ON_TIME", min(now_ms, start + WINDOW_MS + 1000))
         if (w + 1) % 30 == 0:
+            writer.producer.flush(120)  # the producer's queue holds 100,000 records
             print(f"bench: {w + 1}/{minutes} windows, {writer.count:,} records", flush=True)
     writer.producer.flush(120)
     return topics, writer.count
