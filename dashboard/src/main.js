@@ -246,8 +246,7 @@ function renderAlerts() {
     const figures = alertFigures(a);
     tr.className = `alert-row clickable${a.symbol === state.symbol ? ' selected' : ''}`;
     Object.assign(tr.dataset, { key, symbol: a.symbol, kind: a.kind, severity: a.severity, venue: a.venue ?? '' });
-    tr.tabIndex = 0;
-    tr.setAttribute('aria-label', `${a.severity} ${kindLabel(a.kind)} alert on ${a.symbol}, window ${alertWindow(a)} UTC`
+    clickableRow(tr, a.symbol, `${a.severity} ${kindLabel(a.kind)} alert on ${a.symbol}, window ${alertWindow(a)} UTC`
       + `${isVenueAlert(a) ? `, venue ${a.venue}` : ''}: select ${a.symbol}`);
     const cells = [null, clock(a.emitted_at).replace(' UTC', ''), a.symbol, kindLabel(a.kind), alertWindow(a), null,
       figures.observed, figures.baseline, figures.score, `${a.pane_timing ?? ''} #${a.pane_index ?? 0}`];
@@ -271,13 +270,6 @@ function renderAlerts() {
       if (j === 6 || j === 7 || j === 8) td.className = 'num';
       if (j === 6 || j === 7) td.title = ALERT_KINDS[a.kind]?.figure ?? '';
       tr.append(td);
-    });
-    tr.addEventListener('click', () => selectSymbol(a.symbol));
-    tr.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter' || e.key === ' ') {
-        e.preventDefault();
-        selectSymbol(a.symbol);
-      }
     });
     return tr;
   }));
@@ -415,7 +407,7 @@ async function refreshOnce() {
   renderMarketHeadline(all.rows);
   const perVenue = byVenue(symRows, state.venues);
   updateVenueCharts(charts, perVenue);
-  describeVenueCharts(perVenue, label);
+  describeVenueCharts(perVenue, label, all.window_start);
   if (series) {
     const overTime = liquidityOverTime(series, state.venues, TOP_VENUE_LINES);
     const sizeSeries = tradeSizeOverTime(series, state.venues);
@@ -477,12 +469,11 @@ async function refresh() {
 const scheduleRefresh = throttle(refresh, RENDER_THROTTLE_MS);
 
 /** The per-venue charts' text summaries and their CSV data. */
-function describeVenueCharts(perVenue, label) {
+function describeVenueCharts(perVenue, label, windowStart) {
   const total = perVenue.reduce((a, v) => a + v.share_quantity, 0);
   const rows = perVenue.map((v) => ({ ...v, share_of_volume: total > 0 ? v.share_quantity / total : null }));
   setExport('venues', ['venue', 'name', 'venue_type', 'is_dark', 'notional', 'share_quantity', 'share_of_volume',
-    'trade_count', 'block_count', 'block_quantity'], rows, ['venues', state.symbol, state.window,
-    state.windowRows === null ? null : label.replace(' UTC', '')]);
+    'trade_count', 'block_count', 'block_quantity'], rows, ['venues', state.symbol, state.window, windowStart]);
   const top = (field, fmt) => rows.slice().sort((a, b) => b[field] - a[field]).slice(0, 3)
     .map((v) => `${v.venue}${v.is_dark ? ' (dark)' : ' (lit)'} ${fmt(v[field])}`).join(', ');
   const sym = state.symbol ?? '';
